@@ -1,0 +1,292 @@
+"""Interfaces and result types shared by every coordinator.
+
+A coordinator alternates two oracles:
+
+* a **loss oracle** (:class:`LossOracle`): the loss L(w), its gradient, and the L step, an
+  approximate minimization of ``L(w) + (mu/2) ||w - c||^2`` from a warm start (LC eq. 9/13);
+* a **compression** (:class:`~compressopt.projections.base.Compression`): Π (the C step) and Δ.
+
+Settings live in a frozen dataclass (the solver), the iterate in a ``NamedTuple`` state, and a
+run ends in a :class:`SolveResult` holding the feasible point Δ(Θ), the last state and one
+history record per iteration.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
+
+from compressopt._array import Array
+from compressopt.tree import Params
+
+__all__ = [
+    "DifferentiableOracle",
+    "LossOracle",
+    "SolveResult",
+    "Status",
+    "Coordinator",
+    "Diagnostics",
+    "Timer",
+    "diagnostics",
+    "drive",
+    "history_columns",
+]
+
+logger = logging.getLogger("compressopt.solvers")
+
+S = TypeVar("S", bound=tuple)
+R = TypeVar("R", bound=tuple)
+
+
+@runtime_checkable
+class LossOracle(Protocol):
+    """What a coordinator needs to know of the loss L(w).
+
+    ``w`` is a mapping name -> array over the compressed tensors; anything else a model holds
+    (biases, norm layers) is the oracle's own business and is trained inside ``lstep``.
+    Implementations never modify the arrays they are given.
+    """
+
+    def value(self, w: Params) -> float:
+        """L(w) as a Python float."""
+        ...
+
+    def lstep(self, w: Params, center: Params, mu: float, *, step: int = 0) -> dict[str, Array]:
+        """The L step: approximately minimize ``L(v) + (mu/2) ||v - center||^2`` over v.
+
+        Starts from `w` (warm start) and returns the new iterate as a new ``dict``. `step` is
+        the coordinator's iteration number (0-based), for learning-rate schedules.
+        Carreira-Perpiñán 2017, eq. (9) (quadratic penalty) and (13) (augmented Lagrangian,
+        ``center = Δ(Θ) + λ/μ``).
+        """
+        ...
+
+
+@runtime_checkable
+class DifferentiableOracle(LossOracle, Protocol):
+    """A loss oracle that also gives ∇L(w), as the gradient-based coordinators need."""
+
+    def grad(self, w: Params) -> dict[str, Array]:
+        """∇L(w), a mapping with the names and shapes of `w`."""
+        ...
+
+
+class Status(enum.IntEnum):
+    """Why a run stopped."""
+
+    CONVERGED = 0  #: the solver's stopping test held
+    MAXITER = 1  #: the iteration limit was reached first
+    CALLBACK = 2  #: the callback raised StopIteration
+    NONFINITE = 3  #: the loss or an iterate became NaN/Inf
+
+
+@dataclass(frozen=True)
+class SolveResult(Generic[S, R]):
+    """Outcome of a coordinator's ``run`` (cf. ``scipy.optimize.OptimizeResult``).
+
+    Attributes
+    ----------
+    x : dict name -> array
+        The returned point: Δ(Θ) for the constrained coordinators, feasible by construction.
+    theta : object
+        The compressed parameters Θ with ``compression.decompress(theta) == x``.
+    state : NamedTuple
+        The last state; pass the result as ``resume=`` to continue the run.
+    converged : bool
+        Whether the stopping test held.
+    status : Status
+    message : str
+    nit : int
+        Iterations done in all (over resumed runs too).
+    history : tuple of NamedTuple
+        One record per iteration, the fields of the solver's record type.
+    """
+
+    x: dict[str, Array]
+    theta: Any
+    state: S
+    converged: bool
+    status: Status
+    message: str
+    nit: int
+    history: tuple[R, ...] = field(default=())
+
+    def column(self, name: str) -> list[Any]:
+        """One field of every history record, e.g. ``result.column("mu")``."""
+        return [getattr(r, name) for r in self.history]
+
+
+def history_columns(history: Sequence[NamedTuple]) -> dict[str, list[Any]]:
+    """History records as columns: ``{field: [value per iteration]}``."""
+    if not history:
+        return {}
+    return {f: [getattr(r, f) for r in history] for f in history[0]._fields}
+
+
+class Timer:
+    """Accumulating wall-clock timer: ``with timer: ...``; ``timer.seconds`` is the last span."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> Timer:
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._t0
+
+
+Callback = Callable[[Any, Any], None]
+
+
+def drive(
+    step: Callable[[S], tuple[S, R]],
+    state: S,
+    *,
+    maxiter: int,
+    converged: Callable[[S, R], bool],
+    finite: Callable[[R], bool],
+    callback: Callback | None,
+    name: str,
+    history: Sequence[R] = (),
+) -> tuple[S, tuple[R, ...], Status, str]:
+    """The loop shared by the coordinators' ``run``.
+
+    Calls ``state, record = step(state)``, then ``callback(state, record)``, until
+    ``converged(state, record)``, `maxiter` more iterations were done, ``finite(record)`` is
+    false (NaN/Inf in the iterate or loss), or the callback raises ``StopIteration``. Logs one line per iteration at INFO level on
+    ``compressopt.solvers``.
+    """
+    hist = list(history)
+    status, message = Status.MAXITER, f"{name}: reached maxiter={maxiter} iterations"
+    for _ in range(maxiter):
+        state, record = step(state)
+        hist.append(record)
+        logger.info("%s %s", name, _fmt(record))
+        if not finite(record):
+            status, message = Status.NONFINITE, f"{name}: the iterate or loss is not finite: {_fmt(record)}"
+            break
+        if callback is not None:
+            try:
+                callback(state, record)
+            except StopIteration as stop:
+                status = Status.CALLBACK
+                message = f"{name}: stopped by the callback" + (f": {stop}" if str(stop) else "")
+                break
+        if converged(state, record):
+            status, message = Status.CONVERGED, f"{name}: converged ({_fmt(record)})"
+            break
+    return state, tuple(hist), status, message
+
+
+def _fmt(record: NamedTuple) -> str:
+    parts = []
+    for k, v in record._asdict().items():
+        if isinstance(v, float):
+            parts.append(f"{k}={v:.4g}")
+        elif isinstance(v, int | str):
+            parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
+class Diagnostics(NamedTuple):
+    loss: float
+    loss_compressed: float
+    weight_bits: int
+    nnz: int
+
+
+def diagnostics(oracle: LossOracle, compression: Any, w: Params, delta: Params, theta: Any,
+                eval_loss: bool) -> Diagnostics:
+    """L(w), L(Δ(Θ)) (NaN unless `eval_loss`), and the storage Σ bits·nnz and nnz of Θ."""
+    from compressopt.projections.base import summarize
+
+    s = summarize(compression.cost(theta))
+    if eval_loss:
+        return Diagnostics(oracle.value(w), oracle.value(delta), s.weight_bits, s.nnz)
+    return Diagnostics(math.nan, math.nan, s.weight_bits, s.nnz)
+
+
+class Coordinator:
+    """Mixin giving a coordinator its ``run``: init (or resume), then ``step`` until done.
+
+    A subclass (a frozen dataclass of settings) defines ``init(w, compression)``,
+    ``step(state, oracle, compression) -> (state, record)``, ``converged(record)``,
+    ``finite(record)`` and the number of iterations ``niter``; the state has a field ``k``
+    (iterations done) and ``theta`` (the compressed parameters).
+    """
+
+    name: str = "solver"
+
+    @property
+    def niter(self) -> int:
+        return self.maxiter  # type: ignore[attr-defined]
+
+    def converged(self, record: Any) -> bool:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    def finite(self, record: Any) -> bool:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    def run(
+        self,
+        w: Params,
+        oracle: LossOracle,
+        compression: Any,
+        *,
+        callback: Callback | None = None,
+        resume: SolveResult | None = None,
+    ) -> SolveResult:
+        """Run from the reference weights `w` (or continue `resume`) and return Δ(Θ).
+
+        Parameters
+        ----------
+        w : mapping name -> array
+            Reference weights w̄ (ignored when resuming). Validated, never modified.
+        oracle : LossOracle
+        compression : Compression or TensorScheme
+            The constraint w = Δ(Θ); a tensor scheme applies to every tensor.
+        callback : callable(state, record), optional
+            Called after every iteration; raising ``StopIteration`` ends the run.
+        resume : SolveResult, optional
+            A previous result of this solver: continue from its state and history up to
+            the solver's iteration limit (``nit`` counts all iterations).
+
+        Returns
+        -------
+        SolveResult
+            ``x = Δ(Θ)`` (feasible), the last state and the history.
+
+        Raises
+        ------
+        NonFiniteError, UnsupportedDTypeError
+            `w` holds NaN/Inf or non-floating arrays.
+        """
+        from compressopt.projections.base import as_compression
+
+        C = as_compression(compression)
+        if resume is not None:
+            state, history = resume.state, resume.history
+        else:
+            state, history = self.init(w, C), ()  # type: ignore[attr-defined]
+        state, history, status, message = drive(
+            lambda s: self.step(s, oracle, C),  # type: ignore[attr-defined]
+            state,
+            maxiter=max(0, self.niter - state.k),
+            converged=lambda s, r: self.converged(r),
+            finite=self.finite,
+            callback=callback,
+            name=self.name,
+            history=history,
+        )
+        return SolveResult(
+            x=C.decompress(state.theta), theta=state.theta, state=state,
+            converged=status == Status.CONVERGED, status=status, message=message,
+            nit=state.k, history=history,
+        )

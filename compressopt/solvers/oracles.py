@@ -1,0 +1,159 @@
+"""Loss oracles for small problems without a deep-learning framework.
+
+Array-API implementations (numpy, or torch tensors on any device) of losses whose L step can
+be solved exactly or to high accuracy, for testing coordinators against brute force and
+convex solvers and for users who compress linear models. Parameters are a one-entry mapping
+``{name: w}`` with ``w`` of shape (n,).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+from compressopt._array import Array, array_namespace, check_finite
+from compressopt.errors import ShapeMismatchError
+from compressopt.tree import Params
+
+__all__ = ["LeastSquares", "LogisticRegression"]
+
+
+def _check_design(A: Array, b: Array) -> None:
+    check_finite(A, "A")
+    check_finite(b, "b")
+    if len(A.shape) != 2 or tuple(b.shape) != (A.shape[0],):
+        raise ShapeMismatchError(
+            f"expected A of shape (m, n) and b of shape (m,), got {tuple(A.shape)} and {tuple(b.shape)}"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class LeastSquares:
+    """L(w) = ½ ||A w - b||², with an exact L step.
+
+    The L step solves the normal equations ``(AᵀA + μI) v = Aᵀb + μ c`` (n × n, O(n³) per
+    call; ``AᵀA`` and ``Aᵀb`` are formed once).
+
+    Parameters
+    ----------
+    A : array (m, n), b : array (m,)
+        Real floating, finite, one library and device.
+    name : key of the parameter in the mapping.
+
+    Raises
+    ------
+    ShapeMismatchError, NonFiniteError, UnsupportedDTypeError
+    """
+
+    A: Array
+    b: Array
+    name: str = "w"
+
+    def __post_init__(self) -> None:
+        _check_design(self.A, self.b)
+
+    @cached_property
+    def _gram(self) -> tuple[Array, Array]:
+        xp = array_namespace(self.A)
+        return self.A.T @ self.A, xp.matmul(self.A.T, self.b)
+
+    def _w(self, w: Params) -> Array:
+        x = w[self.name]
+        if tuple(x.shape) != (self.A.shape[1],):
+            raise ShapeMismatchError(f"w must have shape ({self.A.shape[1]},), got {tuple(x.shape)}")
+        return x
+
+    def value(self, w: Params) -> float:
+        xp = array_namespace(self.A)
+        r = self.A @ self._w(w) - self.b
+        return 0.5 * float(xp.sum(r * r))
+
+    def grad(self, w: Params) -> dict[str, Array]:
+        return {self.name: self.A.T @ (self.A @ self._w(w) - self.b)}
+
+    def lstep(self, w: Params, center: Params, mu: float, *, step: int = 0) -> dict[str, Array]:
+        xp = array_namespace(self.A)
+        G, Atb = self._gram
+        n = G.shape[0]
+        M = G + mu * xp.eye(n, dtype=G.dtype, device=G.device)
+        rhs = Atb + mu * self._w(center)
+        return {self.name: xp.linalg.solve(M, rhs[:, None])[:, 0]}
+
+
+@dataclass(frozen=True, eq=False)
+class LogisticRegression:
+    """Mean logistic loss ``L(w) = (1/m) Σ_i log(1 + exp(-y_i x_iᵀ w)) + (l2/2)||w||²``.
+
+    Labels ``y`` in {-1, +1}. The L step minimizes ``L(v) + (μ/2)||v - c||²`` by Newton's
+    method with backtracking (strongly convex for μ + l2 > 0) to a gradient norm below `tol`
+    or `max_newton` iterations; each Newton step solves an n × n system.
+
+    Raises
+    ------
+    ShapeMismatchError, NonFiniteError, UnsupportedDTypeError
+    ValueError
+        Labels other than -1 and +1.
+    """
+
+    X: Array
+    y: Array
+    l2: float = 0.0
+    name: str = "w"
+    tol: float = 1e-10
+    max_newton: int = 50
+
+    def __post_init__(self) -> None:
+        _check_design(self.X, self.y)
+        xp = array_namespace(self.y)
+        if not bool(xp.all((self.y == 1) | (self.y == -1))):
+            raise ValueError("labels y must be -1 or +1")
+
+    def _parts(self, v: Array) -> tuple[Array, Array, Array]:
+        xp = array_namespace(self.X)
+        m = self.X.shape[0]
+        z = self.y * (self.X @ v)
+        loss = xp.sum(xp.logaddexp(xp.zeros_like(z), -z)) / m
+        p = xp.exp(-xp.logaddexp(xp.zeros_like(z), z))  # sigmoid(-z), stable
+        g = -(self.X.T @ (self.y * p)) / m
+        return loss, g, p
+
+    def value(self, w: Params) -> float:
+        v = w[self.name]
+        loss, _, _ = self._parts(v)
+        xp = array_namespace(v)
+        return float(loss) + 0.5 * self.l2 * float(xp.sum(v * v))
+
+    def grad(self, w: Params) -> dict[str, Array]:
+        v = w[self.name]
+        _, g, _ = self._parts(v)
+        return {self.name: g + self.l2 * v}
+
+    def lstep(self, w: Params, center: Params, mu: float, *, step: int = 0) -> dict[str, Array]:
+        xp = array_namespace(self.X)
+        v, c = w[self.name], center[self.name]
+        m, n = self.X.shape
+        reg = mu + self.l2
+        eye = xp.eye(n, dtype=self.X.dtype, device=self.X.device)
+
+        def obj(u: Array) -> tuple[float, Array, Array]:
+            loss, g, p = self._parts(u)
+            d = u - c
+            f = float(loss) + 0.5 * self.l2 * float(xp.sum(u * u)) + 0.5 * mu * float(xp.sum(d * d))
+            return f, g + self.l2 * u + mu * d, p
+
+        f, g, p = obj(v)
+        for _ in range(self.max_newton):
+            if math.sqrt(float(xp.sum(g * g))) <= self.tol:
+                break
+            h = p * (1 - p) / m  # Hessian of the mean logistic loss: Xᵀ diag(h) X
+            H = self.X.T @ (h[:, None] * self.X) + reg * eye
+            d = -xp.linalg.solve(H, g[:, None])[:, 0]
+            t, slope = 1.0, float(xp.sum(g * d))
+            while True:  # Armijo backtracking
+                f_new, g_new, p_new = obj(v + t * d)
+                if f_new <= f + 1e-4 * t * slope or t < 1e-12:
+                    break
+                t /= 2
+            v, f, g, p = v + t * d, f_new, g_new, p_new
+        return {self.name: v}
