@@ -28,11 +28,11 @@ __all__ = [
     "check_finite",
     "check_floating",
     "device",
+    "from_numpy",
     "kth_largest",
     "numel",
     "scalar",
     "to_numpy",
-    "from_numpy",
 ]
 
 

@@ -30,7 +30,7 @@ class ShapeMismatchError(CompressoptError, ValueError):
 
 
 class UnsupportedDTypeError(CompressoptError, TypeError):
-    """An array has a dtype the operation does not accept (e.g. integers where floats are needed)."""
+    """An array has a dtype the operation does not accept (e.g. integers for floats)."""
 
 
 class InfeasibleBudgetError(CompressoptError, ValueError):

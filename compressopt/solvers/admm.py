@@ -168,10 +168,19 @@ class ADMM(Coordinator):
         eps_dual = sqrt_n * self.eps_abs + self.eps_rel * rho * tree_norm(u)
         d = diagnostics(oracle, C, w, z, theta, self.eval_loss)
         record = ADMMRecord(
-            k=state.k, rho=rho, loss=d.loss, loss_compressed=d.loss_compressed,
-            primal_residual=r, dual_residual=s, eps_primal=eps_pri, eps_dual=eps_dual,
-            weight_bits=d.weight_bits, nnz=d.nnz, time_lstep=t_l.seconds,
-            time_cstep=t_c.seconds, time_multipliers=t_m.seconds,
+            k=state.k,
+            rho=rho,
+            loss=d.loss,
+            loss_compressed=d.loss_compressed,
+            primal_residual=r,
+            dual_residual=s,
+            eps_primal=eps_pri,
+            eps_dual=eps_dual,
+            weight_bits=d.weight_bits,
+            nnz=d.nnz,
+            time_lstep=t_l.seconds,
+            time_cstep=t_c.seconds,
+            time_multipliers=t_m.seconds,
         )
         new_rho = self._next_rho(rho, r, s)
         if new_rho != rho:

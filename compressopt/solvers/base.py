@@ -25,12 +25,12 @@ from compressopt._array import Array
 from compressopt.tree import Params
 
 __all__ = [
+    "Coordinator",
+    "Diagnostics",
     "DifferentiableOracle",
     "LossOracle",
     "SolveResult",
     "Status",
-    "Coordinator",
-    "Diagnostics",
     "Timer",
     "diagnostics",
     "drive",
@@ -160,8 +160,8 @@ def drive(
 
     Calls ``state, record = step(state)``, then ``callback(state, record)``, until
     ``converged(state, record)``, `maxiter` more iterations were done, ``finite(record)`` is
-    false (NaN/Inf in the iterate or loss), or the callback raises ``StopIteration``. Logs one line per iteration at INFO level on
-    ``compressopt.solvers``.
+    false (NaN/Inf in the iterate or loss), or the callback raises ``StopIteration``. Logs one
+    line per iteration at INFO level on ``compressopt.solvers``.
     """
     hist = list(history)
     status, message = Status.MAXITER, f"{name}: reached maxiter={maxiter} iterations"
@@ -170,7 +170,10 @@ def drive(
         hist.append(record)
         logger.info("%s %s", name, _fmt(record))
         if not finite(record):
-            status, message = Status.NONFINITE, f"{name}: the iterate or loss is not finite: {_fmt(record)}"
+            status, message = (
+                Status.NONFINITE,
+                f"{name}: the iterate or loss is not finite: {_fmt(record)}",
+            )
             break
         if callback is not None:
             try:
@@ -202,8 +205,9 @@ class Diagnostics(NamedTuple):
     nnz: int
 
 
-def diagnostics(oracle: LossOracle, compression: Any, w: Params, delta: Params, theta: Any,
-                eval_loss: bool) -> Diagnostics:
+def diagnostics(
+    oracle: LossOracle, compression: Any, w: Params, delta: Params, theta: Any, eval_loss: bool
+) -> Diagnostics:
     """L(w), L(Δ(Θ)) (NaN unless `eval_loss`), and the storage Σ bits·nnz and nnz of Θ."""
     from compressopt.projections.base import summarize
 
@@ -286,7 +290,12 @@ class Coordinator:
             history=history,
         )
         return SolveResult(
-            x=C.decompress(state.theta), theta=state.theta, state=state,
-            converged=status == Status.CONVERGED, status=status, message=message,
-            nit=state.k, history=history,
+            x=C.decompress(state.theta),
+            theta=state.theta,
+            state=state,
+            converged=status == Status.CONVERGED,
+            status=status,
+            message=message,
+            nit=state.k,
+            history=history,
         )

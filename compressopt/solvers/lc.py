@@ -119,7 +119,9 @@ class LC(Coordinator):
         if self.mus is not None:
             mus = tuple(float(m) for m in self.mus)
             if not mus or any(not m > 0 for m in mus):
-                raise ValueError(f"mus must be a non-empty sequence of positive floats, got {self.mus!r}")
+                raise ValueError(
+                    f"mus must be a non-empty sequence of positive floats, got {self.mus!r}"
+                )
             object.__setattr__(self, "mus", mus)
         if not self.mu0 > 0:
             raise ValueError(f"mu0 must be > 0, got {self.mu0}")
@@ -174,9 +176,17 @@ class LC(Coordinator):
         feas = tree_norm(residual)
         d = diagnostics(oracle, C, w, delta, theta, self.eval_loss)
         record = LCRecord(
-            k=state.k, mu=mu, loss=d.loss, loss_compressed=d.loss_compressed, feasibility=feas,
-            lambda_norm=tree_norm(lam) if al else 0.0, weight_bits=d.weight_bits, nnz=d.nnz,
-            time_lstep=t_l.seconds, time_cstep=t_c.seconds, time_multipliers=t_m.seconds,
+            k=state.k,
+            mu=mu,
+            loss=d.loss,
+            loss_compressed=d.loss_compressed,
+            feasibility=feas,
+            lambda_norm=tree_norm(lam) if al else 0.0,
+            weight_bits=d.weight_bits,
+            nnz=d.nnz,
+            time_lstep=t_l.seconds,
+            time_cstep=t_c.seconds,
+            time_multipliers=t_m.seconds,
         )
         new = LCState(w=w, theta=theta, lam=lam, mu=self._mu(state.k + 1), k=state.k + 1)
         return new, record

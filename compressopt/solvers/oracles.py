@@ -24,7 +24,8 @@ def _check_design(A: Array, b: Array) -> None:
     check_finite(b, "b")
     if len(A.shape) != 2 or tuple(b.shape) != (A.shape[0],):
         raise ShapeMismatchError(
-            f"expected A of shape (m, n) and b of shape (m,), got {tuple(A.shape)} and {tuple(b.shape)}"
+            "expected A of shape (m, n) and b of shape (m,), "
+            f"got {tuple(A.shape)} and {tuple(b.shape)}"
         )
 
 
@@ -61,7 +62,9 @@ class LeastSquares:
     def _w(self, w: Params) -> Array:
         x = w[self.name]
         if tuple(x.shape) != (self.A.shape[1],):
-            raise ShapeMismatchError(f"w must have shape ({self.A.shape[1]},), got {tuple(x.shape)}")
+            raise ShapeMismatchError(
+                f"w must have shape ({self.A.shape[1]},), got {tuple(x.shape)}"
+            )
         return x
 
     def value(self, w: Params) -> float:

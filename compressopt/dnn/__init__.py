@@ -1,0 +1,3 @@
+"""The torch adapter: the only subpackage that imports torch."""
+
+import torch  # noqa: F401  (this subpackage requires torch)

@@ -1,0 +1,42 @@
+"""Small test problems with known exact solutions (planted signal + noise)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from compressopt.solvers import LeastSquares
+from compressopt.verify import best_codebook_least_squares, best_subset_least_squares
+
+
+class Instance(NamedTuple):
+    oracle: LeastSquares
+    w0: dict  # the unconstrained minimizer (the "reference" model)
+    optimum: float  # brute-force optimal objective
+    x_opt: np.ndarray
+
+
+def sparse_ls(seed: int, m: int = 20, n: int = 8, k: int = 3, noise: float = 0.3) -> Instance:
+    """min ½||Aw - b||² s.t. ||w||_0 <= k, b from a k-sparse truth plus noise."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((m, n))
+    truth = np.zeros(n)
+    truth[rng.choice(n, k, replace=False)] = 2 * rng.standard_normal(k)
+    b = A @ truth + noise * rng.standard_normal(m)
+    bf = best_subset_least_squares(A, b, k)
+    return Instance(
+        LeastSquares(A, b), {"w": np.linalg.lstsq(A, b, rcond=None)[0]}, bf.objective, bf.x
+    )
+
+
+def codebook_ls(seed: int, m: int = 20, n: int = 7, k: int = 2, noise: float = 0.3) -> Instance:
+    """min ½||Aw - b||² s.t. w has <= k distinct values, b from such a truth plus noise."""
+    rng = np.random.default_rng(seed + 1000)
+    A = rng.standard_normal((m, n))
+    truth = (2 * rng.standard_normal(k))[rng.integers(0, k, n)]
+    b = A @ truth + noise * rng.standard_normal(m)
+    bf = best_codebook_least_squares(A, b, k)
+    return Instance(
+        LeastSquares(A, b), {"w": np.linalg.lstsq(A, b, rcond=None)[0]}, bf.objective, bf.x
+    )
