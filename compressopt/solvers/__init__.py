@@ -5,16 +5,19 @@ from compressopt.solvers.base import (
     Coordinator,
     DifferentiableOracle,
     LossOracle,
+    RetrainOracle,
     SolveResult,
     Status,
     history_columns,
 )
 from compressopt.solvers.lc import LC, LCRecord, LCState
 from compressopt.solvers.oracles import LeastSquares, LogisticRegression
+from compressopt.solvers.slr import SLR, SLRRecord, SLRState, slr_alpha
 
 __all__ = [
     "ADMM",
     "LC",
+    "SLR",
     "ADMMRecord",
     "ADMMState",
     "Coordinator",
@@ -24,7 +27,11 @@ __all__ = [
     "LeastSquares",
     "LogisticRegression",
     "LossOracle",
+    "RetrainOracle",
+    "SLRRecord",
+    "SLRState",
     "SolveResult",
     "Status",
     "history_columns",
+    "slr_alpha",
 ]

@@ -131,7 +131,9 @@ class ADMM(Coordinator):
         if not (self.eps_abs >= 0 and self.eps_rel >= 0):
             raise ValueError("eps_abs and eps_rel must be >= 0")
 
-    def init(self, w: Params, compression: Compression | TensorScheme) -> ADMMState:
+    def init(
+        self, w: Params, compression: Compression | TensorScheme, oracle: LossOracle | None = None
+    ) -> ADMMState:
         """w = w̄, z = Δ(Π(w̄)), u = 0."""
         w = tree_check(w)
         theta = as_compression(compression).compress(w)

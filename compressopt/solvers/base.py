@@ -29,6 +29,7 @@ __all__ = [
     "Diagnostics",
     "DifferentiableOracle",
     "LossOracle",
+    "RetrainOracle",
     "SolveResult",
     "Status",
     "Timer",
@@ -63,6 +64,19 @@ class LossOracle(Protocol):
         the coordinator's iteration number (0-based), for learning-rate schedules.
         Carreira-Perpiñán 2017, eq. (9) (quadratic penalty) and (13) (augmented Lagrangian,
         ``center = Δ(Θ) + λ/μ``).
+        """
+        ...
+
+
+@runtime_checkable
+class RetrainOracle(LossOracle, Protocol):
+    """A loss oracle that can retrain with a fixed sparsity pattern (masked retraining)."""
+
+    def retrain(self, w: Params, mask: Params, *, steps: int | None = None) -> dict[str, Array]:
+        """Approximately minimize L(v) over v with ``v = 0`` where `mask` is False.
+
+        Starts from `w` (zero off the mask); `mask` holds boolean arrays shaped like `w`.
+        `steps` bounds the work (epochs, iterations) where the oracle is iterative.
         """
         ...
 
@@ -220,7 +234,7 @@ def diagnostics(
 class Coordinator:
     """Mixin giving a coordinator its ``run``: init (or resume), then ``step`` until done.
 
-    A subclass (a frozen dataclass of settings) defines ``init(w, compression)``,
+    A subclass (a frozen dataclass of settings) defines ``init(w, compression, oracle=None)``,
     ``step(state, oracle, compression) -> (state, record)``, ``converged(record)``,
     ``finite(record)`` and the number of iterations ``niter``; the state has a field ``k``
     (iterations done) and ``theta`` (the compressed parameters).
@@ -237,6 +251,10 @@ class Coordinator:
 
     def finite(self, record: Any) -> bool:  # pragma: no cover - always overridden
         raise NotImplementedError
+
+    def output(self, state: Any, compression: Any) -> tuple[dict[str, Array], Any]:
+        """The returned point and its Θ: Δ(Θ) of the state by default."""
+        return compression.decompress(state.theta), state.theta
 
     def run(
         self,
@@ -278,7 +296,7 @@ class Coordinator:
         if resume is not None:
             state, history = resume.state, resume.history
         else:
-            state, history = self.init(w, C), ()  # type: ignore[attr-defined]
+            state, history = self.init(w, C, oracle), ()  # type: ignore[attr-defined]
         state, history, status, message = drive(
             lambda s: self.step(s, oracle, C),  # type: ignore[attr-defined]
             state,
@@ -289,9 +307,10 @@ class Coordinator:
             name=self.name,
             history=history,
         )
+        x, theta = self.output(state, C)
         return SolveResult(
-            x=C.decompress(state.theta),
-            theta=state.theta,
+            x=x,
+            theta=theta,
             state=state,
             converged=status == Status.CONVERGED,
             status=status,

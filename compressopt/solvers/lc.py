@@ -143,7 +143,9 @@ class LC(Coordinator):
     def niter(self) -> int:
         return len(self.mus) if self.mus is not None else self.maxiter
 
-    def init(self, w: Params, compression: Compression | TensorScheme) -> LCState:
+    def init(
+        self, w: Params, compression: Compression | TensorScheme, oracle: LossOracle | None = None
+    ) -> LCState:
         """Direct compression: Θ = Π(w̄), λ = 0 (Fig. 2, lines 2-3).
 
         `w` (the reference weights w̄, ideally a minimizer of L) is validated, not copied

@@ -83,6 +83,19 @@ class LeastSquares:
         rhs = Atb + mu * self._w(center)
         return {self.name: xp.linalg.solve(M, rhs[:, None])[:, 0]}
 
+    def retrain(self, w: Params, mask: Params, *, steps: int | None = None) -> dict[str, Array]:
+        """Exact least squares on the support: ``min ||A v - b||² s.t. v = 0 off mask``.
+
+        Solves ``(D AᵀA D + I - D) v = D Aᵀb`` with ``D = diag(mask)`` (no data-dependent
+        shapes; O(n³)). `w` and `steps` are not needed (the solve is exact).
+        """
+        xp = array_namespace(self.A)
+        G, Atb = self._gram
+        d = xp.astype(mask[self.name], G.dtype)
+        M = d[:, None] * G * d[None, :] + xp.eye(G.shape[0], dtype=G.dtype, device=G.device)
+        M = M - xp.eye(G.shape[0], dtype=G.dtype, device=G.device) * d[None, :]
+        return {self.name: xp.linalg.solve(M, (d * Atb)[:, None])[:, 0]}
+
 
 @dataclass(frozen=True, eq=False)
 class LogisticRegression:
@@ -90,7 +103,8 @@ class LogisticRegression:
 
     Labels ``y`` in {-1, +1}. The L step minimizes ``L(v) + (μ/2)||v - c||²`` by Newton's
     method with backtracking (strongly convex for μ + l2 > 0) to a gradient norm below `tol`
-    or `max_newton` iterations; each Newton step solves an n × n system.
+    or `max_newton` iterations; each Newton step solves an n × n system. ``retrain`` runs the
+    same Newton iteration on the support of a mask.
 
     Raises
     ------
@@ -133,17 +147,27 @@ class LogisticRegression:
         return {self.name: g + self.l2 * v}
 
     def lstep(self, w: Params, center: Params, mu: float, *, step: int = 0) -> dict[str, Array]:
+        return {self.name: self._newton(w[self.name], center[self.name], mu, None)}
+
+    def retrain(self, w: Params, mask: Params, *, steps: int | None = None) -> dict[str, Array]:
+        """Minimize L(v) with ``v = 0`` off `mask` by Newton's method restricted to the support."""
         xp = array_namespace(self.X)
-        v, c = w[self.name], center[self.name]
+        d = xp.astype(mask[self.name], self.X.dtype)
+        return {self.name: self._newton(w[self.name] * d, w[self.name] * 0, 0.0, d)}
+
+    def _newton(self, v: Array, c: Array, mu: float, d: Array | None) -> Array:
+        """Newton's method on ``L(v) + (mu/2)||v - c||²``, over the support ``d`` if given."""
+        xp = array_namespace(self.X)
         m, n = self.X.shape
         reg = mu + self.l2
         eye = xp.eye(n, dtype=self.X.dtype, device=self.X.device)
 
         def obj(u: Array) -> tuple[float, Array, Array]:
             loss, g, p = self._parts(u)
-            d = u - c
-            f = float(loss) + 0.5 * self.l2 * float(xp.sum(u * u)) + 0.5 * mu * float(xp.sum(d * d))
-            return f, g + self.l2 * u + mu * d, p
+            e = u - c
+            f = float(loss) + 0.5 * self.l2 * float(xp.sum(u * u)) + 0.5 * mu * float(xp.sum(e * e))
+            g = g + self.l2 * u + mu * e
+            return f, (g if d is None else g * d), p
 
         f, g, p = obj(v)
         for _ in range(self.max_newton):
@@ -151,12 +175,14 @@ class LogisticRegression:
                 break
             h = p * (1 - p) / m  # Hessian of the mean logistic loss: Xᵀ diag(h) X
             H = self.X.T @ (h[:, None] * self.X) + reg * eye
-            d = -xp.linalg.solve(H, g[:, None])[:, 0]
-            t, slope = 1.0, float(xp.sum(g * d))
+            if d is not None:  # restrict to the support: identity on the fixed zeros
+                H = d[:, None] * H * d[None, :] + eye - eye * d[None, :]
+            step = -xp.linalg.solve(H, g[:, None])[:, 0]
+            t, slope = 1.0, float(xp.sum(g * step))
             while True:  # Armijo backtracking
-                f_new, g_new, p_new = obj(v + t * d)
+                f_new, g_new, p_new = obj(v + t * step)
                 if f_new <= f + 1e-4 * t * slope or t < 1e-12:
                     break
                 t /= 2
-            v, f, g, p = v + t * d, f_new, g_new, p_new
-        return {self.name: v}
+            v, f, g, p = v + t * step, f_new, g_new, p_new
+        return v
