@@ -3,6 +3,7 @@
 Every projection works on any Array-API array (numpy; torch tensors on any device).
 """
 
+from compressopt.projections.additive import Additive, AdditiveTheta
 from compressopt.projections.base import (
     Chain,
     Compression,
@@ -13,6 +14,7 @@ from compressopt.projections.base import (
     Tasks,
     TensorScheme,
     as_compression,
+    bind_mu,
     bits_for,
     summarize,
 )
@@ -33,6 +35,8 @@ from compressopt.projections.quantization import (
 
 __all__ = [
     "AdaptiveQuantization",
+    "Additive",
+    "AdditiveTheta",
     "Cardinality",
     "Chain",
     "Compression",
@@ -46,6 +50,7 @@ __all__ = [
     "Tasks",
     "TensorScheme",
     "as_compression",
+    "bind_mu",
     "bits_for",
     "keep_to_k",
     "kmeans1d_exact",

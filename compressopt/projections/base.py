@@ -39,6 +39,7 @@ __all__ = [
     "Tasks",
     "TensorScheme",
     "as_compression",
+    "bind_mu",
     "bits_for",
     "count_nonzero",
     "summarize",
@@ -70,15 +71,16 @@ class StorageCost(NamedTuple):
     nnz : int
         Stored values (nonzeros for sparse or quantized tensors; ``r*(m+n)`` for a rank-r
         factorization).
-    bits : int
-        Bits per stored value: 32 for float weights, ``ceil(log2 K)`` for a K-entry codebook.
+    bits : int or float
+        Bits per stored value: 32 for float weights, ``ceil(log2 K)`` for a K-entry codebook;
+        the average over the parts for an additive combination.
     overhead_bits : int
         Side information: codebook entries, scales. Not part of the compression ratio.
     """
 
     numel: int
     nnz: int
-    bits: int
+    bits: int | float
     overhead_bits: int = 0
 
     @property
@@ -225,6 +227,10 @@ class Tasks:
                 raise ShapeMismatchError(f"tensors {sorted(dup)} are in more than one task")
             seen.update(names)
 
+    def with_mu(self, mu: float) -> Tasks:
+        """The same tasks with penalty-form schemes bound to ``mu`` (see :func:`bind_mu`)."""
+        return Tasks({k: bind_mu(s, mu) for k, s in self.tasks.items()})
+
     @property
     def names(self) -> frozenset[str]:
         out: set[str] = set()
@@ -313,6 +319,10 @@ class PerTensor:
 
     scheme: TensorScheme
 
+    def with_mu(self, mu: float) -> PerTensor:
+        """The same scheme bound to ``mu`` if it is a penalty form (see :func:`bind_mu`)."""
+        return PerTensor(bind_mu(self.scheme, mu))
+
     def _tasks(self, names: Any) -> Tasks:
         return Tasks({n: self.scheme for n in names})
 
@@ -342,6 +352,10 @@ class Chain:
     first: Compression
     then: Compression
 
+    def with_mu(self, mu: float) -> Chain:
+        """Both compressions bound to ``mu`` (see :func:`bind_mu`)."""
+        return Chain(bind_mu(self.first, mu), bind_mu(self.then, mu))
+
     def compress(self, w: Params, /) -> Any:
         return self.then.compress(self.first.decompress(self.first.compress(w)))
 
@@ -353,6 +367,17 @@ class Chain:
 
     def cost(self, theta: Any, /) -> dict[str, StorageCost]:
         return self.then.cost(theta)
+
+
+def bind_mu(c: Any, mu: float) -> Any:
+    """`c` with its penalty parameter bound to `mu`, for a C step at penalty μ.
+
+    Penalty-form schemes (the C step is a proximal operator, ``min_Θ α C(Θ) + μ/2 ||w −
+    Δ(Θ)||²``, e.g. an ℓ0 or ℓ1 penalty: LC Part II, §4) define ``with_mu(mu)``; combinators
+    pass it on to their parts; every other compression is returned unchanged.
+    """
+    f = getattr(c, "with_mu", None)
+    return f(mu) if f is not None else c
 
 
 def as_compression(c: Compression | TensorScheme) -> Compression:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from compressopt._array import Array
-from compressopt.projections.base import Compression, TensorScheme, as_compression
+from compressopt.projections.base import Compression, TensorScheme, as_compression, bind_mu
 from compressopt.solvers.base import Coordinator, LossOracle, Timer, diagnostics
 from compressopt.tree import (
     Params,
@@ -136,7 +136,7 @@ class ADMM(Coordinator):
     ) -> ADMMState:
         """w = w̄, z = Δ(Π(w̄)), u = 0."""
         w = tree_check(w)
-        theta = as_compression(compression).compress(w)
+        theta = bind_mu(as_compression(compression), self.rho).compress(w)
         return ADMMState(w=w, theta=theta, u=tree_zeros_like(w), rho=self.rho, k=0)
 
     def _next_rho(self, rho: float, r: float, s: float) -> float:
@@ -158,7 +158,7 @@ class ADMM(Coordinator):
             z_prev = C.decompress(state.theta)
             w = oracle.lstep(state.w, tree_sub(z_prev, u), rho, step=state.k)  # eq. (3.5)
         with Timer() as t_c:
-            theta = C.compress(tree_add(w, u))  # eq. (3.6): z = Π(w + u)
+            theta = bind_mu(C, rho).compress(tree_add(w, u))  # eq. (3.6): z = Π(w + u)
             z = C.decompress(theta)
         with Timer() as t_m:
             r_vec = tree_sub(w, z)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from compressopt._array import Array
-from compressopt.projections.base import Compression, TensorScheme, as_compression
+from compressopt.projections.base import Compression, TensorScheme, as_compression, bind_mu
 from compressopt.solvers.base import Coordinator, LossOracle, Timer, diagnostics
 from compressopt.tree import (
     Params,
@@ -152,7 +152,7 @@ class LC(Coordinator):
         and not modified.
         """
         w = tree_check(w)
-        theta = as_compression(compression).compress(w)
+        theta = bind_mu(as_compression(compression), self._mu(0)).compress(w)
         return LCState(w=w, theta=theta, lam=tree_zeros_like(w), mu=self._mu(0), k=0)
 
     def step(
@@ -169,7 +169,8 @@ class LC(Coordinator):
             w = oracle.lstep(state.w, center, mu, step=state.k)
         with Timer() as t_c:
             # C step, eq. (14): Θ = Π(w - λ/μ).
-            theta = C.compress(tree_axpy(-1.0 / mu, lam, w) if al else w)
+            Cmu = bind_mu(C, mu)  # penalty forms: the C step is a prox with α/μ
+            theta = Cmu.compress(tree_axpy(-1.0 / mu, lam, w) if al else w)
             delta = C.decompress(theta)
         with Timer() as t_m:
             residual = tree_sub(w, delta)

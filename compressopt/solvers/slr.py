@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from compressopt._array import Array
-from compressopt.projections.base import Compression, TensorScheme, as_compression, summarize
+from compressopt.projections.base import (
+    Compression,
+    TensorScheme,
+    as_compression,
+    bind_mu,
+    summarize,
+)
 from compressopt.solvers.base import Coordinator, LossOracle, RetrainOracle, Timer
 from compressopt.tree import (
     Params,
@@ -158,7 +164,7 @@ class SLR(Coordinator):
     ) -> SLRState:
         """W^0 = w̄, Z^0 = Π(W^0), Λ^0 = 0, s = s0."""
         w = tree_check(w)
-        theta = as_compression(compression).compress(w)
+        theta = bind_mu(as_compression(compression), self.rho).compress(w)
         loss = oracle.value(w) if oracle is not None else math.nan
         return SLRState(w=w, theta=theta, lam=tree_zeros_like(w), s=self.s0, m=0, loss=loss, k=0)
 
@@ -188,7 +194,7 @@ class SLR(Coordinator):
                 lam = tree_axpy(s_prime, tree_sub(w, z_prev), lam)
                 m += 1
         with Timer() as t_c:
-            theta = C.compress(tree_axpy(1.0 / rho, lam, w))  # (10)
+            theta = bind_mu(C, rho).compress(tree_axpy(1.0 / rho, lam, w))  # (10)
             z = C.decompress(theta)
         with Timer() as t_m2:
             cond2 = self._lagrangian(f, w, z, lam) < self._lagrangian(f, w, z_prev, lam)
@@ -200,7 +206,7 @@ class SLR(Coordinator):
                     s_new = alpha * s_prime * num / den
                 lam = tree_axpy(s_new, tree_sub(w, z), lam)
                 m += 1
-        hard_theta = C.compress(w)
+        hard_theta = bind_mu(C, rho).compress(w)
         hard = C.decompress(hard_theta)
         cost = summarize(C.cost(hard_theta))
         record = SLRRecord(
@@ -232,7 +238,7 @@ class SLR(Coordinator):
 
     def output(self, state: SLRState, compression: Compression) -> tuple[dict[str, Array], Any]:
         """Hard pruning: Θ = Π(W^K), x = Δ(Θ) (not Z^K)."""
-        theta = compression.compress(state.w)
+        theta = bind_mu(compression, self.rho).compress(state.w)
         return compression.decompress(theta), theta
 
     def retrain(
