@@ -1,5 +1,6 @@
 """The additive combination and the μ binding of penalty-form C steps."""
 
+import itertools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -30,7 +31,7 @@ def test_alternation_never_increases_the_error(seed):
     w = {"w": np.concatenate([rng.standard_normal(50), 10 * rng.standard_normal(3)])}
     c = Additive(Cardinality(k=3), AdaptiveQuantization(2))
     errs = [_err(c, w, i) for i in (1, 2, 4, 8, 16)]
-    assert all(b <= a * (1 + 1e-12) for a, b in zip(errs, errs[1:], strict=False))
+    assert all(b <= a * (1 + 1e-12) for a, b in itertools.pairwise(errs))
     # the combination beats each part alone
     q = AdaptiveQuantization(2).project(w["w"])
     assert errs[-1] < float(np.sum((q - w["w"]) ** 2))
