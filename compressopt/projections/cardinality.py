@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from compressopt._array import Array, array_namespace, check_finite, kth_largest, numel
+from compressopt.projections._util import mask_top
 from compressopt.projections.base import StorageCost, TensorScheme, count_nonzero
 from compressopt.tree import Params, tree_check
 
@@ -55,12 +56,7 @@ def topk_mask(a: Array, k: int) -> Array:
         return xp.ones(a.shape, dtype=xp.bool, device=a.device)
     if k == 0:
         return xp.zeros(a.shape, dtype=xp.bool, device=a.device)
-    t = kth_largest(a, k)
-    greater = a > t
-    equal = a == t
-    need = k - xp.sum(xp.astype(greater, xp.int64))
-    rank = xp.cumulative_sum(xp.astype(equal, xp.int64))  # 1-based rank among the ties
-    return greater | (equal & (rank <= need))
+    return mask_top(a, kth_largest(a, k), k)
 
 
 def project_cardinality(x: Array, k: int) -> Array:

@@ -1,0 +1,143 @@
+"""Private helpers shared by the projections: validation, accumulation dtype, top-k masks.
+
+Everything here is Array-API only (no torch import) and free of host round trips unless a
+docstring says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from compressopt._array import Array, array_namespace, check_finite, numel
+from compressopt.errors import NonFiniteError, ShapeMismatchError
+from compressopt.tree import Params, tree_check
+
+__all__ = [
+    "acc_dtype",
+    "check_int",
+    "check_nonneg",
+    "concat_flat",
+    "flat",
+    "mask_top",
+    "prepare",
+    "split_flat",
+    "to_list",
+    "zeros_where_not",
+]
+
+
+def prepare(x: Array, name: str = "x") -> Any:
+    """Validate a real floating, finite array and return its namespace.
+
+    Raises
+    ------
+    UnsupportedDTypeError, NonFiniteError
+    """
+    check_finite(x, name)
+    return array_namespace(x)
+
+
+def acc_dtype(x: Array) -> Any:
+    """float64 for accumulations (prefix sums, objectives), unless the device lacks it (MPS)."""
+    xp = array_namespace(x)
+    dev = getattr(x, "device", None)
+    return x.dtype if getattr(dev, "type", None) == "mps" else xp.float64
+
+
+def flat(x: Array) -> Array:
+    """`x` as a 1-D view (C order)."""
+    return array_namespace(x).reshape(x, (-1,))
+
+
+def check_int(value: Any, name: str, *, low: int = 0, high: int | None = None) -> int:
+    """`value` as an int in ``[low, high]``; TypeError for non-ints, ValueError out of range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        rng = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be in {rng}, got {value}")
+    return value
+
+
+def check_nonneg(value: Any, name: str, *, positive: bool = False) -> float:
+    """`value` as a finite float >= 0 (> 0 if `positive`).
+
+    Raises
+    ------
+    TypeError
+        `value` is not a real number.
+    NonFiniteError
+        `value` is NaN or infinite.
+    ValueError
+        `value` is negative (or zero when `positive`).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise NonFiniteError(f"{name} must be finite, got {value}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value}")
+    return value
+
+
+def zeros_where_not(mask: Array, x: Array) -> Array:
+    """``x`` where `mask`, 0 elsewhere (a new array)."""
+    xp = array_namespace(x)
+    return xp.where(mask, x, xp.zeros_like(x))
+
+
+def mask_top(a: Array, t: Array, k: Array | int) -> Array:
+    """Mask of the `k` largest entries of the 1-D array `a`, given its `k`-th largest value `t`.
+
+    Entries above `t` are kept, and among those equal to `t` the ones with the lowest index
+    until `k` are kept. `t` and `k` may be 0-d arrays on `a`'s device (no host transfer).
+    O(n): two comparisons and one cumulative sum over the ties.
+    """
+    xp = array_namespace(a)
+    greater = a > t
+    equal = a == t
+    need = k - xp.sum(xp.astype(greater, xp.int64))
+    rank = xp.cumulative_sum(xp.astype(equal, xp.int64))  # 1-based rank among the ties
+    return greater | (equal & (rank <= need))
+
+
+def concat_flat(w: Params, name: str = "w") -> tuple[list[str], list[Array], Array, list[int]]:
+    """Validate a collection and concatenate its flattened tensors (one copy of all weights).
+
+    Returns the names, the original arrays, the concatenation and the sizes.
+
+    Raises
+    ------
+    TypeError, UnsupportedDTypeError, NonFiniteError
+        As :func:`compressopt.tree.tree_check`.
+    ShapeMismatchError
+        The collection is empty.
+    """
+    w = tree_check(w, name)
+    if not w:
+        raise ShapeMismatchError(f"{name} is empty: give at least one tensor")
+    names = list(w)
+    xs = [w[n] for n in names]
+    xp = array_namespace(*xs)
+    return names, xs, xp.concat([flat(x) for x in xs]), [numel(x) for x in xs]
+
+
+def split_flat(v: Array, names: list[str], xs: list[Array]) -> dict[str, Array]:
+    """Split the concatenation `v` back into arrays shaped like `xs`."""
+    xp = array_namespace(v)
+    out, start = {}, 0
+    for n, x in zip(names, xs, strict=True):
+        m = numel(x)
+        out[n] = xp.reshape(v[start : start + m], x.shape)
+        start += m
+    return out
+
+
+def to_list(v: Array) -> list[float]:
+    """A small 1-D array as a list of Python floats (one device synchronization)."""
+    xp = array_namespace(v)
+    return [float(e) for e in xp.unstack(xp.astype(v, xp.float64))] if v.shape[0] else []

@@ -1,0 +1,369 @@
+"""Proximal operators of sparsity penalties, and the CTL1 penalty of Li & Xin.
+
+``prox_{t g}(x) = argmin_z ½||z - x||² + t g(z)`` for g = ||·||_1 (soft threshold), ||·||_0
+(hard threshold) and the group lasso ||·||_GL = Σ_g ||z_g||_2 over channels; plus the
+complementary transformed-ℓ1 penalty CTL1_a and its gradient (Li & Xin, "Channel pruning in
+quantization-aware training: an adaptive projection-gradient descent-shrinkage-splitting
+method", 2022, eq. (6)). All are closed forms, exact, elementwise or per group, O(n), and run
+on any Array-API array without host transfers.
+
+Groups are the slices along ``axis`` (default 0: the output channels of a Linear weight
+``(out, in)`` or a Conv weight ``(out, in, kh, kw)``); a 1-D tensor with ``axis=0`` has one
+entry per group.
+
+The penalty-form schemes :class:`L1Penalty`, :class:`L0Penalty` and :class:`GroupLassoPenalty`
+are C steps ``min_Θ α C(Θ) + μ/2 ||w - Θ||²`` for the coordinators: bind μ with
+``with_mu(mu)`` (see :func:`compressopt.projections.base.bind_mu`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from compressopt._array import Array, array_namespace, numel
+from compressopt.errors import ShapeMismatchError
+from compressopt.projections._util import acc_dtype, check_int, check_nonneg, prepare
+from compressopt.projections.base import StorageCost, TensorScheme, count_nonzero
+
+__all__ = [
+    "GroupLassoPenalty",
+    "L0Penalty",
+    "L1Penalty",
+    "ctl1",
+    "ctl1_grad",
+    "group_norms",
+    "hard_threshold",
+    "prox_group_lasso",
+    "prox_l0",
+    "soft_threshold",
+]
+
+
+def _threshold(t: Any, x: Array, name: str = "t") -> Any:
+    """A nonnegative scalar threshold, or an array of them broadcastable to `x`."""
+    if hasattr(t, "shape") and not isinstance(t, float | int):
+        xp = prepare(t, name)
+        if not bool(xp.all(t >= 0)):
+            raise ValueError(f"{name} must be >= 0 everywhere")
+        try:
+            xp.broadcast_shapes(tuple(t.shape), tuple(x.shape))
+        except (ValueError, RuntimeError) as e:
+            raise ShapeMismatchError(
+                f"{name} of shape {tuple(t.shape)} does not broadcast to x's shape {tuple(x.shape)}"
+            ) from e
+        return xp.astype(t, x.dtype)
+    return check_nonneg(t, name)
+
+
+def soft_threshold(x: Array, t: Any) -> Array:
+    """Soft threshold: the proximal operator of ``t ||·||_1``.
+
+    .. math:: \\operatorname{prox}_{t\\|\\cdot\\|_1}(x) = \\operatorname{argmin}_z
+        \\tfrac12\\|z - x\\|_2^2 + t\\|z\\|_1 = \\operatorname{sign}(x)\\max(|x| - t, 0)
+
+    Parameters
+    ----------
+    x : array, any shape, real floating.
+    t : float >= 0, or an array of thresholds >= 0 broadcastable to `x`.
+
+    Returns
+    -------
+    array like `x` (a new array). Exact (Donoho 1995); O(n), elementwise.
+
+    Raises
+    ------
+    ValueError
+        A threshold is negative.
+    UnsupportedDTypeError, NonFiniteError
+        `x` is not real floating, or holds NaN/Inf.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> soft_threshold(np.array([-2.0, 0.5, 1.5]), 1.0)
+    array([-1. ,  0. ,  0.5])
+    """
+    xp = prepare(x)
+    t = _threshold(t, x)
+    a = xp.abs(x)
+    return xp.sign(x) * xp.maximum(a - t, xp.zeros_like(a))
+
+
+def hard_threshold(x: Array, t: Any) -> Array:
+    """Hard threshold: keep the entries with ``|x| > t``, zero the others.
+
+    .. math:: H_t(x)_i = x_i \\,[\\,|x_i| > t\\,]
+
+    This is the proximal operator of ``(t²/2) ||·||_0`` (see :func:`prox_l0`); at ``|x_i| = t``
+    both 0 and x_i are optimal and 0 is returned.
+
+    Parameters
+    ----------
+    x : array, any shape, real floating.
+    t : float >= 0, or an array of thresholds >= 0 broadcastable to `x`.
+
+    Returns
+    -------
+    array like `x` (a new array). Exact; O(n), elementwise.
+
+    Raises
+    ------
+    ValueError, UnsupportedDTypeError, NonFiniteError
+        As :func:`soft_threshold`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hard_threshold(np.array([-2.0, 0.5, 1.0]), 1.0)
+    array([-2.,  0.,  0.])
+    """
+    xp = prepare(x)
+    t = _threshold(t, x)
+    return xp.where(xp.abs(x) > t, x, xp.zeros_like(x))
+
+
+def prox_l0(x: Array, lam: Any) -> Array:
+    """Proximal operator of ``lam ||·||_0``: the hard threshold at ``sqrt(2 lam)``.
+
+    .. math:: \\operatorname{argmin}_z \\tfrac12\\|z - x\\|_2^2 + \\lambda\\|z\\|_0
+        = H_{\\sqrt{2\\lambda}}(x)
+
+    Coordinate i is kept iff ``x_i²/2 > lam`` (keeping costs lam, zeroing costs x_i²/2). Exact
+    (Blumensath & Davies 2008, eq. 3); O(n). Parameters and errors as :func:`hard_threshold`
+    with ``lam >= 0`` in place of t.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> prox_l0(np.array([-2.0, 0.5, 1.5]), 1.0)   # threshold sqrt(2) = 1.414...
+    array([-2. ,  0. ,  1.5])
+    """
+    xp = prepare(x)
+    lam = _threshold(lam, x, "lam")
+    t = math.sqrt(lam) if isinstance(lam, float) else xp.sqrt(lam)
+    return hard_threshold(x, t * math.sqrt(2.0))
+
+
+def _as_groups(x: Array, axis: int) -> tuple[Any, Array, int]:
+    """Namespace, x as (G, m) with the groups on dim 0 (a copy only if moving the axis needs it)."""
+    xp = prepare(x)
+    if x.ndim == 0:
+        raise ShapeMismatchError("group operators need at least a 1-D array, got a 0-d one")
+    ax = check_int(axis, "axis", low=-x.ndim, high=x.ndim - 1) % x.ndim
+    moved = xp.moveaxis(x, ax, 0) if ax else x
+    return xp, xp.reshape(moved, (x.shape[ax], -1)), ax
+
+
+def _from_groups(xp: Any, g: Array, x: Array, ax: int) -> Array:
+    shape = (x.shape[ax], *[s for i, s in enumerate(x.shape) if i != ax])
+    out = xp.reshape(g, shape)
+    return xp.moveaxis(out, 0, ax) if ax else out
+
+
+def group_norms(x: Array, axis: int = 0, *, ord: int = 2) -> Array:
+    """ℓ2 (or ℓ1, ``ord=1``) norm of each slice of `x` along `axis`.
+
+    Parameters
+    ----------
+    x : array with ``ndim >= 1``, real floating.
+    axis : the group axis (default 0: output channels).
+    ord : 2 or 1.
+
+    Returns
+    -------
+    1-D array of length ``x.shape[axis]``, dtype of `x`, on `x`'s device (accumulated in
+    float64 where available). O(n).
+
+    Raises
+    ------
+    ShapeMismatchError
+        `x` is 0-d.
+    ValueError
+        `ord` is not 1 or 2, or `axis` is out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> group_norms(np.array([[3.0, 4.0], [0.0, -1.0]]))
+    array([5., 1.])
+    """
+    if ord not in (1, 2):
+        raise ValueError(f"ord must be 1 or 2, got {ord!r}")
+    xp, g, _ = _as_groups(x, axis)
+    acc = acc_dtype(x)
+    ga = xp.astype(g, acc)
+    n = xp.sum(xp.abs(ga), axis=1) if ord == 1 else xp.sqrt(xp.sum(ga * ga, axis=1))
+    return xp.astype(n, x.dtype)
+
+
+def prox_group_lasso(x: Array, t: Any, axis: int = 0) -> Array:
+    """Proximal operator of the group lasso ``t Σ_g ||x_g||_2`` (block soft threshold).
+
+    .. math:: \\operatorname{prox}(x)_g = x_g \\max\\Big(0,\\; 1 - \\frac{t_g}{\\|x_g\\|_2}\\Big)
+
+    Parameters
+    ----------
+    x : array with ``ndim >= 1``, real floating; groups are the slices along `axis`.
+    t : float >= 0, or a 1-D array of ``x.shape[axis]`` per-group thresholds (e.g.
+        ``t * sqrt(group size)`` for the size-weighted group lasso of Yuan & Lin 2006).
+    axis : the group axis (default 0: output channels, Li & Xin §II).
+
+    Returns
+    -------
+    array like `x` (a new array): groups with ``||x_g|| <= t_g`` become 0, the others shrink
+    toward 0 by t_g in norm. Exact (Yuan & Lin 2006; Li & Xin 2022 §II, the shrinkage
+    step); O(n).
+
+    Raises
+    ------
+    ValueError
+        A threshold is negative.
+    ShapeMismatchError
+        `x` is 0-d, or an array `t` does not have one entry per group.
+    UnsupportedDTypeError, NonFiniteError
+        `x` is not real floating, or holds NaN/Inf.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> prox_group_lasso(np.array([[3.0, 4.0], [0.3, 0.4]]), 1.0)
+    array([[2.4, 3.2],
+           [0. , 0. ]])
+    """
+    xp, g, ax = _as_groups(x, axis)
+    if hasattr(t, "shape") and not isinstance(t, float | int):
+        if tuple(t.shape) != (g.shape[0],):
+            raise ShapeMismatchError(
+                f"t must have one threshold per group, shape ({g.shape[0]},), got {tuple(t.shape)}"
+            )
+        t = xp.reshape(_threshold(t, t), (-1, 1))
+    else:
+        t = check_nonneg(t, "t")
+    norms = xp.reshape(group_norms(x, axis), (-1, 1))
+    safe = xp.where(norms > 0, norms, xp.ones_like(norms))
+    scale = xp.maximum(1 - t / safe, xp.zeros_like(safe))
+    return _from_groups(xp, g * scale, x, ax)
+
+
+def ctl1(x: Array, a: float, axis: int = 0) -> Array:
+    """The complementary transformed-ℓ1 penalty of Li & Xin (2022), eq. (6).
+
+    .. math:: \\mathrm{CTL1}_a(w) = \\sum_l \\Big(1 - \\frac{\\|w_l\\|_1}{a + \\|w_l\\|_1}\\Big)
+        = \\sum_l \\frac{a}{a + \\|w_l\\|_1}
+
+    over the groups w_l (slices along `axis`). Each term is 1 for a zero group and decreases
+    to 0 as the group grows, so the penalty pushes groups away from zero.
+
+    Parameters
+    ----------
+    x : array with ``ndim >= 1``, real floating.
+    a : float > 0, the shape parameter.
+    axis : the group axis (default 0: output channels).
+
+    Returns
+    -------
+    0-d array, dtype of `x`, on `x`'s device. O(n).
+
+    Raises
+    ------
+    ValueError
+        ``a <= 0``.
+    ShapeMismatchError, UnsupportedDTypeError, NonFiniteError
+        As :func:`group_norms`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(ctl1(np.array([[1.0, -1.0], [0.0, 0.0]]), 2.0))   # 2/(2+2) + 2/2
+    1.5
+    """
+    a = check_nonneg(a, "a", positive=True)
+    s = group_norms(x, axis, ord=1)
+    xp = array_namespace(s)
+    return xp.sum(a / (a + s))
+
+
+def ctl1_grad(x: Array, a: float, axis: int = 0) -> Array:
+    """Gradient of :func:`ctl1` with respect to `x`.
+
+    .. math:: \\frac{\\partial\\,\\mathrm{CTL1}_a}{\\partial w_{l,i}} =
+        -\\frac{a\\,\\operatorname{sign}(w_{l,i})}{(a + \\|w_l\\|_1)^2}
+
+    Exact where every entry is nonzero; at ``w_{l,i} = 0`` (where ||·||_1 is not
+    differentiable) the value with sign(0) = 0 is returned, an element of the Clarke
+    subdifferential's convex hull that keeps zero groups at rest. O(n).
+
+    Parameters and errors as :func:`ctl1`. Returns an array like `x`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ctl1_grad(np.array([[1.0, -1.0]]), 2.0)
+    array([[-0.125,  0.125]])
+    """
+    a = check_nonneg(a, "a", positive=True)
+    s = group_norms(x, axis, ord=1)
+    xp, g, ax = _as_groups(x, axis)
+    coef = xp.reshape(-a / (a + s) ** 2, (-1, 1))
+    return _from_groups(xp, xp.sign(g) * coef, x, ax)
+
+
+@dataclass(frozen=True)
+class _Penalty(TensorScheme):
+    """A penalty-form C step ``min_Θ α C(Θ) + μ/2 ||x - Θ||²``: a prox with threshold α/μ."""
+
+    alpha: float
+    mu: float | None = None
+
+    def __post_init__(self) -> None:
+        check_nonneg(self.alpha, "alpha")
+        if self.mu is not None:
+            check_nonneg(self.mu, "mu", positive=True)
+
+    def with_mu(self, mu: float) -> Any:
+        """The same penalty bound to the coordinator's μ."""
+        return replace(self, mu=mu)
+
+    @property
+    def t(self) -> float:
+        if self.mu is None:
+            raise ValueError(
+                f"{type(self).__name__} is a penalty form: bind the penalty parameter with "
+                "with_mu(mu) (the coordinators do it) before compressing"
+            )
+        return self.alpha / self.mu
+
+    def decompress(self, theta: Array, /) -> Array:
+        return theta
+
+    def cost(self, theta: Array, /) -> StorageCost:
+        return StorageCost(numel=numel(theta), nnz=count_nonzero(theta), bits=32)
+
+
+@dataclass(frozen=True)
+class L1Penalty(_Penalty):
+    """``α ||Θ||_1``: the C step is :func:`soft_threshold` at α/μ (exact)."""
+
+    def compress(self, x: Array, /) -> Array:
+        return soft_threshold(x, self.t)
+
+
+@dataclass(frozen=True)
+class L0Penalty(_Penalty):
+    """``α ||Θ||_0``: the C step is :func:`prox_l0` with λ = α/μ (exact)."""
+
+    def compress(self, x: Array, /) -> Array:
+        return prox_l0(x, self.t)
+
+
+@dataclass(frozen=True)
+class GroupLassoPenalty(_Penalty):
+    """``α Σ_g ||Θ_g||_2`` over the slices along `axis`: :func:`prox_group_lasso` at α/μ."""
+
+    axis: int = 0
+    elementwise = False
+
+    def compress(self, x: Array, /) -> Array:
+        return prox_group_lasso(x, self.t, self.axis)
