@@ -1,9 +1,16 @@
 """C steps: projections onto compression sets and proximal operators. No torch import.
 
-Every projection works on any Array-API array (numpy; torch tensors on any device).
+Every projection works on any Array-API array (numpy; torch tensors on any device). The
+pure functions (``project_*``, ``soft_threshold``, ``allocate_bits``, ...) return arrays or
+small result tuples; the frozen classes wrap them as tensor schemes or compressions for the
+solvers (``compress``/``decompress``/``contains``/``cost``, one storage model:
+:class:`StorageCost`). See :mod:`compressopt.verify` for the exact solvers that certify them.
 """
 
-from compressopt.projections.additive import Additive, AdditiveTheta
+from compressopt.projections.additive import (
+    Additive,
+    AdditiveTheta,
+)
 from compressopt.projections.base import (
     Chain,
     Compression,
@@ -26,36 +33,158 @@ from compressopt.projections.cardinality import (
     project_cardinality,
     project_global_cardinality,
 )
+from compressopt.projections.codebooks import (
+    Binary,
+    FixedCodebook,
+    PowersOfTwo,
+    ScaledCodes,
+    Ternary,
+    UniformQuantization,
+    powers_of_two,
+    project_binary,
+    project_codebook,
+    project_ternary,
+    project_uniform,
+)
+from compressopt.projections.convex import (
+    Box,
+    L1Ball,
+    Simplex,
+    project_box,
+    project_l1_ball,
+    project_simplex,
+    simplex_threshold,
+)
+from compressopt.projections.joint import (
+    JointResult,
+    SparseQuantized,
+    project_sparse_quantized,
+)
+from compressopt.projections.knapsack import (
+    KnapsackPruning,
+    KnapsackResult,
+    project_knapsack,
+)
+from compressopt.projections.lowrank import (
+    LowRank,
+    LowRankTheta,
+    RankAllocation,
+    RankSelection,
+    project_rank,
+    select_ranks,
+)
+from compressopt.projections.mckp import (
+    BitAllocation,
+    MCKPResult,
+    MixedPrecision,
+    allocate_bits,
+    mckp_greedy,
+    upper_hull,
+)
+from compressopt.projections.prox import (
+    GroupLassoPenalty,
+    L0Penalty,
+    L1Penalty,
+    ctl1,
+    ctl1_grad,
+    group_norms,
+    hard_threshold,
+    prox_group_lasso,
+    prox_l0,
+    soft_threshold,
+)
 from compressopt.projections.quantization import (
     AdaptiveQuantization,
+    KMeansSweep,
     Quantized,
+    assign_nearest,
     kmeans1d_exact,
     kmeans1d_fast,
+    kmeans1d_sweep,
+)
+from compressopt.projections.structured import (
+    ChannelPruning,
+    GlobalChannelPruning,
+    project_channels,
+    project_global_channels,
 )
 
 __all__ = [
     "AdaptiveQuantization",
     "Additive",
     "AdditiveTheta",
+    "Binary",
+    "BitAllocation",
+    "Box",
     "Cardinality",
     "Chain",
+    "ChannelPruning",
     "Compression",
     "CostSummary",
+    "FixedCodebook",
     "GlobalCardinality",
+    "GlobalChannelPruning",
+    "GroupLassoPenalty",
     "Grouped",
+    "JointResult",
+    "KMeansSweep",
+    "KnapsackPruning",
+    "KnapsackResult",
+    "L0Penalty",
+    "L1Ball",
+    "L1Penalty",
+    "LowRank",
+    "LowRankTheta",
+    "MCKPResult",
+    "MixedPrecision",
     "PerTensor",
+    "PowersOfTwo",
     "Pruned",
     "Quantized",
+    "RankAllocation",
+    "RankSelection",
+    "ScaledCodes",
+    "Simplex",
+    "SparseQuantized",
     "StorageCost",
     "Tasks",
     "TensorScheme",
+    "Ternary",
+    "UniformQuantization",
+    "allocate_bits",
     "as_compression",
+    "assign_nearest",
     "bind_mu",
     "bits_for",
+    "ctl1",
+    "ctl1_grad",
+    "group_norms",
+    "hard_threshold",
     "keep_to_k",
     "kmeans1d_exact",
     "kmeans1d_fast",
+    "kmeans1d_sweep",
+    "mckp_greedy",
+    "powers_of_two",
+    "project_binary",
+    "project_box",
     "project_cardinality",
+    "project_channels",
+    "project_codebook",
     "project_global_cardinality",
+    "project_global_channels",
+    "project_knapsack",
+    "project_l1_ball",
+    "project_rank",
+    "project_simplex",
+    "project_sparse_quantized",
+    "project_ternary",
+    "project_uniform",
+    "prox_group_lasso",
+    "prox_l0",
+    "select_ranks",
+    "simplex_threshold",
+    "soft_threshold",
     "summarize",
+    "upper_hull",
 ]

@@ -216,7 +216,9 @@ class Tasks:
         for key, scheme in self.tasks.items():
             names = (key,) if isinstance(key, str) else tuple(key)
             if not isinstance(scheme, TensorScheme):
-                raise TypeError(f"task {key!r}: expected a TensorScheme, got {type(scheme).__name__}")
+                raise TypeError(
+                    f"task {key!r}: expected a TensorScheme, got {type(scheme).__name__}"
+                )
             if len(names) > 1 and not scheme.elementwise:
                 raise TypeError(
                     f"task {key!r}: {type(scheme).__name__} depends on the tensor's shape and "
@@ -256,7 +258,8 @@ class Tasks:
             xs = [w[n] for n in key]
             xp = array_namespace(*xs)
             flat = xp.concat([xp.reshape(x, (-1,)) for x in xs])
-            theta[key] = Grouped(scheme.compress(flat), tuple(key), tuple(tuple(x.shape) for x in xs))
+            shapes = tuple(tuple(x.shape) for x in xs)
+            theta[key] = Grouped(scheme.compress(flat), tuple(key), shapes)
         return theta
 
     def _pieces(self, key: TaskKey, th: Any) -> dict[str, Array]:
@@ -381,7 +384,7 @@ def bind_mu(c: Any, mu: float) -> Any:
 
 
 def as_compression(c: Compression | TensorScheme) -> Compression:
-    """A :class:`Compression` from a compression or a tensor scheme (lifted by :class:`PerTensor`)."""
+    """A :class:`Compression` from a compression or a tensor scheme (lifted by PerTensor)."""
     if isinstance(c, TensorScheme):
         return PerTensor(c)
     if not isinstance(c, Compression):

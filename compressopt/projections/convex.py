@@ -190,7 +190,7 @@ def project_box(x: Array, lower: Any = -1.0, upper: Any = 1.0) -> Array:
     if any(isinstance(b, float) and b != b for b in (lo, hi)):
         raise ValueError("box bounds must not be NaN")
     if not bool(xp.all(xp.asarray(lo <= hi))):
-        raise ValueError(f"the box is empty: lower > upper somewhere (lower={lower}, upper={upper})")
+        raise ValueError(f"the box is empty: lower > upper somewhere ({lower=}, {upper=})")
     out = xp.asarray(x, copy=True)
     if not (isinstance(lo, float) and lo == float("-inf")):
         out = xp.maximum(out, lo if not isinstance(lo, float) else xp.full_like(x, lo))

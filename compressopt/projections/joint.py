@@ -20,6 +20,7 @@ from typing import Literal, NamedTuple
 from compressopt._array import Array, array_namespace
 from compressopt.errors import ShapeMismatchError
 from compressopt.projections._util import acc_dtype, check_int, check_nonneg
+from compressopt.projections.base import count_nonzero
 from compressopt.projections.knapsack import project_knapsack
 from compressopt.projections.mckp import (
     BitAllocation,
@@ -44,7 +45,7 @@ class JointResult(NamedTuple):
     error : float
         ``||W - P(W)||²`` of the returned point.
     errors : tuple of float
-        The error after each round (pruning then bit allocation).
+        The error of each candidate: the unpruned allocation (when tried), then each round.
     """
 
     allocation: BitAllocation
@@ -82,8 +83,10 @@ def project_sparse_quantized(
     Alternation (Yang et al., §3.2, eqs. (8) and (10)): from bits `bits0` (default: the
     largest candidate for every tensor), (a) prune with the bits fixed by the knapsack greedy,
     (b) choose the bits and codebooks of the kept entries by the MCKP greedy with the same
-    budget; set the bits to (b)'s and repeat; keep the round of least error. Every round's
-    point is feasible: (a) leaves Σ b_i nnz_i <= S with b_i >= min B, so (b) is feasible.
+    budget; set the bits to (b)'s and repeat; keep the round of least error. Without `bits0`,
+    and when the budget allows ``min B`` bits for every nonzero, the bit allocation of the
+    unpruned W is tried too (so a feasible W is its own projection). Every candidate is
+    feasible: (a) leaves Σ b_i nnz_i <= S with b_i >= min B, so (b) is feasible.
 
     Parameters
     ----------
@@ -139,13 +142,19 @@ def project_sparse_quantized(
                 raise ValueError(f"bits0[{n!r}] = {b} is not a candidate {cands}")
     best: tuple[float, BitAllocation] | None = None
     errors = []
-    for _ in range(rounds):  # a loop over alternation rounds
-        pruned = project_knapsack(w, bits, s).w
-        alloc = allocate_bits(pruned, s, cands, method=method)
+
+    def consider(alloc: BitAllocation) -> None:
+        nonlocal best
         err = _sq_dist(w, alloc.decompress())
         errors.append(err)
         if best is None or err < best[0]:
             best = (err, alloc)
+
+    if bits0 is None and s >= cands[0] * sum(count_nonzero(x) for x in w.values()):
+        consider(allocate_bits(w, s, cands, method=method))  # no pruning needed: try it
+    for _ in range(rounds):  # a loop over alternation rounds
+        alloc = allocate_bits(project_knapsack(w, bits, s).w, s, cands, method=method)
+        consider(alloc)
         if alloc.bits == bits:
             break
         bits = alloc.bits

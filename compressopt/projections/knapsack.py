@@ -201,8 +201,8 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
         """Entries of tensor l up to item i in the greedy order (key desc, then tensor): for
         items with keys v[i, ...] and own-tensor counts own[i, ...]; shape (T_l, T_i, ...)."""
         ge, gt = counts(v)
-        shape = (t, t) + (1,) * (v.ndim - 1)
-        ll, ii = xp.reshape(lvl, (t, 1) + shape[2:]), xp.reshape(lvl, (1, t) + shape[2:])
+        ones = (1,) * (v.ndim - 1)
+        ll, ii = xp.reshape(lvl, (t, 1, *ones)), xp.reshape(lvl, (1, t, *ones))
         return xp.where(ll < ii, ge, xp.where(ll > ii, gt, own[None, ...]))
 
     def bits_of(c: Array) -> Array:

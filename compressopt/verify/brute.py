@@ -2,7 +2,10 @@
 
 Ground truth for the coordinators and projections on problems small enough to enumerate:
 best-subset least squares (the ℓ0-constrained problem) and least squares over a K-entry
-codebook (the quantization-constrained problem).
+codebook (the quantization-constrained problem); the projections onto the ℓ0 ball, onto k
+channels, onto a scaled integer grid (binary, ternary, uniform), 1-D k-means (contiguous
+partitions), the 0-1 and multiple-choice knapsacks, and the joint sparse + quantized set.
+Every function is exact and exponential in the instance size.
 """
 
 from __future__ import annotations
@@ -12,7 +15,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["BruteResult", "best_codebook_least_squares", "best_subset_least_squares"]
+__all__ = [
+    "BruteResult",
+    "best_codebook_least_squares",
+    "best_subset_least_squares",
+    "brute_cardinality",
+    "brute_channels",
+    "brute_kmeans",
+    "brute_knapsack",
+    "brute_mckp",
+    "brute_scaled_grid",
+    "brute_sparse_quantized",
+]
 
 
 class BruteResult(NamedTuple):
@@ -79,3 +93,204 @@ def best_codebook_least_squares(A: np.ndarray, b: np.ndarray, k: int) -> BruteRe
             best = BruteResult(P[:, used] @ c, f, count)
     assert best is not None
     return best._replace(candidates=count)
+
+
+def _host(x) -> np.ndarray:
+    from compressopt._array import to_numpy
+
+    return np.asarray(to_numpy(x), dtype=np.float64)
+
+
+def brute_knapsack(profits, weights, capacity: float) -> BruteResult:
+    """Exact 0-1 knapsack ``max Σ p x s.t. Σ w x <= C`` by enumerating all 2^n subsets.
+
+    ``x`` of the result is the 0/1 selection. Vectorized in blocks; n <= 22.
+
+    Examples
+    --------
+    >>> r = brute_knapsack([5.0, 4.0, 3.0], [2, 3, 1], 3)
+    >>> r.x.tolist(), r.objective
+    ([1.0, 0.0, 1.0], 8.0)
+    """
+    p = np.asarray(profits, dtype=np.float64).reshape(-1)
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    n = p.size
+    if n > 22:
+        raise ValueError(f"brute force is for n <= 22 items, got {n}")
+    best_val, best_sel = 0.0, np.zeros(n)
+    block = 1 << min(n, 16)
+    for start in range(0, 1 << n, block):  # blocks of subsets, each vectorized
+        ids = np.arange(start, min(start + block, 1 << n), dtype=np.int64)
+        sel = ((ids[:, None] >> np.arange(n)) & 1).astype(np.float64)
+        val = np.where(sel @ w <= capacity, sel @ p, -np.inf)
+        i = int(np.argmax(val))
+        if val[i] > best_val:
+            best_val, best_sel = float(val[i]), sel[i]
+    return BruteResult(best_sel, best_val, 1 << n)
+
+
+def brute_cardinality(x, k: int) -> BruteResult:
+    """Exact ``min ||z - x||² s.t. ||z||_0 <= k`` by enumerating the supports of size k.
+
+    Examples
+    --------
+    >>> r = brute_cardinality([0.5, -2.0, 1.0], 1)
+    >>> r.x.tolist(), r.objective
+    ([0.0, -2.0, 0.0], 1.25)
+    """
+    v = _host(x)
+    f = v.reshape(-1)
+    best: BruteResult | None = None
+    count = 0
+    for support in itertools.combinations(range(f.size), min(k, f.size)):
+        count += 1
+        z = np.zeros_like(f)
+        z[list(support)] = f[list(support)]
+        d = float(np.sum((z - f) ** 2))
+        if best is None or d < best.objective:
+            best = BruteResult(z.reshape(v.shape), d, count)
+    assert best is not None
+    return best._replace(candidates=count)
+
+
+def brute_channels(x, k: int, axis: int = 0) -> BruteResult:
+    """Exact ``min ||z - x||² s.t. at most k nonzero slices along axis`` by enumeration."""
+    v = np.moveaxis(_host(x), axis, 0)
+    g = v.shape[0]
+    best: BruteResult | None = None
+    count = 0
+    for keep in itertools.combinations(range(g), min(k, g)):
+        count += 1
+        z = np.zeros_like(v)
+        z[list(keep)] = v[list(keep)]
+        d = float(np.sum((z - v) ** 2))
+        if best is None or d < best.objective:
+            best = BruteResult(np.moveaxis(z, 0, axis), d, count)
+    assert best is not None
+    return best._replace(candidates=count)
+
+
+def brute_kmeans(x, k: int) -> BruteResult:
+    """Exact 1-D k-means ``min Σ (x_i - c_{a_i})²`` by enumerating contiguous partitions.
+
+    Optimal 1-D clusters are intervals of the sorted values (Fisher 1958), so the C(n-1, k-1)
+    ways to cut the sorted values cover the optimum. ``x`` of the result is the quantized
+    array (shape of the input). n <= 16 or so.
+
+    Examples
+    --------
+    >>> brute_kmeans([0.0, 0.1, 0.9, 1.0, 5.0], 2).objective
+    0.82
+    """
+    v = _host(x)
+    f = v.reshape(-1)
+    order = np.argsort(f, kind="stable")
+    s = f[order]
+    n = s.size
+    if n <= k:
+        return BruteResult(v.copy(), 0.0, 1)
+    best_val, best_q, count = np.inf, None, 0
+    for cuts in itertools.combinations(range(1, n), k - 1):
+        count += 1
+        edges = (0, *cuts, n)
+        q = np.empty(n)
+        val = 0.0
+        for a, b in itertools.pairwise(edges):
+            c = s[a:b].mean()
+            q[a:b] = c
+            val += float(np.sum((s[a:b] - c) ** 2))
+        if val < best_val:
+            best_val, best_q = val, q
+    out = np.empty(n)
+    out[order] = best_q
+    return BruteResult(out.reshape(v.shape), round(best_val, 15), count)
+
+
+def brute_scaled_grid(x, codes) -> BruteResult:
+    """Exact ``min_{α, q} ||x - α q||²`` over ``q ∈ codes^n`` by enumeration.
+
+    For each q the best α is ``<x, q>/<q, q>``, giving ``||x||² - <x, q>²/<q, q>``. With
+    ``codes = (-1, 1)`` this is the binary projection, ``(-1, 0, 1)`` the ternary one and
+    ``range(-L, L + 1)`` the uniform grid. ``|codes|^n`` candidates.
+
+    Examples
+    --------
+    >>> r = brute_scaled_grid([1.0, -3.0, 2.0], (-1, 1))
+    >>> r.x.tolist(), r.objective
+    ([2.0, -2.0, 2.0], 2.0)
+    """
+    v = _host(x)
+    f = v.reshape(-1)
+    cs = np.asarray(list(codes), dtype=np.float64)
+    best_val, best_z, count = float(f @ f), np.zeros_like(f), 0
+    if 0.0 not in cs:
+        best_val = np.inf
+    for q in itertools.product(cs, repeat=f.size):
+        count += 1
+        q = np.asarray(q)
+        qq = float(q @ q)
+        if qq == 0:
+            continue
+        val = float(f @ f) - float(f @ q) ** 2 / qq
+        if val < best_val:  # ties keep the first
+            best_val, best_z = val, (float(f @ q) / qq) * q
+    return BruteResult(best_z.reshape(v.shape), max(best_val, 0.0), count)
+
+
+def brute_mckp(profits, weights, capacity: float) -> BruteResult:
+    """Exact multiple-choice knapsack by enumerating one item per group (Π |group| choices).
+
+    ``x`` of the result holds the chosen item of each group; ``objective`` is its profit
+    (``-inf`` if nothing fits).
+    """
+    ps = [np.asarray(g, dtype=np.float64).reshape(-1) for g in profits]
+    ws = [np.asarray(g, dtype=np.float64).reshape(-1) for g in weights]
+    best_val, best_c, count = -np.inf, None, 0
+    for choice in itertools.product(*[range(g.size) for g in ps]):
+        count += 1
+        if sum(w[c] for w, c in zip(ws, choice, strict=True)) <= capacity:
+            val = float(sum(p[c] for p, c in zip(ps, choice, strict=True)))
+            if val > best_val:
+                best_val, best_c = val, choice
+    x = np.asarray(best_c if best_c is not None else [], dtype=np.int64)
+    return BruteResult(x, best_val, count)
+
+
+def brute_sparse_quantized(w, budget_bits: float, candidates) -> BruteResult:
+    """Exact projection onto the joint set of Yang et al. (2020) for tiny instances.
+
+    ``min Σ_i ||z_i - w_i||²`` over supports, bits b_i ∈ B and 2^b_i-entry codebooks of the
+    kept values, with ``Σ b_i |support_i| <= S``: for every tensor, every support and every
+    width the optimal codebook (:func:`brute_kmeans`) gives an item of a multiple-choice
+    knapsack, solved by :func:`brute_mckp`. ``x`` is the list of the chosen (tensor)
+    arrays in the mapping's order; 2^n supports per tensor (n <= 8 or so).
+    """
+    names = list(w)
+    cands = sorted(set(int(b) for b in candidates))
+    items, profits, weights = [], [], []
+    for n in names:
+        v = _host(w[n])
+        f = v.reshape(-1)
+        nz = [i for i in range(f.size) if f[i] != 0]
+        best: dict[tuple[int, int], tuple[float, np.ndarray]] = {}
+        for size in range(len(nz) + 1):
+            for support in itertools.combinations(nz, size):
+                dropped = float(np.sum(f**2)) - float(np.sum(f[list(support)] ** 2))
+                for b in cands:
+                    z = np.zeros_like(f)
+                    if size:
+                        q = brute_kmeans(f[list(support)], 2**b)
+                        z[list(support)] = q.x
+                        err = dropped + q.objective
+                    else:
+                        err = dropped
+                    key = (b, size)
+                    if key not in best or err < best[key][0]:
+                        best[key] = (err, z.reshape(v.shape))
+        keys = sorted(best)
+        items.append([best[k][1] for k in keys])
+        profits.append([-best[k][0] for k in keys])
+        weights.append([k[0] * k[1] for k in keys])
+    r = brute_mckp(profits, weights, budget_bits)
+    chosen = [items[g][c] for g, c in enumerate(r.x.tolist())]
+    return BruteResult(chosen, -r.objective, r.candidates)  # type: ignore[arg-type]
