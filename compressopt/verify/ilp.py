@@ -191,7 +191,8 @@ def mckp_ilp(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[int]
     ps = [np.asarray(g, dtype=np.float64).reshape(-1) for g in profits]
     ws = [_int_weights(np.asarray(g, dtype=np.float64).reshape(-1), "weights") for g in weights]
     cap = int(_int_weights(np.asarray([capacity], dtype=np.float64), "capacity")[0])
-    if len(ps) != len(ws) or any(a.shape != b.shape or a.size == 0 for a, b in zip(ps, ws, strict=False)):
+    if len(ps) != len(ws) or any(
+            a.shape != b.shape or a.size == 0 for a, b in zip(ps, ws, strict=True)):
         raise ShapeMismatchError("profits and weights must have the same non-empty groups")
     flat = np.concatenate(ps) if ps else np.zeros(0)
     if not np.all(np.isfinite(flat)):
