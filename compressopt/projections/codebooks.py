@@ -153,31 +153,50 @@ def project_ternary(x: Array) -> ScaledCodes:
     return ScaledCodes(xp.astype(a, x.dtype), xp.reshape(_sign_codes(flat(x), keep), x.shape))
 
 
-def _uniform_sweep(u: Array, levels: int) -> Array:
-    """Exact optimal scale for sorted-or-not magnitudes `u` (acc dtype) and codes 0..levels.
+def _uniform_sweep(u: Array, weights: Array | None = None, *, levels: int) -> Array:
+    """Exact optimal scale for magnitudes `u` (acc dtype, optional weights) and codes 0..L.
 
     For a fixed scale α the best codes are ``min(L, round(u/α))``; as α decreases from ∞
     code i steps from k to k+1 at the breakpoint ``u_i/(k + ½)``. Between consecutive
-    breakpoints the codes are fixed, Σ u·q =: S1 and Σ q² =: S2 are prefix sums over the
+    breakpoints the codes are fixed, Σ w·u·q =: S1 and Σ w·q² =: S2 are prefix sums over the
     breakpoints crossed, and the best α on the interval is ``clip(S1/S2)``; the global
     optimum is the best interval (Lloyd-Max for a uniform grid, solved exactly). O(nL log nL)
     time and O(nL) memory.
     """
     xp = array_namespace(u)
     n, dev, acc = u.shape[0], u.device, u.dtype
+    w = xp.ones_like(u) if weights is None else weights
     half = xp.arange(levels, dtype=acc, device=dev) + 0.5
     beta = xp.reshape(u[:, None] / half[None, :], (-1,))
     order = xp.argsort(beta, descending=True, stable=False)
     b = xp.take(beta, order)
-    d1 = xp.take(xp.reshape(xp.broadcast_to(u[:, None], (n, levels)), (-1,)), order)
-    d2 = xp.take(xp.reshape(xp.broadcast_to(2 * half[None, :], (n, levels)), (-1,)), order)
+    d1 = xp.take(xp.reshape(xp.broadcast_to((w * u)[:, None], (n, levels)), (-1,)), order)
+    d2 = xp.take(xp.reshape(w[:, None] * (2 * half[None, :]), (-1,)), order)
     s1, s2 = xp.cumulative_sum(d1), xp.cumulative_sum(d2)
     lower = xp.concat([b[1:], xp.zeros((1,), dtype=acc, device=dev)])
     alpha = xp.minimum(xp.maximum(s1 / s2, lower), b)
-    gain = alpha * (2 * s1 - alpha * s2)  # ||u||² - error
+    gain = alpha * (2 * s1 - alpha * s2)  # Σ w u² - error
     best = xp.argmax(gain)
     a = xp.take(alpha, xp.reshape(best, (1,)))[0]
     return xp.where(xp.take(gain, xp.reshape(best, (1,)))[0] > 0, a, xp.zeros_like(a))
+
+
+def _sketch(u: Array, m: int) -> tuple[Array, Array]:
+    """A weighted summary of the magnitudes `u` with m points: the m/2 largest exactly (they
+    decide the clipping) and the means of m/2 equal-count bins of the rest, weighted by the
+    bin sizes (they decide the granular error)."""
+    xp = array_namespace(u)
+    n, acc, dev = u.shape[0], u.dtype, u.device
+    s = xp.sort(u, stable=False)
+    top = m // 2
+    rest = n - top
+    edges = xp.astype(xp.round(xp.linspace(0, rest, m - top + 1, dtype=acc, device=dev)), xp.int64)
+    cs = xp.cumulative_sum(s[:rest], include_initial=True)
+    cnt = xp.astype(edges[1:] - edges[:-1], acc)
+    tot = xp.take(cs, edges[1:]) - xp.take(cs, edges[:-1])
+    means = tot / xp.where(cnt > 0, cnt, xp.ones_like(cnt))
+    return (xp.concat([means, s[rest:]]),
+            xp.concat([cnt, xp.ones((top,), dtype=acc, device=dev)]))
 
 
 def _codes_for(u: Array, a: Array, levels: int) -> Array:
@@ -219,7 +238,8 @@ def project_uniform(x: Array, bits: int | None = None, *, levels: int | None = N
     method : ``"exact"``: sweep over all n·L breakpoints of α (see ``_uniform_sweep``):
         the global optimum, O(nL log nL) time and O(nL) memory. ``"alternating"``: `iters`
         rounds of the two closed forms (Li & Xin's scheme; the error never increases) from the
-        exact scale of a quantile subsample of |x| (2^22/L points): a local optimum.
+        exact scale of a 2^22/L-point weighted sketch of |x| (its largest half exactly, the
+        rest as bin means): a local optimum.
         ``"auto"``: exact when ``n·L <= 2^22``, else alternating.
     iters : rounds of the alternating method.
 
@@ -252,16 +272,11 @@ def project_uniform(x: Array, bits: int | None = None, *, levels: int | None = N
     u = xp.astype(xp.abs(flat(x)), acc)
     exact = method == "exact" or (method == "auto" and n * big_l <= EXACT_UNIFORM_LIMIT)
     if exact:
-        a = _uniform_sweep(u, big_l)
+        a = _uniform_sweep(u, levels=big_l)
     else:
-        m = max(2, EXACT_UNIFORM_LIMIT // big_l)
-        if n > m:  # equal-mass subsample: the sorted magnitudes at m quantiles
-            pos = xp.astype(xp.round(xp.linspace(0, n - 1, m, dtype=acc, device=x.device)),
-                            xp.int64)
-            sub = xp.take(xp.sort(u, stable=False), pos)
-        else:
-            sub = u
-        a = _uniform_sweep(sub, big_l)
+        m = max(4, EXACT_UNIFORM_LIMIT // big_l)
+        a = _uniform_sweep(*_sketch(u, m), levels=big_l) if n > m else \
+            _uniform_sweep(u, levels=big_l)
         for _ in range(iters):  # alternating closed forms (a loop over rounds)
             q = _codes_for(u, a, big_l)
             s2 = xp.sum(q * q)

@@ -12,6 +12,7 @@ mckp_greedy`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -50,15 +51,26 @@ def _as_matrix(x: Array) -> tuple[object, Array]:
     xp = prepare(x)
     if x.ndim < 2:
         raise ShapeMismatchError(f"low rank needs a tensor with ndim >= 2, got shape {x.shape}")
-    return xp, xp.reshape(x, (x.shape[0], -1))
+    return xp, xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
 
 
 def _factors(x: Array, r: int) -> LowRankTheta:
     xp, a = _as_matrix(x)
     m, n = a.shape
     r = check_int(r, "rank", low=0, high=min(m, n))
-    u, s, vh = xp.linalg.svd(a, full_matrices=False)
+    u, s, vh = _svd(a)
     return LowRankTheta(u[:, :r] * s[None, :r], vh[:r, :], tuple(x.shape))
+
+
+def _svd(a: Array) -> tuple[Array, Array, Array]:
+    """Thin SVD on the array's device; an empty matrix has empty factors."""
+    xp = array_namespace(a)
+    m, n = a.shape
+    if m == 0 or n == 0:
+        z = xp.zeros((0,), dtype=a.dtype, device=a.device)
+        return (xp.zeros((m, 0), dtype=a.dtype, device=a.device), z,
+                xp.zeros((0, n), dtype=a.dtype, device=a.device))
+    return xp.linalg.svd(a, full_matrices=False)
 
 
 def _expand(theta: LowRankTheta) -> Array:
@@ -181,7 +193,7 @@ def select_ranks(w: Params, budget_params: float) -> RankAllocation:
     names, svds, profits, weights = list(w), {}, [], []
     for name in names:  # a loop over tensors
         xp, a = _as_matrix(w[name])
-        svds[name] = xp.linalg.svd(a, full_matrices=False)
+        svds[name] = _svd(a)
         s2 = to_numpy(svds[name][1]).astype(np.float64) ** 2
         profits.append(np.concatenate([[0.0], np.cumsum(s2)]))
         weights.append(np.arange(s2.size + 1) * sum(a.shape))
@@ -256,6 +268,6 @@ class RankSelection:
         used = 0
         for x in tree_check(w).values():
             xp, a = _as_matrix(x)
-            s = xp.linalg.svdvals(a)
+            s = _svd(a)[1]
             used += int(xp.sum(xp.astype(s > atol, xp.int64))) * sum(a.shape)
         return used <= self.budget_params

@@ -153,7 +153,7 @@ def _as_groups(x: Array, axis: int) -> tuple[Any, Array, int]:
         raise ShapeMismatchError("group operators need at least a 1-D array, got a 0-d one")
     ax = check_int(axis, "axis", low=-x.ndim, high=x.ndim - 1) % x.ndim
     moved = xp.moveaxis(x, ax, 0) if ax else x
-    return xp, xp.reshape(moved, (x.shape[ax], -1)), ax
+    return xp, xp.reshape(moved, (x.shape[ax], math.prod(moved.shape[1:]))), ax
 
 
 def _from_groups(xp: Any, g: Array, x: Array, ax: int) -> Array:

@@ -231,7 +231,7 @@ def _companded_edges(st: _Stats, k: int) -> tuple[Array, Array]:
     v = xp.take(s, xp.clip(idx, 0, n - 1))
     width = xp.maximum(v[1:] - v[:-1], xp.zeros_like(v[1:]))
     fc = xp.cumulative_sum(width ** (2.0 / 3.0), include_initial=True)
-    m = min(_BINS_PER_CLUSTER * k, n)  # more bins than points would be empty
+    m = _BINS_PER_CLUSTER * k
     t = fc[-1] * xp.arange(1, m, dtype=acc, device=dev) / m
     i = xp.clip(xp.searchsorted(fc, t, side="right") - 1, 0, v.shape[0] - 2)
     f0, f1 = xp.take(fc, i), xp.take(fc, i + 1)
@@ -250,14 +250,17 @@ def _dp_codebook(st: _Stats, k: int) -> Array:
     """Optimal k-means of the bins of :func:`_companded_edges` (banded DP), as k centers.
 
     Bellman recursion of the 1-D k-means DP (Wang & Song 2011, eq. 1) over bins instead of
-    points: ``D_j[b] = min_{0 <= w <= W} D_{j-1}[b - w] + cost(b - w, b)``, where cost is the
+    points (the points themselves when there are at most 8k): ``D_j[b] = min_{0 <= w <= W} D_{j-1}[b - w] + cost(b - w, b)``, where cost is the
     within-cluster sum of squares of the bin means (the within-bin part is a constant), the
     span w <= W bins (the band) and w = 0 (an empty cluster) keeps the recursion feasible when
     there are fewer bins than clusters. O(k · 8k · W) vectorized work, k sequential steps.
     """
     xp = array_namespace(st.s)
     s, n, dev = st.s, st.s.shape[0], st.s.device
-    e, r = _companded_edges(st, k)
+    if n <= _BINS_PER_CLUSTER * k:  # few points: every point is a bin
+        e, r = xp.arange(n + 1, device=dev), xp.asarray(n, device=dev)
+    else:
+        e, r = _companded_edges(st, k)
     nb = e.shape[0] - 1  # bins
     big_n, m1 = xp.take(st.cw, e), xp.take(st.cs, e)
     cnt, tot = big_n[1:] - big_n[:-1], m1[1:] - m1[:-1]

@@ -121,7 +121,7 @@ def in_scaled_grid(z: Any, codes: Iterable[int]) -> bool:
     cs = sorted({abs(int(c)) for c in codes})
     nz = v[v > 0]
     if nz.size == 0:
-        return 0 in cs or not v.size
+        return True  # α = 0
     if 0 not in cs and nz.size != v.size:
         return False
     m = float(nz.min())
@@ -154,7 +154,9 @@ def in_sparse_quantized(z: Mapping[str, Any], budget_bits: float,
 def has_rank_at_most(z: Any, r: int, tol: Tol) -> bool:
     """Numerical rank of ``z`` as ``(shape[0], -1)``: ``σ_{r+1} <= tol * max(1, σ_1)``."""
     a = _h(z)
-    a = a.reshape(a.shape[0], -1)
+    a = a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
+    if a.size == 0:
+        return True
     s = np.linalg.svd(a, compute_uv=False)
     if r >= s.size:
         return True
@@ -500,7 +502,10 @@ def _svals(x: Any) -> np.ndarray:
     import scipy.linalg
 
     a = _h(x)
-    return scipy.linalg.svd(a.reshape(a.shape[0], -1), compute_uv=False, lapack_driver="gesvd")
+    a = a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
+    if a.size == 0:
+        return np.zeros(0)
+    return scipy.linalg.svd(a, compute_uv=False, lapack_driver="gesvd")
 
 
 def verify_rank(x: Any, r: int) -> Report:

@@ -50,8 +50,11 @@ def tol_for(dtype: Any, method: str = "closed form") -> Tol:
     >>> tol_for("float32", "cvxpy")
     Tol(rtol=2e-05, atol=1e-06)
     """
-    name = str(dtype).rsplit(".", 1)[-1]
-    base = TOL[np.dtype(name)]
+    try:
+        key = np.dtype(dtype)
+    except TypeError:  # a torch dtype: torch.float32 -> float32
+        key = np.dtype(str(dtype).rsplit(".", 1)[-1])
+    base = TOL[key]
     return Tol(max(base.rtol, SOLVER_RTOL.get(method.split("/")[0], 0.0)), base.atol)
 
 

@@ -1,0 +1,148 @@
+"""The multiple-choice knapsack greedy and the bit allocation of Yang et al. 2020, eq. (10)."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compressopt.errors import InfeasibleBudgetError, NonFiniteError, ShapeMismatchError
+from compressopt.projections import (
+    MixedPrecision,
+    StorageCost,
+    allocate_bits,
+    kmeans1d_exact,
+    mckp_greedy,
+    upper_hull,
+)
+from compressopt.verify import brute_mckp, mckp_ilp, mckp_lp
+
+
+def test_upper_hull_drops_dominated_and_lp_dominated_items():
+    # (1, 0) base; (2, 1) below the chord to (3, 5); (4, 5) dominated; (5, 6) on the hull
+    assert upper_hull([1, 2, 3, 4, 5], [0.0, 1.0, 5.0, 5.0, 6.0]) == [0, 2, 4]
+    assert upper_hull([2, 1, 1], [3.0, 1.0, 2.0]) == [2, 0]  # equal weights: the best profit
+    assert upper_hull([0, 1, 2], [0.0, 1.0, 2.0]) == [0, 1, 2]  # collinear points are kept
+
+
+def test_greedy_by_hand():
+    r = mckp_greedy([[0.0, 5.0, 6.0], [0.0, 4.0]], [[0, 2, 4], [0, 2]], 3)
+    # increments: g0 (2, +5) density 2.5, g1 (2, +4) 2.0, g0 (2, +1) 0.5
+    assert r.choice == (1, 0) and r.profit == 5.0 and r.weight == 2
+    assert r.lp_bound == pytest.approx(5.0 + 0.5 * 4.0)  # half of g1's increment
+    assert not r.integral and r.fraction == (1, 1, 0.5) and r.lp_choice == (1, 0)
+    full = mckp_greedy([[0.0, 5.0, 6.0], [0.0, 4.0]], [[0, 2, 4], [0, 2]], 6)
+    assert full.choice == (2, 1) and full.integral and full.lp_bound == full.profit == 10.0
+
+
+mckp_instances = st.integers(0, 2**32 - 1).map(np.random.default_rng).map(
+    lambda rng: (
+        [rng.normal(size=int(rng.integers(1, 5))) for _ in range(int(rng.integers(1, 5)))],
+        rng,
+    )
+)
+
+
+@settings(max_examples=40)
+@given(inst=mckp_instances)
+def test_greedy_against_enumeration_and_lp(inst):
+    profits, rng = inst
+    weights = [rng.integers(0, 6, size=p.size) for p in profits]
+    lightest = sum(int(w.min()) for w in weights)
+    cap = lightest + int(rng.integers(0, 10))
+    r = mckp_greedy(profits, weights, cap)
+    b = brute_mckp(profits, weights, cap)
+    assert r.weight <= cap
+    assert r.profit == pytest.approx(sum(p[c] for p, c in zip(profits, r.choice, strict=True)))
+    assert r.profit <= b.objective + 1e-12 <= r.lp_bound + 2e-12
+    if r.integral:
+        assert r.profit == pytest.approx(b.objective)  # exact when the LP is integral
+    lp = mckp_lp(profits, weights, cap).objective
+    assert r.lp_bound == pytest.approx(lp, rel=1e-6, abs=1e-6)  # Zemel: greedy = LP optimum
+
+
+def test_greedy_matches_cp_sat_on_a_larger_instance():
+    rng = np.random.default_rng(0)
+    profits = [np.sort(rng.random(8)).cumsum() for _ in range(30)]  # concave-ish
+    weights = [np.arange(1, 9) * int(rng.integers(10, 100)) for _ in range(30)]
+    cap = int(sum(w[3] for w in weights))
+    r = mckp_greedy(profits, weights, cap)
+    ilp = mckp_ilp(profits, weights, cap)
+    assert ilp.optimal and r.profit <= ilp.objective + 1e-9 <= r.lp_bound + ilp.rounding + 1e-9
+    assert r.lp_bound - r.profit < 0.05 * r.profit  # the greedy is close on such instances
+
+
+def test_infeasible_budget_names_the_minimum():
+    with pytest.raises(InfeasibleBudgetError, match="below the cheapest choice 5") as e:
+        mckp_greedy([[1.0, 2.0], [0.0]], [[2, 3], [3]], 4)
+    assert e.value.minimum == 5 and e.value.budget == 4
+
+
+def test_bad_instances():
+    with pytest.raises(ShapeMismatchError):
+        mckp_greedy([[1.0]], [[1, 2]], 3)
+    with pytest.raises(NonFiniteError):
+        mckp_greedy([[np.nan]], [[1]], 3)
+    with pytest.raises(ValueError, match="negative weight"):
+        mckp_greedy([[1.0]], [[-1]], 3)
+
+
+def _pruned(rng, n, keep):
+    x = rng.standard_normal(n)
+    return np.where(rng.random(n) < keep, x, 0.0)
+
+
+def test_allocate_bits_error_table_and_choice():
+    rng = np.random.default_rng(1)
+    w = {"a": _pruned(rng, 300, 0.3), "b": _pruned(rng, 200, 0.5).reshape(10, 20)}
+    nnz = {k: int(np.count_nonzero(v)) for k, v in w.items()}
+    budget = 3 * sum(nnz.values())
+    r = allocate_bits(w, budget, candidates=range(1, 6), method="exact")
+    assert r.nnz == nnz and r.candidates == (1, 2, 3, 4, 5)
+    for k, v in w.items():  # E_j is the optimal k-means error of the nonzeros
+        nz = v[v != 0]
+        for j in (1, 3):
+            q = kmeans1d_exact(nz, 2**j)
+            assert r.errors[k][j - 1] == pytest.approx(np.sum((nz - q.codebook[q.assignments]) ** 2))
+        assert np.all(np.diff(r.errors[k]) <= 1e-12)  # more bits, less error
+    assert r.budget_used == sum(r.bits[k] * nnz[k] for k in w) <= budget
+    err = sum(r.errors[k][r.bits[k] - 1] for k in w)
+    assert r.error == pytest.approx(err)
+    out = r.decompress()
+    assert sum(np.sum((out[k] - w[k]) ** 2) for k in w) == pytest.approx(r.error)
+    for k in w:
+        assert np.all(out[k][w[k] == 0] == 0)  # zeros stay zeros
+        assert np.unique(out[k][w[k] != 0]).size <= 2 ** r.bits[k]
+    ilp = mckp_ilp([-r.errors[k] for k in w], [[j * nnz[k] for j in r.candidates] for k in w],
+                   budget)
+    assert r.lp_bound <= -ilp.objective + 1e-9 <= r.error + 1e-9
+
+
+def test_allocate_bits_infeasible_budget():
+    w = {"a": np.array([1.0, 0.0, 2.0]), "b": np.array([3.0])}
+    with pytest.raises(InfeasibleBudgetError, match="2 bits for each of the 3 nonzeros = 6") as e:
+        allocate_bits(w, 5, candidates=[2, 4])
+    assert e.value.minimum == 6
+
+
+def test_allocate_bits_torch_matches_numpy():
+    rng = np.random.default_rng(2)
+    w = {"a": _pruned(rng, 2000, 0.2).astype(np.float32), "b": rng.standard_normal(500).astype(
+        np.float32)}
+    budget = 4.0 * sum(np.count_nonzero(v) for v in w.values())
+    rn = allocate_bits(w, budget)
+    rt = allocate_bits({k: torch.from_numpy(v) for k, v in w.items()}, budget)
+    assert rn.bits == rt.bits and rn.error == pytest.approx(rt.error, rel=1e-5)
+    for k in w:
+        assert rt.theta[k].assignments.dtype == torch.int64
+        assert torch.allclose(rt.decompress()[k], torch.from_numpy(rn.decompress()[k]))
+
+
+def test_mixed_precision_compression():
+    w = {"a": np.array([1.0, 1.1, 5.0, 0.0]), "b": np.array([2.0, 2.0, 2.0])}
+    c = MixedPrecision(budget_bits=6, candidates=(1, 2))
+    theta = c.compress(w)
+    out = c.decompress(theta)
+    assert out["b"].tolist() == [2.0, 2.0, 2.0]
+    assert c.cost(theta) == {"a": StorageCost(4, 3, 1, 64), "b": StorageCost(3, 3, 1, 64)}
+    assert c.contains(out) and not c.contains({"a": np.array([1.0, 2.0, 3.0]), "b": np.ones(3)})

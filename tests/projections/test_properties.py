@@ -1,0 +1,117 @@
+"""Property tests for every projection of the registry, float32 and float64, numpy and torch.
+
+Each test runs over ``compressopt.verify.registry.REGISTRY``: adding a projection to the
+registry adds it to every test here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compressopt.verify.registry import REGISTRY
+from compressopt.verify.report import tol_for
+
+from .support import (
+    BACKENDS,
+    DTYPES,
+    assert_close,
+    assert_equal,
+    assert_same_kind,
+    cases,
+    convert,
+    copy,
+    host,
+    permute,
+)
+
+ENTRIES = list(REGISTRY.values())
+by_entry = pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+by_dtype = pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+by_backend = pytest.mark.parametrize("backend", BACKENDS)
+FEW = settings(max_examples=max(5, settings.default.max_examples // 2))
+
+
+def _entries(flag: str) -> list:
+    chosen = [e for e in ENTRIES if getattr(e, flag)]
+    return pytest.mark.parametrize("entry", chosen, ids=[e.name for e in chosen])
+
+
+@by_entry
+@by_dtype
+@by_backend
+@given(data=st.data())
+def test_feasible_same_kind_and_input_untouched(entry, dtype, backend, data):
+    case = data.draw(cases(entry))
+    x = convert(case.x, dtype, backend)
+    before = copy(x)
+    z = entry.project(x, **case.params)
+    assert_same_kind(z, x)
+    assert_equal(x, before)  # the input is not modified
+    if entry.feasible is not None:
+        assert entry.feasible(host(z), case, tol_for(dtype))
+
+
+@_entries("idempotent")
+@by_dtype
+@by_backend
+@given(data=st.data())
+def test_idempotent(entry, dtype, backend, data):
+    case = data.draw(cases(entry))
+    z = entry.project(convert(case.x, dtype, backend), **case.params)
+    assert_close(entry.project(z, **case.params), z, dtype, scale=10)
+
+
+@_entries("feasible_sample")
+@by_dtype
+@by_backend
+@given(data=st.data())
+def test_feasible_point_is_fixed(entry, dtype, backend, data):
+    case = data.draw(cases(entry, feasible=True))
+    x = convert(case.x, dtype, backend)
+    assert entry.feasible(host(x), case, tol_for(dtype))  # the sampler is right
+    assert_close(entry.project(x, **case.params), x, dtype, scale=10)
+
+
+@_entries("perm")
+@by_dtype
+@given(data=st.data())
+def test_permutation_equivariant(entry, dtype, data):
+    case = data.draw(cases(entry))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = convert(case.x, dtype, "numpy")
+    xp_, apply = permute(x, entry.perm, rng)
+    assert_close(entry.project(convert(xp_, dtype, "numpy"), **case.params),
+                 apply(entry.project(x, **case.params)), dtype, scale=10)
+
+
+@by_entry
+@by_dtype
+@given(data=st.data())
+def test_numpy_and_torch_agree(entry, dtype, data):
+    case = data.draw(cases(entry))
+    zn = entry.project(convert(case.x, dtype, "numpy"), **case.params)
+    zt = entry.project(convert(case.x, dtype, "torch"), **case.params)
+    assert_close(zt, zn, dtype, scale=10)
+
+
+@by_entry
+@by_dtype
+@by_backend
+@FEW
+@given(data=st.data())
+def test_matches_exact_verifier(entry, dtype, backend, data):
+    """Exact methods equal the exact solver; greedy ones are within their proven bound;
+    heuristics are feasible and never better than the optimum (a check of the verifier)."""
+    case = data.draw(cases(entry))
+    report = entry.verify(convert(case.x, dtype, backend), **case.params)
+    assert report.kind == entry.kind
+    assert report.feasible, report
+    assert report.gap >= -report.tol, report
+    if entry.kind == "exact":
+        assert report.bound == 0.0
+    if entry.kind != "heuristic":
+        assert report.gap <= report.bound + report.tol, report
+    assert report.ok or entry.kind == "heuristic", report

@@ -1,0 +1,98 @@
+"""k-means quantization: the fast device path against the exact DP (the <= 1% target)."""
+
+import numpy as np
+import pytest
+import torch
+
+from compressopt.projections import (
+    AdaptiveQuantization,
+    assign_nearest,
+    kmeans1d_exact,
+    kmeans1d_fast,
+    kmeans1d_sweep,
+)
+
+
+def _sse(x, q):
+    return float(np.sum((x - q.codebook[q.assignments]) ** 2))
+
+
+def _data(kind, n, rng):
+    if kind == "normal":
+        return rng.standard_normal(n)
+    if kind == "uniform":  # Kaiming-uniform init
+        return rng.uniform(-1, 1, n)
+    if kind == "t3":  # heavy tails, like trained weights
+        return rng.standard_t(3, n)
+    z = rng.standard_normal(20 * n)  # pruned: the nonzeros avoid a band around 0
+    return z[np.abs(z) > np.quantile(np.abs(z), 0.95)]
+
+
+@pytest.mark.parametrize("kind", ["normal", "uniform", "t3", "pruned"])
+@pytest.mark.parametrize("n", [300, 6000])
+def test_fast_is_within_one_percent_of_exact(kind, n):
+    rng = np.random.default_rng(hash((kind, n)) % 2**32)
+    x = _data(kind, n, rng)
+    ks = [2, 4, 8, 16, 32, 64, 128, 256]
+    fast = kmeans1d_sweep(x, ks).sse
+    exact = kmeans1d_sweep(x, ks, method="exact").sse
+    assert np.all(fast >= exact * (1 - 1e-9))  # a check of the reference
+    assert np.all(fast <= exact * 1.01 + 1e-12), (fast / exact - 1).round(4)
+
+
+def test_sweep_matches_single_calls_and_is_monotone():
+    x = np.random.default_rng(0).standard_normal(2000)
+    sw = kmeans1d_sweep(x, [2, 4, 16])
+    for k, c, e in zip(sw.ks, sw.codebooks, sw.sse, strict=True):
+        q = kmeans1d_fast(x, k)
+        np.testing.assert_array_equal(q.codebook, c)
+        assert _sse(x, q) == pytest.approx(e)
+    assert np.all(np.diff(sw.sse) < 0)
+
+
+def test_fast_is_exact_with_few_values_and_small_inputs():
+    x = np.array([3.0, 1.0, 3.0, -2.0, 1.0, 1.0])
+    q = kmeans1d_fast(x, 4)  # 3 distinct values, 4 entries: zero error, last value repeated
+    assert q.codebook.tolist() == [-2.0, 1.0, 3.0, 3.0] and _sse(x, q) == 0.0
+    y = np.random.default_rng(1).standard_normal(40)  # <= 8k points: the DP is over points
+    assert _sse(y, kmeans1d_fast(y, 8)) == pytest.approx(_sse(y, kmeans1d_exact(y, 8)))
+
+
+def test_sparse_mode_learns_on_the_nonzeros():
+    x = np.array([0.0, 1.0, 1.2, 0.0, -4.0, 0.0])
+    for f in (kmeans1d_fast, kmeans1d_exact):
+        q = f(x, 2, sparse=True)
+        assert q.codebook.tolist() == pytest.approx([0.0, -4.0, 1.1])
+        assert q.assignments.tolist() == [0, 2, 2, 0, 1, 0]
+
+
+def test_fast_runs_on_torch_without_leaving_the_device():
+    x = torch.from_numpy(np.random.default_rng(3).standard_normal(5000).astype(np.float32))
+    q = kmeans1d_fast(x, 16)
+    assert isinstance(q.codebook, torch.Tensor) and q.codebook.dtype == torch.float32
+    qn = kmeans1d_fast(x.numpy(), 16)
+    np.testing.assert_allclose(q.codebook.numpy(), qn.codebook, rtol=1e-6)
+    assert np.array_equal(q.assignments.numpy(), qn.assignments)
+
+
+def test_lloyd_iterations_never_hurt():
+    x = np.random.default_rng(4).standard_t(3, 20000)
+    errs = [_sse(x, kmeans1d_fast(x, 32, iters=i)) for i in (0, 1, 5, 30)]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(errs, errs[1:], strict=False))
+
+
+def test_assign_nearest_ties_go_low_and_scheme_cost():
+    assert assign_nearest(np.array([0.5, 1.5, 2.0]), np.array([0.0, 1.0, 2.0])).tolist() == [
+        0, 1, 2]
+    s = AdaptiveQuantization(4, method="fast")
+    th = s.compress(np.arange(10.0))
+    assert s.cost(th).bits == 2 and s.cost(th).overhead_bits == 128
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="codebook size"):
+        kmeans1d_fast(np.ones(3), 0)
+    with pytest.raises(ValueError, match="method"):
+        kmeans1d_sweep(np.ones(3), [2], method="magic")
+    with pytest.raises(TypeError, match="iters"):
+        kmeans1d_fast(np.ones(3), 2, iters=1.5)
