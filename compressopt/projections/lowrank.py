@@ -55,7 +55,7 @@ def _as_matrix(x: Array) -> tuple[object, Array]:
 
 
 def _factors(x: Array, r: int) -> LowRankTheta:
-    xp, a = _as_matrix(x)
+    _xp, a = _as_matrix(x)
     m, n = a.shape
     r = check_int(r, "rank", low=0, high=min(m, n))
     u, s, vh = _svd(a)
@@ -192,7 +192,7 @@ def select_ranks(w: Params, budget_params: float) -> RankAllocation:
     p = check_nonneg(budget_params, "budget_params")
     names, svds, profits, weights = list(w), {}, [], []
     for name in names:  # a loop over tensors
-        xp, a = _as_matrix(w[name])
+        _xp, a = _as_matrix(w[name])
         svds[name] = _svd(a)
         s2 = to_numpy(svds[name][1]).astype(np.float64) ** 2
         profits.append(np.concatenate([[0.0], np.cumsum(s2)]))

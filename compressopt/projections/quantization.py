@@ -250,7 +250,8 @@ def _dp_codebook(st: _Stats, k: int) -> Array:
     """Optimal k-means of the bins of :func:`_companded_edges` (banded DP), as k centers.
 
     Bellman recursion of the 1-D k-means DP (Wang & Song 2011, eq. 1) over bins instead of
-    points (the points themselves when there are at most 8k): ``D_j[b] = min_{0 <= w <= W} D_{j-1}[b - w] + cost(b - w, b)``, where cost is the
+    points (the points themselves when there are at most 8k):
+    ``D_j[b] = min_{0 <= w <= W} D_{j-1}[b - w] + cost(b - w, b)``, where cost is the
     within-cluster sum of squares of the bin means (the within-bin part is a constant), the
     span w <= W bins (the band) and w = 0 (an empty cluster) keeps the recursion feasible when
     there are fewer bins than clusters. O(k · 8k · W) vectorized work, k sequential steps.

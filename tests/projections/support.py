@@ -49,7 +49,8 @@ def assert_close(a: Any, b: Any, dtype: Any, scale: float = 1.0) -> None:
     assert a.shape == b.shape
     t = TOL[np.dtype(dtype)]
     mag = max(1.0, float(np.abs(b).max(initial=0.0)))
-    np.testing.assert_allclose(a, b, rtol=t.rtol * scale, atol=t.atol * scale + t.rtol * scale * mag)
+    np.testing.assert_allclose(a, b, rtol=t.rtol * scale,
+                               atol=t.atol * scale + t.rtol * scale * mag)
 
 
 def assert_same_kind(z: Any, x: Any) -> None:

@@ -92,8 +92,8 @@ def test_single_element(entry):
 
 def _empty(x):
     if isinstance(x, dict):
-        return {k: np.zeros((0,) + np.asarray(v).shape[1:]) for k, v in x.items()}
-    return np.zeros((0,) + np.asarray(x).shape[1:])
+        return {k: np.zeros((0, *np.asarray(v).shape[1:])) for k, v in x.items()}
+    return np.zeros((0, *np.asarray(x).shape[1:]))
 
 
 # what an empty tensor does: "ok" = returns an empty result; otherwise the error raised
@@ -144,4 +144,5 @@ def test_ties_keep_the_lower_index(backend):
     r = project_knapsack({"a": convert(np.full(3, 2.0), np.float64, backend),
                           "b": convert(np.full(2, 2.0), np.float64, backend)},
                          {"a": 1, "b": 1}, 4)
-    assert host(r.masks["a"]).tolist() == [True] * 3 and host(r.masks["b"]).tolist() == [True, False]
+    assert host(r.masks["a"]).tolist() == [True] * 3
+    assert host(r.masks["b"]).tolist() == [True, False]

@@ -103,7 +103,8 @@ def test_allocate_bits_error_table_and_choice():
         nz = v[v != 0]
         for j in (1, 3):
             q = kmeans1d_exact(nz, 2**j)
-            assert r.errors[k][j - 1] == pytest.approx(np.sum((nz - q.codebook[q.assignments]) ** 2))
+            err = np.sum((nz - q.codebook[q.assignments]) ** 2)
+            assert r.errors[k][j - 1] == pytest.approx(err)
         assert np.all(np.diff(r.errors[k]) <= 1e-12)  # more bits, less error
     assert r.budget_used == sum(r.bits[k] * nnz[k] for k in w) <= budget
     err = sum(r.errors[k][r.bits[k] - 1] for k in w)
