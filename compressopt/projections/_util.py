@@ -10,6 +10,8 @@ import math
 import numbers
 from typing import Any
 
+from array_api_compat import is_numpy_array
+
 from compressopt._array import Array, array_namespace, check_finite, numel
 from compressopt.errors import NonFiniteError, ShapeMismatchError
 from compressopt.tree import Params, tree_check
@@ -22,7 +24,9 @@ __all__ = [
     "flat",
     "mask_top",
     "prepare",
+    "sort_owned",
     "split_flat",
+    "to_ints",
     "to_list",
     "zeros_where_not",
 ]
@@ -135,6 +139,24 @@ def split_flat(v: Array, names: list[str], xs: list[Array]) -> dict[str, Array]:
         out[n] = xp.reshape(v[start : start + m], x.shape)
         start += m
     return out
+
+
+def sort_owned(a: Array) -> Array:
+    """Sort a 1-D array the caller owns and will not read unsorted again.
+
+    numpy sorts in place (no copy: allocating and touching a second buffer costs as much as
+    the sort on large arrays); other libraries return ``xp.sort(a)``. Not stable.
+    """
+    if is_numpy_array(a):
+        a.sort()
+        return a
+    return array_namespace(a).sort(a, stable=False)
+
+
+def to_ints(v: Array) -> list[int]:
+    """A small 1-D integer array as a list of Python ints (one device synchronization)."""
+    xp = array_namespace(v)
+    return [int(e) for e in xp.unstack(v)] if v.shape[0] else []
 
 
 def to_list(v: Array) -> list[float]:

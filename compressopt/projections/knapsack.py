@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from compressopt._array import Array, array_namespace, check_floating, numel
-from compressopt.errors import NonFiniteError, ShapeMismatchError
+from compressopt.errors import NonFiniteError, ShapeMismatchError, UnsupportedDTypeError
 from compressopt.projections._util import (
     acc_dtype,
     check_int,
     check_nonneg,
     flat,
     mask_top,
+    sort_owned,
+    to_ints,
     to_list,
 )
 from compressopt.projections.base import StorageCost, count_nonzero
@@ -53,12 +55,13 @@ class KnapsackResult(NamedTuple):
         input).
     masks : dict name -> bool array
         The kept entries.
-    kept : dict name -> 0-d int64 array
+    kept : dict name -> int
         Entries kept per tensor.
     objective : 0-d array
-        ``Σ_kept W̄²``, the knapsack profit (maximized); the squared distance ``||W -
-        P(W)||²`` is ``Σ W̄² - objective``.
-    budget_used : 0-d array
+        ``Σ_kept W̄²``, the knapsack profit (maximized), summed in float64 from the kept
+        densities times b_i (relative rounding 2⁻²⁴ in float32); the squared distance
+        ``||W - P(W)||²`` is ``Σ W̄² - objective``.
+    budget_used : int
         ``Σ_i b_i · kept_i`` bits (<= budget).
     lp_bound : 0-d array
         Optimum of the LP relaxation: ``objective <= OPT <= lp_bound``.
@@ -71,9 +74,9 @@ class KnapsackResult(NamedTuple):
 
     w: dict[str, Array]
     masks: dict[str, Array]
-    kept: dict[str, Array]
+    kept: dict[str, int]
     objective: Array
-    budget_used: Array
+    budget_used: int
     lp_bound: Array
     break_profit: Array
     budget: float
@@ -121,7 +124,7 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
     TypeError, ValueError
         A bit width is not an int >= 1, or the budget is negative or not finite.
     UnsupportedDTypeError, NonFiniteError
-        A tensor is not real floating, or holds NaN/Inf.
+        A tensor is not real floating, the tensors differ in dtype, or one holds NaN/Inf.
 
     Notes
     -----
@@ -130,11 +133,10 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
     mapping's order, then flat index), so the bound is exact up to that rounding (relative
     2⁻²⁴ in float32).
 
-    Cost: one sort per tensor (O(n log n) in all), about five elementwise passes, a
-    lockstep binary search over the tensors for the first entry that does not fit
-    (O(T² log n) scalar work, T tensors) and ``ceil(max b / min b)`` fill steps. No host
-    transfer of weights; one boolean is read to skip the tie pass when no tensor has a
-    partial tie at its threshold.
+    Cost: one sort per tensor (O(n log n) in all; in place on numpy), about five elementwise
+    passes, a lockstep search over the tensors for the first entry that does not fit
+    (``log_16 n`` rounds of O(T²·15) scalar work, T tensors) and ``ceil(max b / min b)`` fill
+    steps. No host transfer of weights: the T kept counts (and T tie flags) are read once.
 
     Examples
     --------
@@ -155,17 +157,20 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
     bl = _check_bits(bits, names)
     s_budget = check_nonneg(budget_bits, "budget_bits")
     xp = array_namespace(*xs)
+    kdt = xs[0].dtype
+    if any(x.dtype != kdt for x in xs):
+        raise UnsupportedDTypeError(
+            f"all tensors must share one dtype, got {sorted({str(x.dtype) for x in xs})}")
     acc = acc_dtype(xs[0])
     dev = xs[0].device
     t = len(xs)
     i64 = xp.int64
     n = [numel(x) for x in xs]
 
-    # Keys (densities W̄²/b) per tensor, sorted ascending: desc position j = asc index n-1-j.
+    # Keys (densities W̄²/b in the input dtype) per tensor, sorted ascending (in place where
+    # the library allows): desc position j is asc index n-1-j.
     fl = [flat(x) for x in xs]
-    sq = [f * f for f in fl]
-    keys = [q / b if b != 1 else q for q, b in zip(sq, bl, strict=True)]
-    srt = [xp.sort(k, stable=False) for k in keys]
+    srt = [sort_owned((f * f) / b) for f, b in zip(fl, bl, strict=True)]
     top = xp.stack([xp.astype(s_l[-1], acc) if n_l else xp.zeros((), dtype=acc, device=dev)
                     for s_l, n_l in zip(srt, n, strict=True)])
     if not bool(xp.all(xp.isfinite(top))):  # NaN and Inf sort last: one check per tensor
@@ -174,14 +179,12 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
 
     def counts(v: Array) -> tuple[Array, Array]:
         """Entries of each tensor l with key >= v and > v: two (T, *v.shape) int64 arrays."""
-        ge, gt = [], []
-        for s_l, n_l in zip(srt, n, strict=True):  # a loop over tensors
-            q = xp.reshape(xp.astype(v, s_l.dtype), (-1,))
-            both = xp.concat([q, xp.nextafter(q, xp.full_like(q, math.inf))])
-            c = n_l - xp.astype(xp.searchsorted(s_l, both, side="left"), i64)
-            ge.append(xp.reshape(c[: q.shape[0]], v.shape))
-            gt.append(xp.reshape(c[q.shape[0] :], v.shape))
-        return xp.stack(ge), xp.stack(gt)
+        q = xp.reshape(xp.astype(v, kdt), (-1,))
+        both = xp.concat([q, xp.nextafter(q, xp.full_like(q, math.inf))])
+        c = xp.astype(xp.stack([n_l - xp.searchsorted(s_l, both, side="left")  # per tensor
+                                for s_l, n_l in zip(srt, n, strict=True)]), i64)
+        m = q.shape[0]
+        return xp.reshape(c[:, :m], (t, *v.shape)), xp.reshape(c[:, m:], (t, *v.shape))
 
     def key_at(pos: Array) -> Array:
         """Keys at desc positions pos[i, ...] of tensor i (clipped into range), acc dtype."""
@@ -252,39 +255,71 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
     p_break = xp.where(any_break, vstar[0] * bstar, xp.zeros_like(bstar))
     theta = xp.where(any_break, (s_budget - used) / bstar, xp.zeros_like(bstar))
 
-    # Fill: later entries that still fit, greedy order (at most ceil(max b / min b) of them).
+    # Fill: later entries that still fit, greedy order (at most F = ceil(max b / min b) of
+    # them): the next F keys of every tensor are read once.
+    nf = -(-max(bl) // min(bl))
+    ahead = c[:, None] + xp.reshape(xp.arange(nf, dtype=i64, device=dev), (1, nf))
+    nxt = xp.where(ahead < nnz[:, None], key_at(ahead), xp.full((t, nf), -math.inf, dtype=acc,
+                                                                device=dev))
+    taken = xp.zeros((t,), dtype=i64, device=dev)
     fill_profit = xp.zeros((), dtype=acc, device=dev)
-    ninf = xp.full((t,), -math.inf, dtype=acc, device=dev)
-    for _ in range(-(-max(bl) // min(bl))):
-        ok = (bw <= s_budget - used) & (c < nnz)
-        nv = xp.where(ok, key_at(c), ninf)
+    for _ in range(nf):
+        nv = xp.take_along_axis(nxt, xp.minimum(taken, nf - 1)[:, None], axis=1)[:, 0]
+        ok = (bw <= s_budget - used) & (taken < nf) & (nv > -math.inf)
+        nv = xp.where(ok, nv, xp.full_like(nv, -math.inf))
         pick = (lvl == xp.argmax(nv)) & xp.any(ok)
-        c = c + xp.astype(pick, i64)
+        taken = taken + xp.astype(pick, i64)
         used = used + xp.sum(xp.where(pick, bw, xp.zeros_like(bw)))
         fill_profit = fill_profit + xp.sum(xp.where(pick, nv * bw, xp.zeros_like(bw)))
+    c = c + taken
 
-    # Masks: the top c_l keys of each tensor; ranks among ties only if some tensor needs them.
+    # Masks: the top c_l keys of each tensor. One transfer of T counts and T flags: a tensor
+    # with a partial tie at its threshold needs ranks among the ties (rare); the others keep
+    # |x| >= a_l, the smallest magnitude whose key reaches the threshold.
     thr = key_at(c - 1)
     ge, gt = counts(thr)
     diag = lvl[:, None] == lvl[None, :]
     ties = xp.sum(xp.where(diag, ge - gt, 0), axis=0)
     above = xp.sum(xp.where(diag, gt, 0), axis=0)
-    need_ranks = bool(xp.any((c > 0) & (ties > c - above)))  # one boolean read
-    thr = xp.where(c > 0, thr, xp.full_like(thr, math.inf))
+    partial = (c > 0) & (ties > c - above)
+    host = to_ints(xp.concat([c, xp.astype(partial, i64)]))
+    kept, need_ranks = host[:t], host[t:]
     masks, out, obj = {}, {}, []
     for i, name in enumerate(names):  # a loop over tensors
-        thr_i = xp.astype(thr[i], keys[i].dtype)
-        m = mask_top(keys[i], thr_i, c[i]) if need_ranks else keys[i] >= thr_i
-        mf = xp.astype(m, xs[i].dtype)
+        f, b, ci = fl[i], bl[i], kept[i]
+        thr_i = xp.astype(thr[i], f.dtype)  # a key of tensor i: exact in its dtype
+        if ci == 0:
+            m = xp.zeros(f.shape, dtype=xp.bool, device=dev)
+        elif need_ranks[i]:
+            m = mask_top((f * f) / b, thr_i, ci)
+        else:
+            m = xp.abs(f) >= _magnitude_threshold(thr_i, b)
         masks[name] = xp.reshape(m, xs[i].shape)
-        out[name] = xp.reshape(fl[i] * mf + 0.0, xs[i].shape)  # + 0.0: no -0.0 entries
-        obj.append(xp.sum(sq[i] * mf, dtype=acc))
+        out[name] = xp.reshape(f * xp.astype(m, f.dtype) + 0.0, xs[i].shape)  # no -0.0
+        obj.append(b * xp.sum(srt[i][n[i] - ci :], dtype=acc))
     objective = xp.sum(xp.stack(obj))
     lp = objective - fill_profit + theta * p_break
-    return KnapsackResult(w=out, masks=masks, kept=dict(zip(names, xp.unstack(c), strict=True)),
-                          objective=objective, budget_used=used,
+    return KnapsackResult(w=out, masks=masks, kept=dict(zip(names, kept, strict=True)),
+                          objective=objective, budget_used=sum(b * k for b, k in zip(
+                              bl, kept, strict=True)),
                           lp_bound=xp.maximum(lp, objective), break_profit=p_break,
                           budget=s_budget)
+
+
+def _magnitude_threshold(thr: Array, b: int) -> Array:
+    """The smallest a >= 0 with ``(a*a)/b >= thr`` in the dtype of `thr` (0-d, thr > 0).
+
+    ``(a*a)/b`` rounds monotonically in a, so ``|x| >= a`` selects exactly the entries whose
+    key reaches `thr`. Start a few ulps below sqrt(thr b) and step up: scalar work.
+    """
+    xp = array_namespace(thr)
+    a = xp.sqrt(thr * b)
+    zero, inf = xp.zeros_like(a), xp.full_like(a, math.inf)
+    for _ in range(4):
+        a = xp.nextafter(a, zero)
+    for _ in range(12):
+        a = xp.where((a * a) / b >= thr, a, xp.nextafter(a, inf))
+    return a
 
 
 @dataclass(frozen=True)

@@ -126,10 +126,12 @@ def mckp_greedy(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     Returns
     -------
     MCKPResult
-        The integer greedy (the LP's integral part, then every later hull increment, in
-        density order, that still fits and follows its group's last taken one), the LP
-        optimum as a bound, and whether the LP optimum is integral (then the greedy is
-        optimal).
+        The integer greedy, the better of (a) the LP's integral part plus every later hull
+        increment, in density order, that still fits and follows its group's last taken one,
+        and (b) the LP solution with its fractional increment taken whole, repaired by undoing
+        the least dense increments of the other groups until it fits, then filled the same
+        way; the LP optimum as a bound; and whether the LP optimum is integral (then the
+        greedy is optimal).
 
     Raises
     ------
@@ -197,19 +199,41 @@ def mckp_greedy(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
         prof += dp
         pos[g] = t
         k += 1
+    lp_used, lp_prof = used, prof
     lp_bound = prof if lp_bound is None else lp_bound
     lp_pos = list(pos)
-    blocked = set()
-    for i in order[k:]:  # fill: later increments that still fit, in order within each group
-        dp, dw, g, t = inc[i]
-        if g in blocked:
-            continue
-        if t == pos[g] + 1 and used + dw <= cap:
-            used += dw
-            prof += dp
-            pos[g] = t
-        else:
-            blocked.add(g)
+
+    def fill(pos: list[int], used: float, prof: float) -> tuple[list[int], float, float]:
+        """Take, in density order, every increment that follows its group's last and fits."""
+        blocked = set()
+        for i in order:  # a loop over increments (tensors × bit widths), not over weights
+            dp, dw, g, t = inc[i]
+            if g in blocked or t <= pos[g]:
+                continue
+            if t == pos[g] + 1 and used + dw <= cap:
+                used, prof, pos[g] = used + dw, prof + dp, t
+            else:
+                blocked.add(g)  # capacity only shrinks: this group is done
+        return pos, used, prof
+
+    # (a) the LP's integral part, filled
+    pos, used, prof = fill(list(lp_pos), used, prof)
+    if k < len(order) and frac is not None:
+        # (b) the fractional increment taken whole, repaired by undoing the least dense
+        # increments of the other groups until it fits, then filled
+        dp, dw, gs, ts = inc[order[k]]
+        pb, ub, qb = list(lp_pos), lp_used + dw, lp_prof + dp
+        pb[gs] = ts
+        for i in order[:k][::-1]:
+            if ub <= cap:
+                break
+            dp, dw, g, t = inc[i]
+            if g != gs and pb[g] == t:
+                pb[g], ub, qb = t - 1, ub - dw, qb - dp
+        if ub <= cap:
+            pb, ub, qb = fill(pb, ub, qb)
+            if qb > prof:
+                pos, used, prof = pb, ub, qb
     return MCKPResult(
         choice=tuple(hulls[g][0][pos[g]] for g in range(len(hulls))),
         profit=float(prof),

@@ -155,7 +155,8 @@ def _solve_cp(model, time_limit: float):
 
 
 def mckp_ilp(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[int]],
-             capacity: int, *, time_limit: float = 60.0) -> ILPResult:
+             capacity: int, *, time_limit: float = 60.0,
+             hint: Sequence[int] | None = None) -> ILPResult:
     """Exact multiple-choice knapsack by CP-SAT: one item per group, Σ weights <= capacity.
 
     .. math:: \\max \\sum_{g,j} p_{gj} x_{gj} \\;\\text{s.t.}\\; \\sum_j x_{gj} = 1\\;\\forall g,\\;
@@ -167,6 +168,9 @@ def mckp_ilp(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[int]
     weights : integers >= 0, shaped like `profits`.
     capacity : integer >= 0.
     time_limit : seconds.
+    hint : a feasible choice per group to start from (e.g. :func:`~compressopt.projections.
+        mckp_greedy`'s), which lets CP-SAT return a solution on large instances even when it
+        cannot prove optimality in time.
 
     Returns
     -------
@@ -214,6 +218,10 @@ def mckp_ilp(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[int]
         load += [int(c) * v for c, v in zip(wg, x, strict=True)]
     m.add(sum(load) <= cap)
     m.maximize(sum(obj))
+    if hint is not None:
+        for x, c in zip(xs, hint, strict=True):
+            for j, v in enumerate(x):
+                m.add_hint(v, j == c)
     sol, optimal = _solve_cp(m, time_limit)
     choice = tuple(next(j for j, v in enumerate(x) if sol.value(v)) for x in xs)
     objective = float(sum(pg[c] for pg, c in zip(ps, choice, strict=True)))

@@ -1,0 +1,356 @@
+"""Benchmarks of the projections (issue 3), printed as Markdown tables.
+
+1. Knapsack projection (Yang et al. 2020, eq. 8) on 1e6 and 1e7 float32 weights in 10
+   tensors: time and its ratio to one sort of the same (concatenated) array, interleaved in
+   the same run; medians over the repeats. Target: ratio <= 2.
+2. Bit allocation (MCKP, eq. 10) with B = 1..8 on LeNet-5's four weight tensors: end-to-end
+   time (target <= 1 s on 2 CPU cores), and the fast k-means errors E_j against the exact
+   ones (kmeans1d; target: within 1%), and the greedy against the CP-SAT optimum of the exact
+   error table. Without ``--weights`` the weights are a stand-in: PyTorch's default init
+   (Kaiming-uniform, a = sqrt(5)) of the Caffe LeNet-5 shapes, dense and pruned to Han et
+   al.'s (2016) LeNet-5 densities.
+3. Exact verifiers: the largest knapsack (OR-Tools branch and bound) and MCKP (CP-SAT)
+   instances solved to optimality within 10 s, and the gap the greedies leave on random
+   instances.
+4. The uniform m-bit grid: alternating closed forms against the exact breakpoint sweep.
+
+Usage::
+
+    python benchmarks/projections.py [--device numpy|cpu|cuda] [--repeats 7]
+        [--skip-exact] [--weights lenet5.npz] [--json out.json]
+
+``--device cpu``/``cuda`` runs the projections on torch tensors on that device (the sort
+reference is ``torch.sort`` there); ``numpy`` (default) on numpy arrays. The exact solvers
+always run on the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from compressopt.projections import (
+    allocate_bits,
+    kmeans1d_sweep,
+    mckp_greedy,
+    project_knapsack,
+    project_uniform,
+)
+from compressopt.verify import knapsack_ilp, mckp_ilp
+
+#: Caffe LeNet-5 weight shapes (430,500 weights; 431,080 with the 580 biases)
+LENET5 = {"conv1": (20, 1, 5, 5), "conv2": (50, 20, 5, 5), "fc1": (500, 800), "fc2": (10, 500)}
+#: fraction of weights Han, Mao & Dally (ICLR 2016, Table 2) keep in LeNet-5
+HAN_KEEP = {"conv1": 0.66, "conv2": 0.12, "fc1": 0.08, "fc2": 0.19}
+LIMIT = 10.0  # seconds allowed to an exact verifier
+
+
+# ------------------------------------------------------------------------------ plumbing
+
+
+class Backend:
+    """numpy, or torch on a device: conversion, synchronization and the reference sort."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        if device != "numpy":
+            import torch
+
+            self.torch = torch
+            if device == "cuda" and not torch.cuda.is_available():
+                raise SystemExit("--device cuda: no CUDA device is available")
+
+    def put(self, a: np.ndarray):
+        if self.device == "numpy":
+            return a
+        return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+    def sort(self, a) -> None:
+        if self.device == "numpy":
+            np.sort(a)
+        else:
+            self.torch.sort(a)
+
+    def timed(self, f) -> float:
+        self.sync()
+        t = time.perf_counter()
+        f()
+        self.sync()
+        return time.perf_counter() - t
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------ 1. knapsack
+
+
+def knapsack_vs_sort(be: Backend, n: int, repeats: int) -> dict:
+    rng = np.random.default_rng(n)
+    sizes = rng.multinomial(n, np.ones(10) / 10)
+    host = {f"t{i}": rng.standard_normal(s).astype(np.float32) for i, s in enumerate(sizes)}
+    bits = {k: int(b) for k, b in zip(host, rng.integers(1, 9, 10), strict=True)}
+    budget = 0.3 * sum(bits[k] * v.size for k, v in host.items())
+    w = {k: be.put(v) for k, v in host.items()}
+    flat = be.put(np.concatenate(list(host.values())))
+    be.sort(flat)
+    project_knapsack(w, bits, budget)  # warm-up
+    ts, tk, ratios = [], [], []
+    for _ in range(repeats):  # interleaved: both see the same machine load
+        a = be.timed(lambda: be.sort(flat))
+        b = be.timed(lambda: project_knapsack(w, bits, budget))
+        ts.append(a)
+        tk.append(b)
+        ratios.append(b / a)
+    r = project_knapsack(w, bits, budget)
+    assert float(r.budget_used) <= budget and float(r.objective) <= float(r.lp_bound)
+    return {"n": n, "sort_s": statistics.median(ts), "knapsack_s": statistics.median(tk),
+            "ratio": statistics.median(ratios), "ratio_min": min(ratios),
+            "rel_lp_gap": float(r.lp_bound - r.objective) / float(r.objective)}
+
+
+# ------------------------------------------------------------------------------ 2. MCKP
+
+
+def lenet5(weights: str | None, pruned: bool) -> dict[str, np.ndarray]:
+    if weights:
+        with np.load(weights) as f:
+            w = {k: np.asarray(f[k], dtype=np.float32) for k in f.files}
+    else:
+        rng = np.random.default_rng(5)
+        w = {}
+        for name, shape in LENET5.items():
+            bound = 1.0 / math.sqrt(math.prod(shape[1:]))  # kaiming_uniform_(a=sqrt(5))
+            w[name] = rng.uniform(-bound, bound, shape).astype(np.float32)
+    if pruned:
+        for name, v in w.items():
+            keep = HAN_KEEP.get(name, 0.1)
+            t = np.quantile(np.abs(v), 1 - keep)
+            w[name] = np.where(np.abs(v) > t, v, 0).astype(np.float32)
+    return w
+
+
+def mckp_lenet(be: Backend, weights: str | None, pruned: bool, repeats: int,
+               exact: bool) -> dict:
+    host = lenet5(weights, pruned)
+    w = {k: be.put(v) for k, v in host.items()}
+    nnz = sum(int(np.count_nonzero(v)) for v in host.values())
+    budget = 3.0 * nnz  # 3 bits per nonzero on average
+    cands = range(1, 9)
+    allocate_bits(w, budget, cands)  # warm-up
+    times = [be.timed(lambda: allocate_bits(w, budget, cands)) for _ in range(repeats)]
+    r = allocate_bits(w, budget, cands)
+    out = {"variant": "pruned (Han et al. densities)" if pruned else "dense", "nnz": nnz,
+           "weights": sum(v.size for v in host.values()), "time_s": statistics.median(times),
+           "bits": r.bits, "error": r.error, "lp_bound": r.lp_bound, "integral": r.integral,
+           "budget_used": r.budget_used, "budget": budget}
+    if exact:
+        ks = [2**j for j in cands]
+        excess, exact_tab = {}, {}
+        for name, v in host.items():
+            e = np.asarray(kmeans1d_sweep(v.astype(np.float64), ks, sparse=True,
+                                          method="exact").sse)
+            exact_tab[name] = e
+            excess[name] = (r.errors[name] / np.where(e > 0, e, 1) - 1) * (e > 0)
+        out["kmeans_excess"] = {k: v.tolist() for k, v in excess.items()}
+        out["kmeans_excess_max"] = float(max(v.max() for v in excess.values()))
+        names = list(host)
+        nz = {k: int(np.count_nonzero(v)) for k, v in host.items()}
+        ilp = mckp_ilp([-exact_tab[k] for k in names], [[j * nz[k] for j in cands] for k in names],
+                       math.floor(budget))
+        out["optimum_exact_table"] = -ilp.objective
+        out["optimal_bits"] = {k: c + 1 for k, c in zip(names, ilp.selection, strict=True)}
+        out["greedy_error_exact_table"] = float(sum(exact_tab[k][r.bits[k] - 1] for k in names))
+    return out
+
+
+# ------------------------------------------------------------------------------ 3. verifiers
+
+
+def knapsack_instance(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    sizes = rng.multinomial(n, np.ones(10) / 10)
+    bits = rng.integers(1, 9, 10)
+    w = {f"t{i}": rng.standard_normal(s) for i, s in enumerate(sizes)}
+    b = {f"t{i}": int(bits[i]) for i in range(10)}
+    p = np.concatenate(list(w.values())) ** 2
+    wt = np.concatenate([np.full(s, bits[i]) for i, s in enumerate(sizes)])
+    return w, b, p, wt, int(0.3 * wt.sum())
+
+
+def mckp_instance(groups: int, seed: int):
+    """Bit-allocation-like: tensor g has nnz_g weights; E_gj ~ nnz σ² 4^-j (k-means error
+    decays about 6 dB per bit) with noise; weight j nnz_g."""
+    rng = np.random.default_rng(seed)
+    nnz = rng.integers(100, 20000, groups)
+    sigma2 = rng.uniform(0.1, 2.0, groups)
+    prof = [-nz * s2 * 4.0 ** (-np.arange(1, 9)) * np.exp(rng.normal(0, 0.3, 8)).cumprod() ** 0.3
+            for nz, s2 in zip(nnz, sigma2, strict=True)]
+    wts = [np.arange(1, 9) * nz for nz in nnz]
+    return prof, wts, int(3.5 * nnz.sum())
+
+
+def verifier_scaling() -> dict:
+    knap, mckp = [], []
+    for n in (1_000, 10_000, 30_000, 100_000, 300_000):
+        _, _, p, wt, cap = knapsack_instance(n, 1)
+        t = time.perf_counter()
+        r = knapsack_ilp(p, wt, cap, time_limit=LIMIT)
+        el = time.perf_counter() - t
+        knap.append({"n": n, "time_s": el, "optimal": r.optimal and el <= LIMIT})
+        if not knap[-1]["optimal"]:
+            break
+    for g in (10, 100, 300, 1000, 3000):
+        prof, wts, cap = mckp_instance(g, 2)
+        hint = mckp_greedy(prof, wts, cap).choice
+        t = time.perf_counter()
+        try:
+            r = mckp_ilp(prof, wts, cap, time_limit=LIMIT, hint=hint)
+            ok = r.optimal
+        except RuntimeError:
+            ok = False
+        el = time.perf_counter() - t
+        mckp.append({"groups": g, "items": 8 * g, "time_s": el, "optimal": ok and el <= LIMIT})
+        if not mckp[-1]["optimal"]:
+            break
+    return {"knapsack": knap, "mckp": mckp}
+
+
+def greedy_gaps() -> dict:
+    knap, mckp = [], []
+    for n in (100, 1_000, 10_000):
+        for seed in range(3):
+            w, b, p, wt, cap = knapsack_instance(n, 10 + seed)
+            r = project_knapsack(w, b, cap)
+            ilp = knapsack_ilp(p, wt, cap, time_limit=LIMIT)
+            knap.append({"n": n, "seed": seed, "greedy": float(r.objective),
+                         "optimum": ilp.objective, "lp_bound": float(r.lp_bound),
+                         "optimal": ilp.optimal})
+    for g in (4, 20, 100, 500):
+        for seed in range(3):
+            prof, wts, cap = mckp_instance(g, 20 + seed)
+            r = mckp_greedy(prof, wts, cap)
+            ilp = mckp_ilp(prof, wts, cap, time_limit=LIMIT, hint=r.choice)
+            mckp.append({"groups": g, "seed": seed, "greedy": -r.profit, "optimum": -ilp.objective,
+                         "lp_bound": -r.lp_bound, "optimal": ilp.optimal})
+    return {"knapsack": knap, "mckp": mckp}
+
+
+# ------------------------------------------------------------------------------ 4. uniform
+
+
+def uniform_grid(be: Backend) -> list[dict]:
+    w = lenet5(None, False)["conv2"].reshape(-1).astype(np.float64)
+    rows = []
+    x = be.put(w)
+    for bits in (2, 4, 6, 8):
+        ta = be.timed(lambda b=bits: project_uniform(x, bits=b, method="alternating"))
+        te = be.timed(lambda b=bits: project_uniform(x, bits=b, method="exact"))
+        a = project_uniform(x, bits=bits, method="alternating")
+        e = project_uniform(x, bits=bits, method="exact")
+
+        def err(t):
+            return float(np.sum((w - float(t.scale) * np.asarray(t.codes.tolist())) ** 2))
+
+        rows.append({"bits": bits, "alternating_s": ta, "exact_s": te,
+                     "rel_gap": err(a) / err(e) - 1})
+    return rows
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="numpy", help="numpy (default), cpu or cuda")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--skip-exact", action="store_true",
+                    help="skip the exact k-means tables and the verifier sections")
+    ap.add_argument("--weights", help=".npz of LeNet-5 weight tensors (default: a stand-in)")
+    ap.add_argument("--json", help="also write the results to this file")
+    args = ap.parse_args(argv)
+    be = Backend(args.device)
+    res: dict = {"device": args.device, "machine": platform.machine(),
+                 "cpus": os.cpu_count(), "python": platform.python_version()}
+    print(f"# Projections benchmark: device={args.device}, {os.cpu_count()} CPUs\n")
+
+    res["knapsack"] = [knapsack_vs_sort(be, n, args.repeats) for n in (10**6, 10**7)]
+    print("## Knapsack projection vs one sort (float32, 10 tensors; medians)\n")
+    print(table(["weights", "sort (s)", "knapsack (s)", "ratio (median)", "ratio (min)",
+                 "LP gap / objective"],
+                [[r["n"], r["sort_s"], r["knapsack_s"], r["ratio"], r["ratio_min"],
+                  r["rel_lp_gap"]] for r in res["knapsack"]]), "\n")
+
+    res["mckp"] = [mckp_lenet(be, args.weights, p, args.repeats, not args.skip_exact)
+                   for p in (False, True)]
+    print("## Bit allocation (MCKP, B = 1..8) on LeNet-5, budget 3 bits/nonzero\n")
+    print(table(["weights", "nonzeros", "time (s, median)", "bits", "error", "LP bound",
+                 "max k-means excess", "optimum (exact E)", "greedy (exact E)"],
+                [[r["variant"], r["nnz"], r["time_s"], r["bits"], r["error"], r["lp_bound"],
+                  r.get("kmeans_excess_max", "-"), r.get("optimum_exact_table", "-"),
+                  r.get("greedy_error_exact_table", "-")] for r in res["mckp"]]), "\n")
+    if not args.skip_exact:
+        for r in res["mckp"]:
+            print(f"k-means excess (fast/exact - 1) per tensor and bit width, {r['variant']}:\n")
+            print(table(["tensor"] + [f"{j} bits" for j in range(1, 9)],
+                        [[k, *[float(e) for e in v]] for k, v in r["kmeans_excess"].items()]),
+                  "\n")
+
+    res["uniform"] = uniform_grid(be)
+    print("## Uniform m-bit grid on conv2 (25,000 weights): alternating vs exact sweep\n")
+    print(table(["bits", "alternating (s)", "exact (s)", "relative gap"],
+                [[r["bits"], r["alternating_s"], r["exact_s"], r["rel_gap"]]
+                 for r in res["uniform"]]), "\n")
+
+    if not args.skip_exact:
+        res["scaling"] = verifier_scaling()
+        print(f"## Exact verifiers: instances solved to optimality within {LIMIT:g} s\n")
+        print(table(["knapsack items", "time (s)", "optimal"],
+                    [[r["n"], r["time_s"], r["optimal"]] for r in res["scaling"]["knapsack"]]))
+        print()
+        print(table(["MCKP groups", "items", "time (s)", "optimal"],
+                    [[r["groups"], r["items"], r["time_s"], r["optimal"]]
+                     for r in res["scaling"]["mckp"]]), "\n")
+        res["gaps"] = greedy_gaps()
+        print("## Greedy vs optimum on random instances\n")
+        print(table(["knapsack n", "seed", "greedy (kept W²)", "optimum", "LP bound",
+                     "(opt - greedy)/opt"],
+                    [[r["n"], r["seed"], r["greedy"], r["optimum"], r["lp_bound"],
+                      (r["optimum"] - r["greedy"]) / r["optimum"]]
+                     for r in res["gaps"]["knapsack"]]))
+        print()
+        print(table(["MCKP groups", "seed", "greedy (error)", "optimum", "LP bound",
+                     "(greedy - opt)/opt"],
+                    [[r["groups"], r["seed"], r["greedy"], r["optimum"], r["lp_bound"],
+                      (r["greedy"] - r["optimum"]) / r["optimum"]]
+                     for r in res["gaps"]["mckp"]]), "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+    return res
+
+
+if __name__ == "__main__":
+    main()
