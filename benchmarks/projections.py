@@ -215,7 +215,7 @@ def mckp_instance(groups: int, seed: int):
 
 def verifier_scaling() -> dict:
     knap, mckp = [], []
-    for n in (1_000, 10_000, 30_000, 100_000, 300_000):
+    for n in (1_000, 10_000, 30_000, 50_000, 100_000, 300_000):
         _, _, p, wt, cap = knapsack_instance(n, 1)
         t = time.perf_counter()
         r = knapsack_ilp(p, wt, cap, time_limit=LIMIT)

@@ -217,7 +217,8 @@ def _companded_edges(st: _Stats, k: int) -> tuple[Array, Array]:
     in the tails alike. Edges sit at value boundaries (ties never straddle two bins); repeated
     edges are moved to the end, so the first ``R + 1`` edges are distinct and span the data.
 
-    Returns the edges (``8k + 1`` positions, nondecreasing, first R+1 distinct) and R (0-d).
+    Returns the edges (``8k + 1`` positions, nondecreasing; the first R + 1 bound bins of
+    positive weight) and R (0-d).
     """
     xp = array_namespace(st.s)
     s, n, acc = st.s, st.s.shape[0], st.s.dtype
@@ -239,11 +240,19 @@ def _companded_edges(st: _Stats, k: int) -> tuple[Array, Array]:
     vals = xp.take(v, i) + (t - f0) / step * (xp.take(v, i + 1) - xp.take(v, i))
     cuts = xp.searchsorted(s, xp.astype(vals, s.dtype), side="left")
     ends = xp.asarray([0, n], dtype=cuts.dtype, device=dev)
-    e = xp.sort(xp.concat([ends, cuts]), stable=False)
-    dup = xp.concat([xp.zeros((1,), dtype=xp.bool, device=dev), e[1:] == e[:-1]])
+    return _weighted_edges(st, xp.sort(xp.concat([ends, cuts]), stable=False))
+
+
+def _weighted_edges(st: _Stats, e: Array) -> tuple[Array, Array]:
+    """Drop the edges that close a weightless bin (repeated positions, or only zeros in sparse
+    mode), moving them to the end: the first R + 1 edges then bound bins of positive weight
+    (weightless entries join the next bin) and the DP's band counts only those."""
+    xp = array_namespace(e)
+    n = st.s.shape[0]
+    w = xp.take(st.cw, e)
+    dup = xp.concat([xp.zeros((1,), dtype=xp.bool, device=e.device), w[1:] <= w[:-1]])
     r = xp.sum(xp.astype(~dup, xp.int64)) - 1
-    e = xp.clip(xp.sort(xp.where(dup, xp.full_like(e, n + 1), e), stable=False), 0, n)
-    return e, r
+    return xp.clip(xp.sort(xp.where(dup, xp.full_like(e, n + 1), e), stable=False), 0, n), r
 
 
 def _dp_codebook(st: _Stats, k: int) -> Array:
@@ -258,8 +267,8 @@ def _dp_codebook(st: _Stats, k: int) -> Array:
     """
     xp = array_namespace(st.s)
     s, n, dev = st.s, st.s.shape[0], st.s.device
-    if n <= _BINS_PER_CLUSTER * k:  # few points: every point is a bin
-        e, r = xp.arange(n + 1, device=dev), xp.asarray(n, device=dev)
+    if n <= _BINS_PER_CLUSTER * k:  # few points: every (weighted) point is a bin
+        e, r = _weighted_edges(st, xp.arange(n + 1, device=dev))
     else:
         e, r = _companded_edges(st, k)
     nb = e.shape[0] - 1  # bins

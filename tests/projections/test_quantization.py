@@ -98,3 +98,15 @@ def test_bad_arguments():
         kmeans1d_sweep(np.ones(3), [2], method="magic")
     with pytest.raises(TypeError, match="iters"):
         kmeans1d_fast(np.ones(3), 2, iters=1.5)
+
+
+@pytest.mark.parametrize("n", [500, 5000])
+def test_sparse_mode_on_a_pruned_tensor_is_within_one_percent(n):
+    """The zeros of a pruned tensor must not waste clusters (they weigh nothing)."""
+    rng = np.random.default_rng(n)
+    x = rng.uniform(-1, 1, n)
+    x[np.abs(x) < np.quantile(np.abs(x), 0.34)] = 0.0  # a third pruned, in the middle
+    ks = [2**j for j in range(1, 9)]
+    fast = kmeans1d_sweep(x, ks, sparse=True).sse
+    exact = kmeans1d_sweep(x, ks, sparse=True, method="exact").sse
+    assert np.all(fast <= exact * 1.01 + 1e-12), (fast / exact - 1).round(4)
