@@ -170,7 +170,7 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
     # Keys (densities W̄²/b in the input dtype) per tensor, sorted ascending (in place where
     # the library allows): desc position j is asc index n-1-j.
     fl = [flat(x) for x in xs]
-    srt = [sort_owned((f * f) / b) for f, b in zip(fl, bl, strict=True)]
+    srt = [sort_owned(_density(f, b)) for f, b in zip(fl, bl, strict=True)]
     top = xp.stack([xp.astype(s_l[-1], acc) if n_l else xp.zeros((), dtype=acc, device=dev)
                     for s_l, n_l in zip(srt, n, strict=True)])
     if not bool(xp.all(xp.isfinite(top))):  # NaN and Inf sort last: one check per tensor
@@ -291,11 +291,14 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
         if ci == 0:
             m = xp.zeros(f.shape, dtype=xp.bool, device=dev)
         elif need_ranks[i]:
-            m = mask_top((f * f) / b, thr_i, ci)
+            m = mask_top(_density(f, b), thr_i, ci)
         else:
             m = xp.abs(f) >= _magnitude_threshold(thr_i, b)
         masks[name] = xp.reshape(m, xs[i].shape)
-        out[name] = xp.reshape(f * xp.astype(m, f.dtype) + 0.0, xs[i].shape)  # no -0.0
+        o = xp.astype(m, f.dtype)
+        o *= f  # in place on the new array: one allocation for the output
+        o += 0.0  # -0.0 -> 0.0
+        out[name] = xp.reshape(o, xs[i].shape)
         obj.append(b * xp.sum(srt[i][n[i] - ci :], dtype=acc))
     objective = xp.sum(xp.stack(obj))
     lp = objective - fill_profit + theta * p_break
@@ -304,6 +307,13 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
                               bl, kept, strict=True)),
                           lp_bound=xp.maximum(lp, objective), break_profit=p_break,
                           budget=s_budget)
+
+
+def _density(f: Array, b: int) -> Array:
+    """``(f * f) / b``: a new array (divided in place), the key of the greedy order."""
+    k = f * f
+    k /= b
+    return k
 
 
 def _magnitude_threshold(thr: Array, b: int) -> Array:
