@@ -17,7 +17,7 @@
 Usage::
 
     python benchmarks/projections.py [--device numpy|cpu|cuda] [--repeats 7]
-        [--skip-exact] [--weights lenet5.npz] [--json out.json]
+        [--skip-exact] [--weights lenet5.npz] [--json out.json] [--threads N]
 
 ``--device cpu``/``cuda`` runs the projections on torch tensors on that device (the sort
 reference is ``torch.sort`` there); ``numpy`` (default) on numpy arrays. The exact solvers
@@ -62,12 +62,14 @@ LIMIT = 10.0  # seconds allowed to an exact verifier
 class Backend:
     """numpy, or torch on a device: conversion, synchronization and the reference sort."""
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, threads: int | None = None) -> None:
         self.device = device
         if device != "numpy":
             import torch
 
             self.torch = torch
+            if threads:
+                torch.set_num_threads(threads)
             if device == "cuda" and not torch.cuda.is_available():
                 raise SystemExit("--device cuda: no CUDA device is available")
 
@@ -262,11 +264,15 @@ def greedy_gaps() -> dict:
 # ------------------------------------------------------------------------------ 4. uniform
 
 
-def uniform_grid(be: Backend) -> list[dict]:
-    w = lenet5(None, False)["conv2"].reshape(-1).astype(np.float64)
+def uniform_grid(be: Backend, weights: str | None) -> list[dict]:
+    """fc1 (400,000 weights) on grids whose n·L exceeds 2^22, where ``method="auto"``
+    alternates from the weighted sketch's exact scale, against the exact sweep."""
+    from compressopt.projections.codebooks import EXACT_UNIFORM_LIMIT
+
+    w = lenet5(weights, False)["fc1"].reshape(-1).astype(np.float64)
     rows = []
     x = be.put(w)
-    for bits in (2, 4, 6, 8):
+    for bits in (4, 5, 6):
         ta = be.timed(lambda b=bits: project_uniform(x, bits=b, method="alternating"))
         te = be.timed(lambda b=bits: project_uniform(x, bits=b, method="exact"))
         a = project_uniform(x, bits=bits, method="alternating")
@@ -275,8 +281,9 @@ def uniform_grid(be: Backend) -> list[dict]:
         def err(t):
             return float(np.sum((w - float(t.scale) * np.asarray(t.codes.tolist())) ** 2))
 
-        rows.append({"bits": bits, "alternating_s": ta, "exact_s": te,
-                     "rel_gap": err(a) / err(e) - 1})
+        rows.append({"bits": bits, "breakpoints": w.size * 2 ** (bits - 1),
+                     "sketch": w.size * 2 ** (bits - 1) > EXACT_UNIFORM_LIMIT,
+                     "alternating_s": ta, "exact_s": te, "rel_gap": err(a) / err(e) - 1})
     return rows
 
 
@@ -291,8 +298,11 @@ def main(argv: list[str] | None = None) -> dict:
                     help="skip the exact k-means tables and the verifier sections")
     ap.add_argument("--weights", help=".npz of LeNet-5 weight tensors (default: a stand-in)")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--threads", type=int,
+                    help="torch intra-op threads (1 avoids OpenMP oversubscription on a busy "
+                    "machine)")
     args = ap.parse_args(argv)
-    be = Backend(args.device)
+    be = Backend(args.device, args.threads)
     res: dict = {"device": args.device, "machine": platform.machine(),
                  "cpus": os.cpu_count(), "python": platform.python_version()}
     print(f"# Projections benchmark: device={args.device}, {os.cpu_count()} CPUs\n")
@@ -319,11 +329,11 @@ def main(argv: list[str] | None = None) -> dict:
                         [[k, *[float(e) for e in v]] for k, v in r["kmeans_excess"].items()]),
                   "\n")
 
-    res["uniform"] = uniform_grid(be)
-    print("## Uniform m-bit grid on conv2 (25,000 weights): alternating vs exact sweep\n")
-    print(table(["bits", "alternating (s)", "exact (s)", "relative gap"],
-                [[r["bits"], r["alternating_s"], r["exact_s"], r["rel_gap"]]
-                 for r in res["uniform"]]), "\n")
+    res["uniform"] = uniform_grid(be, args.weights)
+    print("## Uniform m-bit grid on fc1 (400,000 weights): alternating vs exact sweep\n")
+    print(table(["bits", "n L", "sketch init", "alternating (s)", "exact (s)", "relative gap"],
+                [[r["bits"], r["breakpoints"], r["sketch"], r["alternating_s"], r["exact_s"],
+                  r["rel_gap"]] for r in res["uniform"]]), "\n")
 
     if not args.skip_exact:
         res["scaling"] = verifier_scaling()
