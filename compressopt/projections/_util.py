@@ -18,6 +18,7 @@ from compressopt.tree import Params, tree_check
 
 __all__ = [
     "acc_dtype",
+    "array_param",
     "check_int",
     "check_nonneg",
     "concat_flat",
@@ -86,6 +87,28 @@ def check_nonneg(value: Any, name: str, *, positive: bool = False) -> float:
     if value < 0 or (positive and value == 0):
         raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value}")
     return value
+
+
+def array_param(value: Any, x: Array, name: str) -> Array | None:
+    """`value` cast to x's dtype if it is an array (finite, real floating, broadcastable to x),
+    else None (a Python number, validated by the caller).
+
+    Raises
+    ------
+    UnsupportedDTypeError, NonFiniteError
+        The array is not real floating, or holds NaN/Inf.
+    ShapeMismatchError
+        The array does not broadcast to x's shape.
+    """
+    if not hasattr(value, "shape") or isinstance(value, numbers.Real):
+        return None
+    xp = prepare(value, name)
+    try:
+        xp.broadcast_shapes(tuple(value.shape), tuple(x.shape))
+    except (ValueError, RuntimeError) as e:
+        raise ShapeMismatchError(f"{name} of shape {tuple(value.shape)} does not broadcast to "
+                                 f"x's shape {tuple(x.shape)}") from e
+    return xp.astype(value, x.dtype)
 
 
 def zeros_where_not(mask: Array, x: Array) -> Array:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 from compressopt._array import Array, array_namespace, numel
 from compressopt.projections._util import (
@@ -341,44 +341,47 @@ def project_codebook(x: Array, codebook: Sequence[float] | Array) -> Quantized:
     return Quantized(c, assign_nearest(x, c))
 
 
+class _Scaled(TensorScheme):
+    """Schemes whose Θ is :class:`ScaledCodes`: ``value_bits`` per entry, a 32-bit scale."""
+
+    value_bits: ClassVar[int]
+
+    def decompress(self, theta: ScaledCodes, /) -> Array:
+        return _decode(theta)
+
+    def cost(self, theta: ScaledCodes, /) -> StorageCost:
+        n = numel(theta.codes)
+        return StorageCost(numel=n, nnz=n, bits=self.value_bits, overhead_bits=32)
+
+
 @dataclass(frozen=True)
-class Binary(TensorScheme):
+class Binary(_Scaled):
     """Binary weights ``a · {-1, +1}`` with the optimal scale (:func:`project_binary`, exact).
 
     Storage: 1 bit per entry, 32 bits of scale (overhead).
     """
 
+    value_bits = 1
+
     def compress(self, x: Array, /) -> ScaledCodes:
         return project_binary(x)
 
-    def decompress(self, theta: ScaledCodes, /) -> Array:
-        return _decode(theta)
-
-    def cost(self, theta: ScaledCodes, /) -> StorageCost:
-        n = numel(theta.codes)
-        return StorageCost(numel=n, nnz=n, bits=1, overhead_bits=32)
-
 
 @dataclass(frozen=True)
-class Ternary(TensorScheme):
+class Ternary(_Scaled):
     """Ternary weights ``a · {-1, 0, +1}``, optimal scale and threshold (exact).
 
     Storage: 2 bits per entry (``ceil(log2 3)``), 32 bits of scale.
     """
 
+    value_bits = 2
+
     def compress(self, x: Array, /) -> ScaledCodes:
         return project_ternary(x)
 
-    def decompress(self, theta: ScaledCodes, /) -> Array:
-        return _decode(theta)
-
-    def cost(self, theta: ScaledCodes, /) -> StorageCost:
-        n = numel(theta.codes)
-        return StorageCost(numel=n, nnz=n, bits=2, overhead_bits=32)
-
 
 @dataclass(frozen=True)
-class UniformQuantization(TensorScheme):
+class UniformQuantization(_Scaled):
     """The grid ``α · {0, ±1, …, ±L}``, ``L = 2^(bits-1)`` or `levels` (:func:`project_uniform`).
 
     Storage: ``ceil(log2(2L + 1))`` bits per entry, 32 bits of scale. Exact with
@@ -402,16 +405,13 @@ class UniformQuantization(TensorScheme):
         """L, the largest integer code."""
         return _levels(self.bits, self.levels, self.method, self.iters)
 
+    @property
+    def value_bits(self) -> int:  # type: ignore[override]
+        return bits_for(2 * self.big_l + 1)
+
     def compress(self, x: Array, /) -> ScaledCodes:
         return project_uniform(x, self.bits, levels=self.levels, method=self.method,
                                iters=self.iters)
-
-    def decompress(self, theta: ScaledCodes, /) -> Array:
-        return _decode(theta)
-
-    def cost(self, theta: ScaledCodes, /) -> StorageCost:
-        n = numel(theta.codes)
-        return StorageCost(numel=n, nnz=n, bits=bits_for(2 * self.big_l + 1), overhead_bits=32)
 
 
 class _Codebook(TensorScheme):

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compressopt._array import Array, array_namespace, numel
-from compressopt.errors import ShapeMismatchError
-from compressopt.projections._util import acc_dtype, check_nonneg, flat, prepare
+from compressopt.projections._util import acc_dtype, array_param, check_nonneg, flat, prepare
 from compressopt.projections.base import StorageCost, TensorScheme, count_nonzero
 
 __all__ = [
@@ -142,17 +141,8 @@ def project_l1_ball(x: Array, radius: float) -> Array:
 
 
 def _bound(b: Any, x: Array, name: str) -> Any:
-    xp = array_namespace(x)
-    if hasattr(b, "shape") and not isinstance(b, float | int):
-        prepare(b, name)
-        try:
-            xp.broadcast_shapes(tuple(b.shape), tuple(x.shape))
-        except (ValueError, RuntimeError) as e:
-            raise ShapeMismatchError(
-                f"{name} of shape {tuple(b.shape)} does not broadcast to x's shape {tuple(x.shape)}"
-            ) from e
-        return xp.astype(b, x.dtype)
-    return float(b)
+    a = array_param(b, x, name)
+    return a if a is not None else float(b)
 
 
 def project_box(x: Array, lower: Any = -1.0, upper: Any = 1.0) -> Array:

@@ -24,7 +24,13 @@ from typing import Any
 
 from compressopt._array import Array, array_namespace, numel
 from compressopt.errors import ShapeMismatchError
-from compressopt.projections._util import acc_dtype, check_int, check_nonneg, prepare
+from compressopt.projections._util import (
+    acc_dtype,
+    array_param,
+    check_int,
+    check_nonneg,
+    prepare,
+)
 from compressopt.projections.base import StorageCost, TensorScheme, count_nonzero
 
 __all__ = [
@@ -43,18 +49,12 @@ __all__ = [
 
 def _threshold(t: Any, x: Array, name: str = "t") -> Any:
     """A nonnegative scalar threshold, or an array of them broadcastable to `x`."""
-    if hasattr(t, "shape") and not isinstance(t, float | int):
-        xp = prepare(t, name)
-        if not bool(xp.all(t >= 0)):
-            raise ValueError(f"{name} must be >= 0 everywhere")
-        try:
-            xp.broadcast_shapes(tuple(t.shape), tuple(x.shape))
-        except (ValueError, RuntimeError) as e:
-            raise ShapeMismatchError(
-                f"{name} of shape {tuple(t.shape)} does not broadcast to x's shape {tuple(x.shape)}"
-            ) from e
-        return xp.astype(t, x.dtype)
-    return check_nonneg(t, name)
+    a = array_param(t, x, name)
+    if a is None:
+        return check_nonneg(t, name)
+    if not bool(array_namespace(a).all(a >= 0)):
+        raise ValueError(f"{name} must be >= 0 everywhere")
+    return a
 
 
 def soft_threshold(x: Array, t: Any) -> Array:
