@@ -45,8 +45,9 @@ _PROBES = 15  # probes per tensor and round of the break-item search: log_16(n) 
 class KnapsackResult(NamedTuple):
     """Result of :func:`project_knapsack`.
 
-    Scalars are 0-d arrays on the weights' device (accumulation dtype, float64 where
-    available), so that the projection never waits for the device; ``float()`` them to read.
+    ``objective``, ``lp_bound`` and ``break_profit`` are 0-d arrays on the weights' device
+    (accumulation dtype, float64 where available): ``float()`` them to read. The counts are
+    Python ints (read once by the projection).
 
     Attributes
     ----------
