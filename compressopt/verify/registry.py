@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from compressopt import projections as P
+from compressopt._array import array_namespace
 from compressopt.verify import checks as C
 from compressopt.verify.report import Report, Tol
 
@@ -232,21 +233,20 @@ def _alloc(rng: Rng, n: int) -> Case:
     return Case(w, {"budget_bits": budget, "candidates": _CANDS})
 
 
-def _quantized_dict(rng: Rng, n: int) -> tuple[dict, int]:
-    """Tensors whose nonzeros take at most 2^b values each; the bits they need."""
-    w, used = {}, 0
-    for name, v in _dict(rng, n, lambda r, m: _sparsify(r, _vec(r, m), 0.8)).items():
-        b = int(rng.choice(_CANDS))
+def _quantized(rng: Rng, w: dict, cands: tuple[int, ...]) -> Case:
+    """A point of the joint set: the nonzeros of each tensor of `w` replaced by one of 2^b
+    random values (b drawn from `cands`), with exactly the budget it needs."""
+    out, used = {}, 0
+    for name, v in w.items():
+        b = int(rng.choice(cands))
         vals = rng.standard_normal(2**b)
-        q = np.where(v != 0, vals[rng.integers(0, 2**b, v.shape)], 0.0)
-        w[name] = q
-        used += b * int(np.count_nonzero(q))
-    return w, used
+        out[name] = np.where(v != 0, vals[rng.integers(0, 2**b, v.shape)], 0.0)
+        used += b * int(np.count_nonzero(out[name]))
+    return Case(out, {"budget_bits": float(used), "candidates": cands})
 
 
 def _alloc_feas(rng: Rng, n: int) -> Case:
-    w, used = _quantized_dict(rng, n)
-    return Case(w, {"budget_bits": float(used), "candidates": _CANDS})
+    return _quantized(rng, _alloc(rng, n).x, _CANDS)
 
 
 def _joint(rng: Rng, n: int) -> Case:
@@ -256,15 +256,8 @@ def _joint(rng: Rng, n: int) -> Case:
 
 
 def _joint_feas(rng: Rng, n: int) -> Case:
-    w = {}
-    used = 0
-    for name, v in _joint(rng, n).x.items():
-        b = int(rng.integers(1, 3))
-        vals = rng.standard_normal(2**b)
-        q = np.where(rng.random(v.shape) < 0.7, vals[rng.integers(0, 2**b, v.shape)], 0.0)
-        w[name] = q
-        used += b * int(np.count_nonzero(q))
-    return Case(w, {"budget_bits": float(used), "candidates": (1, 2)})
+    w = {k: _sparsify(rng, v, 0.7) for k, v in _joint(rng, n).x.items()}
+    return _quantized(rng, w, (1, 2))
 
 
 def _km(small: bool) -> Callable[[Rng, int], Case]:
@@ -362,8 +355,6 @@ def _scaled(f: Callable[..., P.ScaledCodes]) -> Callable[..., Any]:
     """A projection returning ScaledCodes, as the projected array (on the input's device)."""
     def project(x: Any, **params: Any) -> Any:
         t = f(x, **params)
-        from compressopt._array import array_namespace
-
         xp = array_namespace(t.codes)
         return xp.astype(t.codes, t.scale.dtype) * t.scale
     return project
