@@ -19,10 +19,12 @@ from compressopt.tree import Params, tree_check
 __all__ = [
     "acc_dtype",
     "array_param",
+    "as_groups",
     "check_int",
     "check_nonneg",
     "concat_flat",
     "flat",
+    "from_groups",
     "mask_top",
     "prepare",
     "sort_owned",
@@ -87,6 +89,26 @@ def check_nonneg(value: Any, name: str, *, positive: bool = False) -> float:
     if value < 0 or (positive and value == 0):
         raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value}")
     return value
+
+
+def as_groups(x: Array, axis: int) -> tuple[Any, Array, int]:
+    """Namespace, x as (G, m) with the groups (slices along `axis`) as rows, and the axis.
+
+    Raises ShapeMismatchError for a 0-d x, ValueError for an axis out of range.
+    """
+    xp = prepare(x)
+    if x.ndim == 0:
+        raise ShapeMismatchError("group operators need at least a 1-D array, got a 0-d one")
+    ax = check_int(axis, "axis", low=-x.ndim, high=x.ndim - 1) % x.ndim
+    moved = xp.moveaxis(x, ax, 0) if ax else x
+    return xp, xp.reshape(moved, (x.shape[ax], math.prod(moved.shape[1:]))), ax
+
+
+def from_groups(xp: Any, g: Array, x: Array, ax: int) -> Array:
+    """Inverse of :func:`as_groups`: the (G, m) array `g` back in the shape of `x`."""
+    shape = (x.shape[ax], *[s for i, s in enumerate(x.shape) if i != ax])
+    out = xp.reshape(g, shape)
+    return xp.moveaxis(out, 0, ax) if ax else out
 
 
 def array_param(value: Any, x: Array, name: str) -> Array | None:

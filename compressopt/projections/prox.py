@@ -27,8 +27,9 @@ from compressopt.errors import ShapeMismatchError
 from compressopt.projections._util import (
     acc_dtype,
     array_param,
-    check_int,
+    as_groups,
     check_nonneg,
+    from_groups,
     prepare,
 )
 from compressopt.projections.base import StorageCost, TensorScheme, count_nonzero
@@ -146,22 +147,6 @@ def prox_l0(x: Array, lam: Any) -> Array:
     return hard_threshold(x, t * math.sqrt(2.0))
 
 
-def _as_groups(x: Array, axis: int) -> tuple[Any, Array, int]:
-    """Namespace, x as (G, m) with the groups on dim 0 (a copy only if moving the axis needs it)."""
-    xp = prepare(x)
-    if x.ndim == 0:
-        raise ShapeMismatchError("group operators need at least a 1-D array, got a 0-d one")
-    ax = check_int(axis, "axis", low=-x.ndim, high=x.ndim - 1) % x.ndim
-    moved = xp.moveaxis(x, ax, 0) if ax else x
-    return xp, xp.reshape(moved, (x.shape[ax], math.prod(moved.shape[1:]))), ax
-
-
-def _from_groups(xp: Any, g: Array, x: Array, ax: int) -> Array:
-    shape = (x.shape[ax], *[s for i, s in enumerate(x.shape) if i != ax])
-    out = xp.reshape(g, shape)
-    return xp.moveaxis(out, 0, ax) if ax else out
-
-
 def group_norms(x: Array, axis: int = 0, *, ord: int = 2) -> Array:
     """ℓ2 (or ℓ1, ``ord=1``) norm of each slice of `x` along `axis`.
 
@@ -191,7 +176,7 @@ def group_norms(x: Array, axis: int = 0, *, ord: int = 2) -> Array:
     """
     if ord not in (1, 2):
         raise ValueError(f"ord must be 1 or 2, got {ord!r}")
-    xp, g, _ = _as_groups(x, axis)
+    xp, g, _ = as_groups(x, axis)
     acc = acc_dtype(x)
     ga = xp.astype(g, acc)
     n = xp.sum(xp.abs(ga), axis=1) if ord == 1 else xp.sqrt(xp.sum(ga * ga, axis=1))
@@ -232,7 +217,7 @@ def prox_group_lasso(x: Array, t: Any, axis: int = 0) -> Array:
     array([[2.4, 3.2],
            [0. , 0. ]])
     """
-    xp, g, ax = _as_groups(x, axis)
+    xp, g, ax = as_groups(x, axis)
     if hasattr(t, "shape") and not isinstance(t, float | int):
         if tuple(t.shape) != (g.shape[0],):
             raise ShapeMismatchError(
@@ -244,7 +229,7 @@ def prox_group_lasso(x: Array, t: Any, axis: int = 0) -> Array:
     norms = xp.reshape(group_norms(x, axis), (-1, 1))
     safe = xp.where(norms > 0, norms, xp.ones_like(norms))
     scale = xp.maximum(1 - t / safe, xp.zeros_like(safe))
-    return _from_groups(xp, g * scale, x, ax)
+    return from_groups(xp, g * scale, x, ax)
 
 
 def ctl1(x: Array, a: float, axis: int = 0) -> Array:
@@ -305,9 +290,9 @@ def ctl1_grad(x: Array, a: float, axis: int = 0) -> Array:
     """
     a = check_nonneg(a, "a", positive=True)
     s = group_norms(x, axis, ord=1)
-    xp, g, ax = _as_groups(x, axis)
+    xp, g, ax = as_groups(x, axis)
     coef = xp.reshape(-a / (a + s) ** 2, (-1, 1))
-    return _from_groups(xp, xp.sign(g) * coef, x, ax)
+    return from_groups(xp, xp.sign(g) * coef, x, ax)
 
 
 @dataclass(frozen=True)

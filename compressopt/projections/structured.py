@@ -14,10 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from compressopt._array import Array, array_namespace, numel
-from compressopt.projections._util import acc_dtype, check_int, zeros_where_not
+from compressopt.projections._util import (
+    acc_dtype,
+    as_groups,
+    check_int,
+    from_groups,
+    zeros_where_not,
+)
 from compressopt.projections.base import StorageCost, TensorScheme, count_nonzero
 from compressopt.projections.cardinality import Pruned, _check_k_or_keep, keep_to_k, topk_mask
-from compressopt.projections.prox import _as_groups, _from_groups
 from compressopt.tree import Params, tree_check
 
 __all__ = [
@@ -74,10 +79,10 @@ def project_channels(x: Array, k: int, axis: int = 0) -> Array:
            [3., 0.],
            [0., 0.]])
     """
-    xp, g, ax = _as_groups(x, axis)
+    xp, g, ax = as_groups(x, axis)
     k = check_int(k, "k", low=0, high=g.shape[0])
     keep = topk_mask(_sq_norms(g), k)
-    return _from_groups(xp, zeros_where_not(xp.reshape(keep, (-1, 1)), g), x, ax)
+    return from_groups(xp, zeros_where_not(xp.reshape(keep, (-1, 1)), g), x, ax)
 
 
 def project_global_channels(w: Params, k: int, axis: int = 0) -> dict[str, Array]:
@@ -109,7 +114,7 @@ def project_global_channels(w: Params, k: int, axis: int = 0) -> dict[str, Array
     {'a': [3.0, 0.0], 'b': [2.0, 0.0]}
     """
     w = tree_check(w)
-    parts = {n: _as_groups(x, axis) for n, x in w.items()}
+    parts = {n: as_groups(x, axis) for n, x in w.items()}
     total = sum(g.shape[0] for _, g, _ in parts.values())
     k = check_int(k, "k", low=0, high=total)
     if not w:
@@ -119,14 +124,14 @@ def project_global_channels(w: Params, k: int, axis: int = 0) -> dict[str, Array
     out, start = {}, 0
     for n, (_, g, ax) in parts.items():
         m = xp.reshape(keep[start : start + g.shape[0]], (-1, 1))
-        out[n] = _from_groups(xp, zeros_where_not(m, g), w[n], ax)
+        out[n] = from_groups(xp, zeros_where_not(m, g), w[n], ax)
         start += g.shape[0]
     return out
 
 
 def _nonzero_groups(x: Array, axis: int, atol: float) -> int:
     """Groups of `x` with an entry above `atol` in magnitude (one device synchronization)."""
-    xp, g, _ = _as_groups(x, axis)
+    xp, g, _ = as_groups(x, axis)
     return int(xp.sum(xp.astype(xp.any(xp.abs(g) > atol, axis=1), xp.int64)))
 
 
