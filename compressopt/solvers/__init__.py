@@ -1,6 +1,13 @@
 """Coordinators (LC, ADMM, ...) over a loss oracle and a compression. No torch import."""
 
 from compressopt.solvers.admm import ADMM, ADMMRecord, ADMMState
+from compressopt.solvers.apgdssm import (
+    APGDSSM,
+    APGDSSMRecord,
+    APGDSSMState,
+    PenaltySchedule,
+    sparsity_report,
+)
 from compressopt.solvers.base import (
     Coordinator,
     DifferentiableOracle,
@@ -16,10 +23,13 @@ from compressopt.solvers.slr import SLR, SLRRecord, SLRState, slr_alpha
 
 __all__ = [
     "ADMM",
+    "APGDSSM",
     "LC",
     "SLR",
     "ADMMRecord",
     "ADMMState",
+    "APGDSSMRecord",
+    "APGDSSMState",
     "Coordinator",
     "DifferentiableOracle",
     "LCRecord",
@@ -27,6 +37,7 @@ __all__ = [
     "LeastSquares",
     "LogisticRegression",
     "LossOracle",
+    "PenaltySchedule",
     "RetrainOracle",
     "SLRRecord",
     "SLRState",
@@ -34,4 +45,5 @@ __all__ = [
     "Status",
     "history_columns",
     "slr_alpha",
+    "sparsity_report",
 ]

@@ -40,3 +40,21 @@ def codebook_ls(seed: int, m: int = 20, n: int = 7, k: int = 2, noise: float = 0
     return Instance(
         LeastSquares(A, b), {"w": np.linalg.lstsq(A, b, rcond=None)[0]}, bf.objective, bf.x
     )
+
+
+def best_uniform_grid_ls(A: np.ndarray, b: np.ndarray, levels: int) -> tuple[np.ndarray, float]:
+    """Exact min ½||A α q - b||² over α >= 0 and q in {-L..L}^n, by enumerating q (tiny n)."""
+    import itertools
+
+    n = A.shape[1]
+    best_x, best_f = np.zeros(n), 0.5 * float(b @ b)
+    for q in itertools.product(range(-levels, levels + 1), repeat=n):
+        Aq = A @ np.asarray(q, dtype=float)
+        den = float(Aq @ Aq)
+        if den == 0:
+            continue
+        alpha = max(0.0, float(Aq @ b) / den)
+        f = 0.5 * float(np.sum((alpha * Aq - b) ** 2))
+        if f < best_f:
+            best_x, best_f = alpha * np.asarray(q, dtype=float), f
+    return best_x, best_f
