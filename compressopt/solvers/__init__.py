@@ -17,6 +17,13 @@ from compressopt.solvers.base import (
     Status,
     history_columns,
 )
+from compressopt.solvers.joint_admm import (
+    JointADMM,
+    JointADMMRecord,
+    JointADMMState,
+    budget_from_ratio,
+    quantize_with_bits,
+)
 from compressopt.solvers.lc import LC, LCRecord, LCState
 from compressopt.solvers.oracles import LeastSquares, LogisticRegression
 from compressopt.solvers.slr import SLR, SLRRecord, SLRState, slr_alpha
@@ -32,6 +39,9 @@ __all__ = [
     "APGDSSMState",
     "Coordinator",
     "DifferentiableOracle",
+    "JointADMM",
+    "JointADMMRecord",
+    "JointADMMState",
     "LCRecord",
     "LCState",
     "LeastSquares",
@@ -43,7 +53,9 @@ __all__ = [
     "SLRState",
     "SolveResult",
     "Status",
+    "budget_from_ratio",
     "history_columns",
+    "quantize_with_bits",
     "slr_alpha",
     "sparsity_report",
 ]

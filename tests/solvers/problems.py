@@ -58,3 +58,32 @@ def best_uniform_grid_ls(A: np.ndarray, b: np.ndarray, levels: int) -> tuple[np.
         if f < best_f:
             best_x, best_f = alpha * np.asarray(q, dtype=float), f
     return best_x, best_f
+
+
+def best_sparse_quantized_ls(
+    A: np.ndarray, b: np.ndarray, budget: float, candidates: tuple[int, ...] = (1, 2)
+) -> tuple[np.ndarray, float, int]:
+    """Exact min ½||Aw - b||² s.t. bits·||w||_0 <= budget and the nonzeros of w take at most
+    2^bits values, over bits in `candidates` (one tensor, tiny n): enumerate the labellings
+    (0 = pruned, 1..2^bits = codebook entry) and fit the codebook by least squares.
+    Returns (w, objective, bits)."""
+    import itertools
+
+    n = A.shape[1]
+    best = (np.zeros(n), 0.5 * float(b @ b), candidates[0])
+    for bits in candidates:
+        kmax, k = int(budget // bits), 2**bits
+        for labels in itertools.product(range(k + 1), repeat=n):
+            nz = [i for i, lab in enumerate(labels) if lab]
+            if not nz or len(nz) > kmax:
+                continue
+            P = np.zeros((n, k))
+            for i in nz:
+                P[i, labels[i] - 1] = 1.0
+            used = P.any(axis=0)
+            M = A @ P[:, used]
+            c, *_ = np.linalg.lstsq(M, b, rcond=None)
+            f = 0.5 * float(np.sum((M @ c - b) ** 2))
+            if f < best[1] - 1e-12:
+                best = (P[:, used] @ c, f, bits)
+    return best
