@@ -162,9 +162,23 @@ class SLR(Coordinator):
     def init(
         self, w: Params, compression: Compression | TensorScheme, oracle: LossOracle | None = None
     ) -> SLRState:
-        """W^0 = w̄, Z^0 = Π(W^0), Λ^0 = 0, s = s0."""
+        """W^0 = w̄, Z^0 = Π(W^0), Λ^0 = 0, s = s0.
+
+        Raises
+        ------
+        TypeError
+            The compression is a penalty form (a prox C step): the surrogate conditions (6)
+            and (11) compare L_ρ without a penalty term, which is valid only for constraint
+            sets.
+        """
+        C = as_compression(compression)
+        if bind_mu(C, self.rho) != C:
+            raise TypeError(
+                "SLR is defined for constraint sets (its surrogate conditions omit a penalty "
+                "term); use LC or ADMM for penalty-form C steps such as L1Penalty"
+            )
         w = tree_check(w)
-        theta = bind_mu(as_compression(compression), self.rho).compress(w)
+        theta = bind_mu(C, self.rho).compress(w)
         loss = oracle.value(w) if oracle is not None else math.nan
         return SLRState(w=w, theta=theta, lam=tree_zeros_like(w), s=self.s0, m=0, loss=loss, k=0)
 
