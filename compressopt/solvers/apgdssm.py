@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from compressopt._array import Array, array_namespace
 from compressopt.projections.base import Compression, TensorScheme, as_compression, summarize
 from compressopt.projections.prox import ctl1_grad, group_lasso_grad, soft_threshold
-from compressopt.solvers.base import Coordinator, DifferentiableOracle, Timer
+from compressopt.solvers.base import Coordinator, DifferentiableOracle, Timer, check_positive_int
 from compressopt.tree import Params, tree_check, tree_map, tree_norm, tree_sub
 
 __all__ = ["APGDSSM", "APGDSSMRecord", "APGDSSMState", "PenaltySchedule", "sparsity_report"]
@@ -186,9 +186,7 @@ class APGDSSM(Coordinator):
         if not callable(self.lr) and not self.lr > 0:
             raise ValueError(f"lr must be > 0 or a callable, got {self.lr}")
         for f in ("iters_per_step", "maxiter"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{f} must be a positive int, got {v!r}")
+            check_positive_int(getattr(self, f), f)
 
     def _gamma(self, t: int) -> float:
         return float(self.lr(t)) if callable(self.lr) else float(self.lr)

@@ -28,7 +28,7 @@ from compressopt.projections.joint import SparseQuantized
 from compressopt.projections.knapsack import project_knapsack
 from compressopt.projections.mckp import allocate_bits
 from compressopt.projections.quantization import AdaptiveQuantization, Quantized
-from compressopt.solvers.base import Coordinator, LossOracle, Timer
+from compressopt.solvers.base import Coordinator, LossOracle, Timer, check_positive_int
 from compressopt.tree import (
     Params,
     tree_axpy,
@@ -166,8 +166,7 @@ class JointADMM(Coordinator):
     def __post_init__(self) -> None:
         if not self.rho > 0:
             raise ValueError(f"rho must be > 0, got {self.rho}")
-        if isinstance(self.maxiter, bool) or not isinstance(self.maxiter, int) or self.maxiter < 1:
-            raise ValueError(f"maxiter must be a positive int, got {self.maxiter!r}")
+        check_positive_int(self.maxiter, "maxiter")
         b = self.init_bits
         if b is not None and (isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 16):
             raise ValueError(f"init_bits must be an int in [1, 16], got {b!r}")
