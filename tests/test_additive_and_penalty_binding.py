@@ -105,9 +105,9 @@ def test_bind_mu_reaches_every_c_step():
         w0, ls, Tasks({"w": _RecordingPenalty(0.1, log)})
     )
     assert log == [3.0, 3.0, 3.0]
-    log.clear()
-    SLR(rho=0.7, maxiter=1).run(w0, ls, _RecordingPenalty(0.1, log))
-    assert set(log) == {0.7}
+    # SLR's surrogate conditions hold only for constraint sets: penalty forms are refused
+    with pytest.raises(TypeError, match="constraint sets"):
+        SLR(rho=0.7, maxiter=1).run(w0, ls, _RecordingPenalty(0.1, log))
     # schemes without with_mu pass through unchanged
     p = PerTensor(Cardinality(k=1))
     assert bind_mu(p, 1.0) == p and bind_mu(Cardinality(k=1), 1.0) == Cardinality(k=1)

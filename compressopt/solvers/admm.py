@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from compressopt._array import Array
 from compressopt.projections.base import Compression, TensorScheme, as_compression, bind_mu
-from compressopt.solvers.base import Coordinator, LossOracle, Timer, diagnostics
+from compressopt.solvers.base import Coordinator, LossOracle, Timer, check_positive_int, diagnostics
 from compressopt.tree import (
     Params,
     tree_add,
@@ -126,8 +126,7 @@ class ADMM(Coordinator):
             raise ValueError(f"rho_growth must be >= 1, got {self.rho_growth}")
         if not self.rho_max >= self.rho:
             raise ValueError(f"rho_max ({self.rho_max}) must be >= rho ({self.rho})")
-        if isinstance(self.maxiter, bool) or not isinstance(self.maxiter, int) or self.maxiter < 1:
-            raise ValueError(f"maxiter must be a positive int, got {self.maxiter!r}")
+        check_positive_int(self.maxiter, "maxiter")
         if not (self.eps_abs >= 0 and self.eps_rel >= 0):
             raise ValueError("eps_abs and eps_rel must be >= 0")
 

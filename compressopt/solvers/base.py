@@ -33,6 +33,7 @@ __all__ = [
     "SolveResult",
     "Status",
     "Timer",
+    "check_positive_int",
     "diagnostics",
     "drive",
     "history_columns",
@@ -88,6 +89,12 @@ class DifferentiableOracle(LossOracle, Protocol):
     def grad(self, w: Params) -> dict[str, Array]:
         """∇L(w), a mapping with the names and shapes of `w`."""
         ...
+
+
+def check_positive_int(value: Any, name: str) -> None:
+    """Raise ``ValueError`` unless `value` is an int >= 1 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 class Status(enum.IntEnum):

@@ -24,7 +24,7 @@ from typing import Any, Literal, NamedTuple
 
 from compressopt._array import Array
 from compressopt.projections.base import Compression, TensorScheme, as_compression, bind_mu
-from compressopt.solvers.base import Coordinator, LossOracle, Timer, diagnostics
+from compressopt.solvers.base import Coordinator, LossOracle, Timer, check_positive_int, diagnostics
 from compressopt.tree import (
     Params,
     tree_axpy,
@@ -127,8 +127,7 @@ class LC(Coordinator):
             raise ValueError(f"mu0 must be > 0, got {self.mu0}")
         if not self.mu_growth > 1:
             raise ValueError(f"mu_growth must be > 1 (mu -> infinity), got {self.mu_growth}")
-        if isinstance(self.maxiter, bool) or not isinstance(self.maxiter, int) or self.maxiter < 1:
-            raise ValueError(f"maxiter must be a positive int, got {self.maxiter!r}")
+        check_positive_int(self.maxiter, "maxiter")
         if not self.tol >= 0:
             raise ValueError(f"tol must be >= 0, got {self.tol}")
         if self.penalty not in ("al", "qp"):

@@ -35,7 +35,13 @@ from compressopt.projections.base import (
     bind_mu,
     summarize,
 )
-from compressopt.solvers.base import Coordinator, LossOracle, RetrainOracle, Timer
+from compressopt.solvers.base import (
+    Coordinator,
+    LossOracle,
+    RetrainOracle,
+    Timer,
+    check_positive_int,
+)
 from compressopt.tree import (
     Params,
     tree_axpy,
@@ -149,8 +155,7 @@ class SLR(Coordinator):
             raise ValueError(f"M must be > 1, got {self.M}")
         if not 0 < self.r < 1:
             raise ValueError(f"r must be in (0, 1), got {self.r}")
-        if isinstance(self.maxiter, bool) or not isinstance(self.maxiter, int) or self.maxiter < 1:
-            raise ValueError(f"maxiter must be a positive int, got {self.maxiter!r}")
+        check_positive_int(self.maxiter, "maxiter")
         if not self.tol >= 0:
             raise ValueError(f"tol must be >= 0, got {self.tol}")
 
@@ -162,9 +167,23 @@ class SLR(Coordinator):
     def init(
         self, w: Params, compression: Compression | TensorScheme, oracle: LossOracle | None = None
     ) -> SLRState:
-        """W^0 = w̄, Z^0 = Π(W^0), Λ^0 = 0, s = s0."""
+        """W^0 = w̄, Z^0 = Π(W^0), Λ^0 = 0, s = s0.
+
+        Raises
+        ------
+        TypeError
+            The compression is a penalty form (a prox C step): the surrogate conditions (6)
+            and (11) compare L_ρ without a penalty term, which is valid only for constraint
+            sets.
+        """
+        C = as_compression(compression)
+        if bind_mu(C, self.rho) != C:
+            raise TypeError(
+                "SLR is defined for constraint sets (its surrogate conditions omit a penalty "
+                "term); use LC or ADMM for penalty-form C steps such as L1Penalty"
+            )
         w = tree_check(w)
-        theta = bind_mu(as_compression(compression), self.rho).compress(w)
+        theta = bind_mu(C, self.rho).compress(w)
         loss = oracle.value(w) if oracle is not None else math.nan
         return SLRState(w=w, theta=theta, lam=tree_zeros_like(w), s=self.s0, m=0, loss=loss, k=0)
 
@@ -186,12 +205,8 @@ class SLR(Coordinator):
                 f_prev, w_prev, z_prev, lam
             )
             s_prime = s
-            if cond1:  # (6) holds: eqs. (8) and (7)
-                alpha = slr_alpha(m + 1, self.M, self.r)
-                num, den = tree_norm(tree_sub(w_prev, z_prev)), tree_norm(tree_sub(w, z_prev))
-                if num > 0 and den > 0:
-                    s_prime = alpha * s * num / den
-                lam = tree_axpy(s_prime, tree_sub(w, z_prev), lam)
+            if cond1:  # (6) holds: step (8), multipliers (7)
+                lam, s_prime, alpha = self._multipliers(lam, s, m, (w_prev, z_prev), (w, z_prev))
                 m += 1
         with Timer() as t_c:
             theta = bind_mu(C, rho).compress(tree_axpy(1.0 / rho, lam, w))  # (10)
@@ -199,12 +214,8 @@ class SLR(Coordinator):
         with Timer() as t_m2:
             cond2 = self._lagrangian(f, w, z, lam) < self._lagrangian(f, w, z_prev, lam)
             s_new = s_prime
-            if cond2:  # (11) holds: eqs. (13) and (12)
-                alpha = slr_alpha(m + 1, self.M, self.r)
-                num, den = tree_norm(tree_sub(w, z_prev)), tree_norm(tree_sub(w, z))
-                if num > 0 and den > 0:
-                    s_new = alpha * s_prime * num / den
-                lam = tree_axpy(s_new, tree_sub(w, z), lam)
+            if cond2:  # (11) holds: step (13), multipliers (12)
+                lam, s_new, alpha = self._multipliers(lam, s_prime, m, (w, z_prev), (w, z))
                 m += 1
         hard_theta = bind_mu(C, rho).compress(w)
         hard = C.decompress(hard_theta)
@@ -229,6 +240,23 @@ class SLR(Coordinator):
         )
         new = SLRState(w=w, theta=theta, lam=lam, s=s_new, m=m, loss=f, k=state.k + 1)
         return new, record
+
+    def _multipliers(
+        self,
+        lam: Params,
+        s: float,
+        m: int,
+        before: tuple[Params, Params],
+        after: tuple[Params, Params],
+    ) -> tuple[dict[str, Array], float, float]:
+        """One multiplier update: ``Λ + s_new (W - Z)`` at `after` = (W, Z), with the step
+        ``s_new = α_{m+1} s ||W' - Z'|| / ||W - Z||`` from `before` = (W', Z') (eqs. 7-8 and
+        12-13; the step is kept when a norm is 0). Returns (Λ, s_new, α)."""
+        alpha = slr_alpha(m + 1, self.M, self.r)
+        g = tree_sub(*after)
+        num, den = tree_norm(tree_sub(*before)), tree_norm(g)
+        s_new = alpha * s * num / den if num > 0 and den > 0 else s
+        return tree_axpy(s_new, g, lam), s_new, alpha
 
     def converged(self, record: SLRRecord) -> bool:
         return record.w_minus_z <= self.tol

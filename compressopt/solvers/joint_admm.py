@@ -1,0 +1,256 @@
+"""Joint sparsity-quantization ADMM under one model-size budget.
+
+Yang, Gui, Zhu & Liu, "Automatic neural network compression by sparsity-quantization joint
+learning: a constrained optimization-based approach", CVPR 2020, Algorithm 1. Problem (1):
+
+.. math:: \\min_W \\ell(W) \\quad \\text{s.t.} \\quad
+          \\sum_i b(W^{(i)}) \\|W^{(i)}\\|_0 \\le S, \\qquad
+          b(W) = \\lceil \\log_2 (\\#\\text{unique nonzeros of } W) \\rceil ,
+
+decoupled (2)/(3) into W (which carries the sparsity) and a copy V (which carries the bit
+widths), ``g(V, W) = Σ b(V_i) ||W_i||_0 <= S``, with the augmented Lagrangian
+``ℓ(W) + <Y, W - V> + ρ/2 ||W - V||²``. The layers' sparsity and bit widths are chosen by the
+method: the W projection is a 0-1 knapsack (eq. 8, Prop. 1), the V projection a
+multiple-choice knapsack over bit widths (eq. 10, Prop. 2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from compressopt._array import Array, array_namespace
+from compressopt.projections.base import FLOAT_BITS, count_nonzero
+from compressopt.projections.codebooks import UniformQuantization
+from compressopt.projections.joint import SparseQuantized
+from compressopt.projections.knapsack import project_knapsack
+from compressopt.projections.mckp import allocate_bits
+from compressopt.projections.quantization import AdaptiveQuantization, Quantized
+from compressopt.solvers.base import Coordinator, LossOracle, Timer, check_positive_int
+from compressopt.tree import (
+    Params,
+    tree_axpy,
+    tree_check,
+    tree_map,
+    tree_norm,
+    tree_numel,
+    tree_sq_norm,
+    tree_sub,
+    tree_zeros_like,
+)
+
+__all__ = [
+    "JointADMM",
+    "JointADMMRecord",
+    "JointADMMState",
+    "budget_from_ratio",
+    "quantize_with_bits",
+]
+
+
+def budget_from_ratio(w: Params, ratio: float) -> float:
+    """The budget S in bits for a compression ratio R: ``S = 32 Σ numel / R`` (Yang §4.1).
+
+    Raises
+    ------
+    ValueError
+        ``ratio <= 0``.
+    """
+    if not ratio > 0:
+        raise ValueError(f"the compression ratio must be > 0, got {ratio}")
+    return FLOAT_BITS * tree_numel(w) / ratio
+
+
+def quantize_with_bits(
+    w: Params, bits: Mapping[str, int], *, method: str = "fast"
+) -> dict[str, Quantized]:
+    """Quantize each tensor's nonzeros with a ``2**bits[name]``-entry k-means codebook.
+
+    Zeros stay zero (sparse mode), so the storage is ``Σ bits_i nnz_i``. The final step of
+    Yang et al. (§4.1): W quantized with V's bit widths.
+    """
+    return {
+        n: AdaptiveQuantization(2 ** bits[n], method=method, sparse=True).compress(x)
+        for n, x in w.items()
+    }
+
+
+def _dequantize(theta: Mapping[str, Quantized]) -> dict[str, Array]:
+    return {n: AdaptiveQuantization(1).decompress(q) for n, q in theta.items()}
+
+
+class JointADMMState(NamedTuple):
+    """Iterate of the joint ADMM."""
+
+    w: dict[str, Array]  #: W: weights, sparse after each knapsack projection
+    v: dict[str, Array]  #: V: the quantized copy (W's sparsity, b(V_i) bits per nonzero)
+    y: dict[str, Array]  #: dual variables Y
+    bits: dict[str, int]  #: b(V_i), bits per nonzero of each tensor
+    k: int  #: iterations (projection periods τ') done
+
+
+class JointADMMRecord(NamedTuple):
+    """Diagnostics of one period τ' (Yang et al. Fig. 2 and Fig. 3)."""
+
+    k: int
+    rho: float
+    loss: float  #: ℓ(W) after the SGD phase (NaN unless ``eval_loss``)
+    loss_quantized: float  #: ℓ(W quantized with V's bits) (NaN unless ``eval_loss``)
+    mse: float  #: ||W - V||² / n, the MSE of their Fig. 2
+    w_minus_v: float  #: ||W - V||, the constraint violation
+    budget_used: int  #: Σ b(V_i) ||W_i||_0 in bits (<= budget)
+    budget: float  #: S in bits
+    lp_gap_knapsack: float  #: LP bound - greedy objective of the W projection (>= 0)
+    lp_gap_mckp: float  #: greedy error - LP bound of the V projection (>= 0)
+    nnz: dict[str, int]  #: ||W_i||_0 per tensor
+    bits: dict[str, int]  #: b(V_i) per tensor
+    time_lstep: float
+    time_cstep: float  #: both projections
+    time_multipliers: float
+
+
+@dataclass(frozen=True)
+class JointADMM(Coordinator):
+    """ADMM for pruning and mixed-precision quantization under one budget in bits.
+
+    Takes the joint set as its compression:
+    ``JointADMM().run(w, oracle, SparseQuantized(budget_bits=S))`` (the set's ``candidates``
+    and k-means ``method`` are used; see :func:`budget_from_ratio` for a ratio R).
+
+    Parameters
+    ----------
+    rho : float > 0
+        Penalty ρ of the augmented Lagrangian (paper default 0.05).
+    maxiter : int >= 1
+        Projection periods τ' (the paper projects once per epoch; each period is one L step).
+    init_bits : int, optional
+        b of the uniform quantization that initializes V (Algorithm 1, lines 1-4); its bit
+        widths drive the first W projection. Default: the largest candidate of the set.
+    tol : float >= 0, optional
+        Stop when ||W - V|| <= tol; by default every period runs, as in the paper.
+    eval_loss : bool
+        Evaluate ℓ(W) and ℓ of the quantized W for the history (two oracle ``value`` calls
+        and one quantization per period).
+
+    Notes
+    -----
+    Period k (Algorithm 1)::
+
+        W ← argmin_W ℓ(W) + ρ/2 ||W - V + Y/ρ||²   (τ' proximal-SGD steps, eq. 5: the L step)
+        W ← knapsack projection of W with V's bit widths                      (eq. 8)
+        V ← MCKP projection of W + Y/ρ on W's sparsity pattern                (eq. 10)
+        Y ← Y + ρ (W - V)                                                    (eq. 7)
+
+    The returned point quantizes the final W with V's bit widths (§4.1), so it meets the
+    budget exactly: Σ b_i nnz_i <= S, each tensor's nonzeros from a 2^b_i-entry codebook.
+    The oracle's L step with centre ``V - Y/ρ`` and penalty ρ is eq. (5)'s proximal SGD (for
+    a network: SGD on ℓ + ρ/2 ||W - c||² for τ' iterations).
+
+    A heuristic for a nonconvex, mixed-integer problem. The W projection maximizes the kept
+    energy Σ W̄² and so fills any slack in the budget with small entries, which the V
+    projection must then fit into the same codebook; on tiny problems whose budget exceeds
+    what the data need this can cost a lot (measured in ``tests/solvers/test_joint_admm.py``
+    against exhaustive search: within 5% on planted instances whose budget matches the
+    structure). The final codebook is a k-means of W's nonzeros, not refitted to the loss.
+    """
+
+    rho: float = 0.05
+    maxiter: int = 50
+    init_bits: int | None = None
+    tol: float | None = None
+    eval_loss: bool = True
+    name = "JointADMM"
+
+    def __post_init__(self) -> None:
+        if not self.rho > 0:
+            raise ValueError(f"rho must be > 0, got {self.rho}")
+        check_positive_int(self.maxiter, "maxiter")
+        b = self.init_bits
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 16):
+            raise ValueError(f"init_bits must be an int in [1, 16], got {b!r}")
+        if self.tol is not None and not self.tol >= 0:
+            raise ValueError(f"tol must be >= 0, got {self.tol}")
+
+    @staticmethod
+    def _joint(compression: Any) -> SparseQuantized:
+        if not isinstance(compression, SparseQuantized):
+            raise TypeError(
+                "JointADMM needs the joint set SparseQuantized(budget_bits=...) as its "
+                f"compression, got {type(compression).__name__}"
+            )
+        return compression
+
+    def init(
+        self, w: Params, compression: SparseQuantized, oracle: LossOracle | None = None
+    ) -> JointADMMState:
+        """W = w̄; V = uniform `init_bits`-bit quantization of W; Y = 0 (lines 1-4)."""
+        J = self._joint(compression)
+        w = tree_check(w)
+        b0 = self.init_bits if self.init_bits is not None else max(J.candidates)
+        uq = UniformQuantization(bits=b0)
+        v = {n: uq.project(x) for n, x in w.items()}
+        return JointADMMState(w=w, v=v, y=tree_zeros_like(w), bits={n: b0 for n in w}, k=0)
+
+    def step(
+        self, state: JointADMMState, oracle: LossOracle, compression: SparseQuantized
+    ) -> tuple[JointADMMState, JointADMMRecord]:
+        """One projection period: L step, W projection, V projection, dual update."""
+        J = self._joint(compression)
+        rho, y, S = self.rho, state.y, J.budget_bits
+        with Timer() as t_l:
+            w = oracle.lstep(state.w, tree_axpy(-1.0 / rho, y, state.v), rho, step=state.k)
+            loss = oracle.value(w) if self.eval_loss else math.nan
+        with Timer() as t_c:
+            kn = project_knapsack(w, state.bits, S)  # eq. (8)
+            w = kn.w
+            # eq. (10): V quantizes W + Y/ρ on W's sparsity pattern
+            target = tree_map(
+                lambda wi, yi, m: array_namespace(wi).where(m, wi + yi / rho, 0 * wi),
+                w,
+                y,
+                kn.masks,
+            )
+            alloc = allocate_bits(target, S, J.candidates, method=J.method)
+            v = alloc.decompress()
+        with Timer() as t_m:
+            y = tree_axpy(rho, tree_sub(w, v), y)  # eq. (7)
+        nnz = {n: count_nonzero(x) for n, x in w.items()}
+        if self.eval_loss:
+            loss_q = oracle.value(_dequantize(quantize_with_bits(w, alloc.bits, method=J.method)))
+        else:
+            loss_q = math.nan
+        record = JointADMMRecord(
+            k=state.k,
+            rho=rho,
+            loss=loss,
+            loss_quantized=loss_q,
+            mse=tree_sq_norm(tree_sub(w, v)) / max(tree_numel(w), 1),
+            w_minus_v=tree_norm(tree_sub(w, v)),
+            budget_used=sum(alloc.bits[n] * nnz[n] for n in w),
+            budget=S,
+            lp_gap_knapsack=float(kn.lp_bound) - float(kn.objective),
+            lp_gap_mckp=alloc.error - alloc.lp_bound,
+            nnz=nnz,
+            bits=dict(alloc.bits),
+            time_lstep=t_l.seconds,
+            time_cstep=t_c.seconds,
+            time_multipliers=t_m.seconds,
+        )
+        new = JointADMMState(w=w, v=v, y=y, bits=dict(alloc.bits), k=state.k + 1)
+        return new, record
+
+    def converged(self, record: JointADMMRecord) -> bool:
+        return self.tol is not None and record.w_minus_v <= self.tol
+
+    def finite(self, record: JointADMMRecord) -> bool:
+        return math.isfinite(record.mse) and (not self.eval_loss or math.isfinite(record.loss))
+
+    def output(
+        self, state: JointADMMState, compression: SparseQuantized
+    ) -> tuple[dict[str, Array], dict[str, Quantized]]:
+        """§4.1: quantize W with V's bit widths; the result meets the budget exactly."""
+        J = self._joint(compression)
+        theta = quantize_with_bits(state.w, state.bits, method=J.method)
+        return _dequantize(theta), theta

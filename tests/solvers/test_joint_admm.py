@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from compressopt.projections import Cardinality
+from compressopt.projections.joint import SparseQuantized
+from compressopt.solvers import (
+    JointADMM,
+    JointADMMRecord,
+    LeastSquares,
+    budget_from_ratio,
+    quantize_with_bits,
+)
+from tests.solvers.problems import best_sparse_quantized_ls
+
+
+def _planted(seed, m=20, n=6, nnz=3):
+    """Least squares whose truth has `nnz` nonzeros taking 2 values (1 bit each)."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((m, n))
+    values = np.array([-1.5, 1.5]) * (1 + 0.3 * rng.random(2))
+    truth = np.zeros(n)
+    truth[rng.choice(n, nnz, replace=False)] = values[rng.integers(0, 2, nnz)]
+    b = A @ truth + 0.2 * rng.standard_normal(m)
+    return LeastSquares(A, b), {"w": np.linalg.lstsq(A, b, rcond=None)[0]}
+
+
+def _feasible(x, bits, budget):
+    used = 0
+    for n, v in x.items():
+        nz = v[v != 0]
+        assert np.unique(nz).size <= 2 ** bits[n], f"{n}: too many values for {bits[n]} bits"
+        used += bits[n] * nz.size
+    assert used <= budget
+    return used
+
+
+def test_planted_instances_against_exhaustive_search():
+    # budget = the truth's cost (3 nonzeros × 1 bit): the method finds the structure and
+    # comes within a few % of the enumerated optimum (its codebook is a k-means of W, not a
+    # least-squares refit, so "equal" is not expected)
+    close = 0
+    for seed in range(20):
+        ls, w0 = _planted(seed)
+        joint = SparseQuantized(budget_bits=3, candidates=(1, 2), method="exact")
+        res = JointADMM(rho=20.0, maxiter=30, init_bits=1, eval_loss=False).run(w0, ls, joint)
+        _feasible(res.x, res.state.bits, 3)
+        _, best, _ = best_sparse_quantized_ls(ls.A, ls.b, 3)
+        assert ls.value(res.x) >= best * (1 - 1e-9)
+        close += ls.value(res.x) <= 1.05 * best
+    assert close >= 18, f"within 5% of the optimum on {close}/20 seeds"  # 20/20 seen
+
+
+@given(seed=st.integers(0, 10_000), budget=st.integers(1, 40))
+def test_result_always_meets_the_budget_exactly(seed, budget):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((30, 14))
+    ls2 = LeastSquares(A, rng.standard_normal(30))
+
+    class Two:  # two "layers" of a linear model, one global budget
+        def value(self, w):
+            return ls2.value({"w": np.concatenate([w["a"].ravel(), w["b"]])})
+
+        def lstep(self, w, center, mu, *, step=0):
+            c = np.concatenate([center["a"].ravel(), center["b"]])
+            v = ls2.lstep({"w": c}, {"w": c}, mu)["w"]
+            return {"a": v[:8].reshape(2, 4), "b": v[8:]}
+
+    w0 = {"a": rng.standard_normal((2, 4)), "b": rng.standard_normal(6)}
+    joint = SparseQuantized(budget_bits=budget, candidates=(1, 2, 3))
+    res = JointADMM(rho=1.0, maxiter=4, eval_loss=False).run(w0, Two(), joint)
+    used = _feasible(res.x, res.state.bits, budget)
+    for rec in res.history:
+        assert rec.budget_used <= budget and set(rec.bits.values()) <= {1, 2, 3}
+        assert rec.lp_gap_knapsack >= -1e-9 and rec.lp_gap_mckp >= -1e-9
+    assert used == sum(c.value_bits for c in joint.cost(res.theta).values())
+
+
+def test_history_and_diagnostics():
+    ls, w0 = _planted(1)
+    joint = SparseQuantized(budget_bits=3, candidates=(1, 2), method="exact")
+    res = JointADMM(rho=20.0, maxiter=5, init_bits=1).run(w0, ls, joint)
+    rec = res.history[-1]
+    assert isinstance(rec, JointADMMRecord) and len(res.history) == 5 and res.nit == 5
+    assert rec.budget == 3 and rec.nnz["w"] * rec.bits["w"] == rec.budget_used
+    x_q = {"w": quantize_with_bits(res.state.w, res.state.bits, method="exact")["w"]}
+    assert rec.loss_quantized == pytest.approx(ls.value(res.x))
+    assert np.count_nonzero(x_q["w"].assignments) == rec.nnz["w"]
+    d = res.state.w["w"] - res.state.v["w"]
+    assert rec.mse == pytest.approx(np.mean(d**2)) and rec.w_minus_v == pytest.approx(
+        np.linalg.norm(d)
+    )
+
+
+def test_tolerance_stops_early():
+    ls, w0 = _planted(2)
+    joint = SparseQuantized(budget_bits=3, candidates=(1, 2))
+    res = JointADMM(rho=20.0, maxiter=50, init_bits=1, tol=1e-3, eval_loss=False).run(w0, ls, joint)
+    assert res.converged and res.nit < 50 and res.history[-1].w_minus_v <= 1e-3
+
+
+def test_budget_from_ratio_and_errors():
+    w = {"a": np.zeros((10, 10)), "b": np.zeros(100)}
+    assert budget_from_ratio(w, 2000) == pytest.approx(32 * 200 / 2000)
+    with pytest.raises(ValueError, match="ratio"):
+        budget_from_ratio(w, 0)
+    with pytest.raises(TypeError, match="SparseQuantized"):
+        JointADMM().run({"w": np.ones(3)}, LeastSquares(np.eye(3), np.ones(3)), Cardinality(k=1))
+    for kw, match in [
+        ({"rho": 0}, "rho"),
+        ({"maxiter": 0}, "maxiter"),
+        ({"init_bits": 0}, "init_bits"),
+        ({"tol": -1.0}, "tol"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            JointADMM(**kw)
