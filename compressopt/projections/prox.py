@@ -254,10 +254,10 @@ def group_lasso_grad(x: Array, axis: int = 0) -> Array:
            [0. , 0. ]])
     """
     norms = group_norms(x, axis)
-    xp, g, ax = _as_groups(x, axis)
+    xp, g, ax = as_groups(x, axis)
     n = xp.reshape(norms, (-1, 1))
     safe = xp.where(n > 0, n, xp.ones_like(n))
-    return _from_groups(xp, g / safe, x, ax)
+    return from_groups(xp, g / safe, x, ax)
 
 
 def ctl1(x: Array, a: float, axis: int = 0) -> Array:

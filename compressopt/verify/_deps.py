@@ -11,7 +11,22 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["cvxpy", "ortools"]
+__all__ = ["cvxpy", "ortools", "preload_ortools"]
+
+
+def preload_ortools() -> bool:
+    """Load OR-Tools' shared library now, if it is installed (True when it is loaded).
+
+    Call it before anything imports cvxpy or highspy directly (a test suite's first import):
+    afterwards both work. Whether OR-Tools can load at all is decided by the first of the two
+    libraries to load.
+    """
+    try:
+        importlib.import_module("ortools.sat.python.cp_model")
+        importlib.import_module("ortools.algorithms.python.knapsack_solver")
+    except ImportError:
+        return False
+    return True
 
 
 def ortools(module: str) -> ModuleType:
@@ -28,11 +43,7 @@ def ortools(module: str) -> ModuleType:
 
 def cvxpy() -> ModuleType:
     """Import cvxpy, loading OR-Tools first when it is installed (see the module docstring)."""
-    try:
-        importlib.import_module("ortools.sat.python.cp_model")
-        importlib.import_module("ortools.algorithms.python.knapsack_solver")
-    except ImportError:
-        pass
+    preload_ortools()
     try:
         import logging
 
