@@ -1,11 +1,16 @@
-"""Shared test settings: hypothesis profiles and the dtype tolerance table."""
+"""Shared test settings: hypothesis profiles and the solver load order."""
 
 from __future__ import annotations
 
 import os
 
-import numpy as np
 from hypothesis import HealthCheck, settings
+
+from compressopt.verify._deps import preload_ortools
+
+# OR-Tools and highspy (pulled in by cvxpy) bundle clashing HiGHS builds: whichever loads
+# second fails. Load OR-Tools first, before any test module imports cvxpy.
+preload_ortools()
 
 settings.register_profile(
     "default",
@@ -16,8 +21,4 @@ settings.register_profile(
 settings.register_profile("thorough", max_examples=500, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-#: absolute/relative tolerances by dtype, for comparisons of computed arrays
-TOL = {
-    np.dtype(np.float32): {"rtol": 1e-5, "atol": 1e-6},
-    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
-}
+# Tolerances by dtype live in one table: compressopt.verify.report.TOL (see tol_for).
