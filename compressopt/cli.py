@@ -227,13 +227,15 @@ class _Display:
         self.step = 0
 
     def __enter__(self) -> _Display:
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.tasks:
+            self.progress.stop()
 
     def _task(self, name: str, total: int | None, info: str = "") -> Any:
+        if not self.tasks:  # started with the first bar: an early error prints nothing else
+            self.progress.start()
         self.tasks[name] = self.progress.add_task(name, total=total, info=info)
         return self.tasks[name]
 

@@ -77,7 +77,7 @@ DEFAULTS: dict[tuple[str, str], TrainingDefaults] = {
     ),
     ("mnist", "lenet300"): TrainingDefaults(
         pretrain_epochs=40, lr=0.1, batch_size=128, epochs=6, first_epochs=12, lstep_lr=0.1,
-        lr_decay=0.98, steps=30, mu0=9.76e-5, mu_growth=1.2,
+        lr_decay=0.98, steps=40, mu0=9.76e-5, mu_growth=1.2,
     ),
     ("mnist", "lenet5"): TrainingDefaults(
         pretrain_epochs=15, lr=0.01, batch_size=128, epochs=2, first_epochs=4, lstep_lr=0.01,
