@@ -30,54 +30,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _keep(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"KEEP must be a number in (0, 1], got {s!r}") from None
-    if not 0.0 < v <= 1.0:
-        raise argparse.ArgumentTypeError(f"KEEP must be in (0, 1], got {s}")
-    return v
+def _checked(convert: Any, valid: Any, what: str) -> Any:
+    """An argparse type: ``convert(s)``, rejected with "WHAT, got S" unless ``valid``."""
+
+    def parse(s: str) -> Any:
+        try:
+            v = convert(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what}, got {s!r}") from None
+        if not valid(v):
+            raise argparse.ArgumentTypeError(f"{what}, got {s}")
+        return v
+
+    return parse
 
 
-def _codebook(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"K must be an integer >= 2, got {s!r}") from None
-    if v < 2:
-        raise argparse.ArgumentTypeError(f"K must be >= 2 (1 entry stores nothing), got {v}")
-    return v
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
-
-
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {s}")
-    return v
+_keep = _checked(float, lambda v: 0.0 < v <= 1.0, "KEEP must be a number in (0, 1]")
+_codebook = _checked(int, lambda v: v >= 2, "K must be an integer >= 2")
+_positive_int = _checked(int, lambda v: v >= 1, "expected a positive integer")
+_nonneg_int = _checked(int, lambda v: v >= 0, "expected an integer >= 0")
+_positive_float = _checked(
+    float, lambda v: 0.0 < v < float("inf"), "expected a positive finite number"
+)
 
 
 #: the methods known without importing torch; the registry itself lives in compressopt.dnn

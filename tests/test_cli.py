@@ -72,11 +72,12 @@ def test_compress_quantize_with_progress(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (["--prune", "0"], "KEEP must be in (0, 1], got 0"),
-        (["--prune", "1.5"], "KEEP must be in (0, 1], got 1.5"),
-        (["--prune", "half"], "KEEP must be a number"),
-        (["--quantize", "1"], "K must be >= 2"),
-        (["--quantize", "2.5"], "K must be an integer"),
+        (["--prune", "0"], "KEEP must be a number in (0, 1], got 0"),
+        (["--prune", "1.5"], "KEEP must be a number in (0, 1], got 1.5"),
+        (["--prune", "half"], "KEEP must be a number in (0, 1], got 'half'"),
+        (["--quantize", "1"], "K must be an integer >= 2, got 1"),
+        (["--quantize", "2.5"], "K must be an integer >= 2, got '2.5'"),
+        (["--mu0", "-1"], "expected a positive finite number, got -1"),
         (["--epochs", "0"], "expected a positive integer"),
         (["--model", "vgg"], "invalid choice: 'vgg'"),
         (["--method", "sgd"], "invalid choice: 'sgd'"),
@@ -118,7 +119,7 @@ def test_no_command_prints_help(capsys):
 def test_python_m_compressopt(tmp_path):
     r = python_m("compress", "--prune", "2")
     assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr.strip().count("\n") == 0 and "KEEP must be in (0, 1]" in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "KEEP must be a number in (0, 1], got 2" in r.stderr
     assert "Traceback" not in r.stderr
     r = python_m("compress", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"))
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr

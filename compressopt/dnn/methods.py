@@ -27,7 +27,7 @@ from compressopt.solvers import ADMM, LC, SolveResult
 if TYPE_CHECKING:
     from compressopt.dnn.experiment import JobConfig
 
-__all__ = ["METHODS", "Method", "build_compression", "register"]
+__all__ = ["METHODS", "Method", "build_compression", "final_values", "register"]
 
 
 def build_compression(prune: float | None, quantize: int | None) -> Compression:
@@ -102,21 +102,23 @@ def register(method: Method) -> Method:
     return method
 
 
+def final_values(*fields: str) -> Callable[[SolveResult], dict[str, Any]]:
+    """Diagnostics: the run's status and iterations, and ``final_<field>`` of the last record."""
+
+    def diagnostics(r: SolveResult) -> dict[str, Any]:
+        last = r.history[-1] if r.history else None
+        out: dict[str, Any] = {"status": r.status.name.lower(), "iterations": r.nit}
+        for f in fields:
+            out[f"final_{f}"] = None if last is None else _finite_or_none(getattr(last, f))
+        return out
+
+    return diagnostics
+
+
 def _lc_build(config: JobConfig) -> tuple[LC, Compression]:
     return LC(mus=config.mus, tol=0.0, penalty="al", eval_loss=False), build_compression(
         config.prune, config.quantize
     )
-
-
-def _lc_diagnostics(r: SolveResult) -> dict[str, Any]:
-    last = r.history[-1] if r.history else None
-    return {
-        "status": r.status.name.lower(),
-        "iterations": r.nit,
-        "final_mu": None if last is None else last.mu,
-        "final_feasibility": None if last is None else _finite_or_none(last.feasibility),
-        "final_lambda_norm": None if last is None else _finite_or_none(last.lambda_norm),
-    }
 
 
 def _admm_build(config: JobConfig) -> tuple[ADMM, Compression]:
@@ -126,26 +128,15 @@ def _admm_build(config: JobConfig) -> tuple[ADMM, Compression]:
     return solver, build_compression(config.prune, config.quantize)
 
 
-def _admm_diagnostics(r: SolveResult) -> dict[str, Any]:
-    last = r.history[-1] if r.history else None
-    return {
-        "status": r.status.name.lower(),
-        "iterations": r.nit,
-        "final_rho": None if last is None else last.rho,
-        "final_primal_residual": None if last is None else _finite_or_none(last.primal_residual),
-        "final_dual_residual": None if last is None else _finite_or_none(last.dual_residual),
-    }
-
-
 register(Method(
     "lc",
     "learning-compression, augmented Lagrangian (Carreira-Perpiñán 2017), mu_k = mu0 a^k",
     _lc_build,
-    _lc_diagnostics,
+    final_values("mu", "feasibility", "lambda_norm"),
 ))
 register(Method(
     "admm",
     "ADMM with a projection z-update (Boyd et al. 2011), rho_k = mu0 a^k",
     _admm_build,
-    _admm_diagnostics,
+    final_values("rho", "primal_residual", "dual_residual"),
 ))
