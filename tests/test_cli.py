@@ -111,6 +111,11 @@ def test_missing_reference(tmp_path, capsys):
     assert rc == 1 and err.count("\n") == 1 and "reference model file not found" in err
 
 
+def test_unusable_device(capsys):
+    rc, _, err = run(["compress", *TINY, "--device", "tpu:x"], capsys)
+    assert rc == 1 and err.count("\n") == 1 and "not a torch device" in err
+
+
 def test_no_command_prints_help(capsys):
     rc, out, _ = run([], capsys)
     assert rc == 2 and "compress" in out
@@ -119,7 +124,8 @@ def test_no_command_prints_help(capsys):
 def test_python_m_compressopt(tmp_path):
     r = python_m("compress", "--prune", "2")
     assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr.strip().count("\n") == 0 and "KEEP must be a number in (0, 1], got 2" in r.stderr
+    assert r.stderr.strip().count("\n") == 0
+    assert "KEEP must be a number in (0, 1], got 2" in r.stderr
     assert "Traceback" not in r.stderr
     r = python_m("compress", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"))
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr

@@ -147,7 +147,7 @@ class JobConfig:
         ------
         ValueError
             Unknown model, data set or method; KEEP outside (0, 1]; K < 2; a non-positive
-            count, rate or penalty; mu_growth < 1.
+            count, rate or penalty; mu_growth < 1; a device that is malformed or absent.
         """
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose one of {sorted(MODELS)}")
@@ -181,12 +181,25 @@ class JobConfig:
             raise ValueError(f"--mu-growth must be >= 1, got {c.mu_growth}")
         if not 0.0 < c.lr_decay <= 1.0:
             raise ValueError(f"--lr-decay must be in (0, 1], got {c.lr_decay}")
+        _check_device(c.device)
         return c
 
     @property
     def mus(self) -> tuple[float, ...]:
         """The penalty schedule μ_k = mu0 · mu_growth^k, k = 0..steps-1 (after :meth:`resolved`)."""
         return tuple(self.mu0 * self.mu_growth**k for k in range(self.steps))  # type: ignore[operator]
+
+
+def _check_device(name: str) -> None:
+    """Raise ValueError unless `name` is a torch device this process can use."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device: not a torch device: {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: MPS is not available")
 
 
 def _load_reference(model: nn.Module, path: str) -> None:
@@ -269,6 +282,11 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     loss_fn = nn.CrossEntropyLoss()
+    # Settings that can fail are checked before the reference is trained.
+    params = select_parameters(model, cfg.include or None, cfg.exclude or None)
+    shapes = {n: tuple(p.shape) for n, p in params.items()}
+    method = METHODS[cfg.method]
+    solver, compression = method.build(cfg)
 
     t_ref = time.perf_counter()
     if cfg.reference is not None:
@@ -296,10 +314,6 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
 
     # The coordinator over the selected weights; biases are trained inside the L steps.
     t_comp = time.perf_counter()
-    params = select_parameters(model, cfg.include or None, cfg.exclude or None)
-    shapes = {n: tuple(p.shape) for n, p in params.items()}
-    method = METHODS[cfg.method]
-    solver, compression = method.build(cfg)
     oracle = TorchOracle(
         model, loss_fn,
         make_loader(data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed + 1),

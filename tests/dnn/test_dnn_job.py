@@ -118,6 +118,13 @@ def test_same_seed_same_result_and_reference_reload(tmp_path):
     assert all(torch.equal(sa[k], sd[k]) for k in sa)
 
 
+def test_bad_pattern_fails_before_training(tmp_path):
+    seen = []
+    with pytest.raises(ValueError, match="pattern 'conv\\*' matches no parameter"):
+        run_job(JobConfig(**TINY, include=("conv*",)), on_event=lambda k, i: seen.append(k))
+    assert seen == ["data"]
+
+
 def test_reference_errors(tmp_path):
     with pytest.raises(DataError, match="reference model file not found"):
         run_job(JobConfig(**TINY, reference=str(tmp_path / "none.pt")))
@@ -140,6 +147,7 @@ def test_reference_errors(tmp_path):
         ({"steps": 0}, "--steps must be >= 1"),
         ({"mu_growth": 0.5}, "--mu-growth must be >= 1"),
         ({"dataset": "cifar"}, "no training defaults"),
+        ({"device": "gpu0"}, "not a torch device: 'gpu0'"),
     ],
 )
 def test_bad_config(kw, match):
