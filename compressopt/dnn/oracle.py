@@ -1,0 +1,354 @@
+"""A torch model, a loss, a data loader and an optimizer as the coordinators' loss oracle.
+
+The compressed parameters w (by default the weights of the Conv/Linear layers, see
+:func:`~compressopt.dnn.params.select_parameters`) are what the coordinator sees; every other
+parameter (biases, norm layers) is the oracle's own and is trained inside the L step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.utils.data import default_collate
+
+from compressopt.dnn.params import check_like, read_parameters, select_parameters, write_parameters
+
+__all__ = ["LStepSchedule", "TorchOracle", "clipped_lr"]
+
+logger = logging.getLogger("compressopt.dnn")
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def clipped_lr(lr: float, mu: float) -> float:
+    """The L step's learning rate η' = min(η, 1/μ).
+
+    The penalty (μ/2)||w - c||² has curvature μ: a gradient step of size 1/μ on it alone lands
+    on the center c, and steps above 2/μ diverge. Clipping keeps SGD stable as μ → ∞
+    (Carreira-Perpiñán 2017, eq. 17).
+
+    Raises
+    ------
+    ValueError
+        `lr` or `mu` not positive and finite.
+
+    Examples
+    --------
+    >>> clipped_lr(0.1, 2.0), clipped_lr(0.1, 50.0)
+    (0.1, 0.02)
+    """
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"learning rate must be positive and finite, got {lr}")
+    if not (mu > 0 and math.isfinite(mu)):
+        raise ValueError(f"mu must be positive and finite, got {mu}")
+    return min(lr, 1.0 / mu)
+
+
+@dataclass(frozen=True)
+class LStepSchedule:
+    """How long each L step trains, and at what learning rate.
+
+    Parameters
+    ----------
+    epochs : int >= 1
+        Passes over the loader per L step.
+    first_epochs : int >= 1, optional
+        Passes in the first L step (k = 0), which starts from the reference and usually moves
+        furthest; the LC toolkit doubles it. Default: `epochs`.
+    iterations : int >= 1, optional
+        Minibatch steps per L step instead of epochs (the loader is cycled; the first L step
+        also does this many).
+    lr_decay : float in (0, 1]
+        η_k = η0 · lr_decay^k for the k-th L step, with η0 the optimizer's learning rate at
+        construction (per parameter group); e.g. 0.98 as in the LC papers.
+    clip : bool
+        Use η'_k = min(η_k, 1/μ_k) (:func:`clipped_lr`).
+    reset_momentum : bool
+        Clear the optimizer's state (momentum buffers) at the start of every L step, which
+        then starts like a fresh optimizer (as the LC toolkit does); False carries it over.
+    """
+
+    epochs: int = 1
+    first_epochs: int | None = None
+    iterations: int | None = None
+    lr_decay: float = 1.0
+    clip: bool = True
+    reset_momentum: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "first_epochs", "iterations"):
+            v = getattr(self, name)
+            if v is None and name != "epochs":
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+
+    def epochs_at(self, step: int) -> int:
+        """Passes over the data in L step `step` (ignored when `iterations` is set)."""
+        return self.first_epochs if step == 0 and self.first_epochs is not None else self.epochs
+
+    def lr_at(self, lr0: float, step: int, mu: float) -> float:
+        """η'_k for the base rate `lr0`, step k = `step` and penalty `mu`."""
+        lr = lr0 * self.lr_decay**step
+        return clipped_lr(lr, mu) if self.clip else lr
+
+
+class TorchOracle:
+    """Loss oracle (:class:`~compressopt.solvers.base.DifferentiableOracle`) of a torch model.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Owned by the oracle during a solve: ``lstep`` writes its iterate into the model and
+        trains it (the compressed parameters and all the others). On any device; batches are
+        moved to the device of the compressed parameters.
+    loss_fn : callable(logits, targets) -> 0-d tensor
+        A mean-reduced loss, e.g. ``torch.nn.CrossEntropyLoss()``.
+    loader : iterable of (inputs, targets)
+        Training minibatches; iterated once per epoch (a :class:`~torch.utils.data.DataLoader`).
+    optimizer : torch.optim.Optimizer
+        Over (at least) the compressed parameters. Its learning rates at construction are the
+        base rates η0 of the schedule; ``lstep`` overwrites the groups' ``lr``.
+    params : mapping name -> parameter, optional
+        The compressed parameters (model's own objects). Default
+        :func:`~compressopt.dnn.params.select_parameters` ``(model)``.
+    schedule : LStepSchedule
+    eval_data : (inputs, targets), optional
+        The fixed data on which :meth:`value` and :meth:`grad` evaluate L. Default: the first
+        `eval_size` examples of ``loader.dataset`` (in index order).
+    eval_size : int
+        Size of the default evaluation subset (all of the data set if smaller).
+    on_epoch : callable(step, epoch, mean_loss), optional
+        Called after every pass over the loader in an L step with the mean minibatch loss
+        L (without the penalty) of that pass, e.g. to drive a progress display.
+
+    Attributes
+    ----------
+    iterations : int
+        Minibatch steps done over all L steps (the optimizer's step counter).
+    lstep_losses : list of float
+        Mean minibatch loss of each L step.
+
+    Raises
+    ------
+    ValueError
+        A compressed parameter is not in the optimizer, or `eval_size` < 1.
+    TypeError
+        No `eval_data` and ``loader.dataset`` cannot be indexed.
+
+    Notes
+    -----
+    ``value(w)`` and ``grad(w)`` cost one forward (and backward) pass over the evaluation
+    subset with `w` substituted for the compressed parameters through
+    :func:`torch.func.functional_call` (the model is not modified), the other parameters
+    at their current values, in ``eval`` mode. So L(w) is an estimate of the training loss on
+    a fixed subset, cheap enough for the coordinators' ``eval_loss`` histories.
+
+    The L step minimizes ``L(w) + (μ/2)||w - c||²`` (Carreira-Perpiñán 2017, eq. 9/13) by the
+    optimizer on minibatches: after each backward pass the penalty's gradient μ(w - c) is
+    added to the compressed parameters' gradients, then the optimizer steps, with learning
+    rate η'_k (:meth:`LStepSchedule.lr_at`). It returns fresh copies of the trained w, on the
+    model's device. Inputs `w` and `center` are never modified.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        loader: Iterable[Batch],
+        optimizer: torch.optim.Optimizer,
+        *,
+        params: Mapping[str, nn.Parameter] | None = None,
+        schedule: LStepSchedule | None = None,
+        eval_data: Batch | None = None,
+        eval_size: int = 2048,
+        on_epoch: Callable[[int, int, float], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.loader = loader
+        self.optimizer = optimizer
+        self.params = dict(select_parameters(model) if params is None else params)
+        self.schedule = schedule if schedule is not None else LStepSchedule()
+        self.on_epoch = on_epoch
+        in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        missing = [n for n, p in self.params.items() if id(p) not in in_opt]
+        if missing:
+            raise ValueError(f"compressed parameters not in the optimizer: {missing}")
+        self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+        self.device = next(iter(self.params.values())).device
+        if eval_size < 1:
+            raise ValueError(f"eval_size must be >= 1, got {eval_size}")
+        if eval_data is None:
+            eval_data = self._subset(eval_size)
+        self.eval_data = self._to_device(eval_data)
+        self.iterations = 0
+        self.lstep_losses: list[float] = []
+
+    # -- data ------------------------------------------------------------------------------
+
+    def _subset(self, n: int) -> Batch:
+        ds = getattr(self.loader, "dataset", None)
+        if ds is None or not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__"):
+            raise TypeError("the loader has no indexable dataset: pass eval_data=(inputs, targets)")
+        return default_collate([ds[i] for i in range(min(n, len(ds)))])
+
+    def _to_device(self, batch: Batch) -> Batch:
+        x, y = batch
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def _passes(self, step: int) -> Iterator[Iterator[Batch]]:
+        """The L step's data: one iterator of batches per pass (an epoch, or `iterations`)."""
+        s = self.schedule
+        if s.iterations is None:
+            for _ in range(s.epochs_at(step)):
+                yield iter(self.loader)
+            return
+
+        def cycled() -> Iterator[Batch]:
+            done = 0
+            while True:
+                empty = True
+                for batch in self.loader:
+                    empty = False
+                    yield batch
+                    done += 1
+                    if done == s.iterations:
+                        return
+                if empty:
+                    raise ValueError("the loader yields no batches")
+
+        yield cycled()
+
+    # -- the oracle ------------------------------------------------------------------------
+
+    def _loss(self, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Mean loss over the evaluation subset with `w` substituted (a 0-d tensor)."""
+        x, y = self.eval_data
+        total = torch.zeros((), device=self.device)
+        chunk = 4096
+        for i in range(0, x.shape[0], chunk):
+            out = functional_call(self.model, dict(w), (x[i : i + chunk],))
+            total = total + self.loss_fn(out, y[i : i + chunk]) * out.shape[0]
+        return total / x.shape[0]
+
+    def _in_eval_mode(self, f: Callable[[], torch.Tensor]) -> torch.Tensor:
+        was = self.model.training
+        self.model.eval()
+        try:
+            return f()
+        finally:
+            self.model.train(was)
+
+    def value(self, w: Mapping[str, torch.Tensor]) -> float:
+        """L(w): the mean loss over the evaluation subset, as a Python float.
+
+        Raises
+        ------
+        ShapeMismatchError, TypeError
+            `w` does not match the compressed parameters in names, shapes or device.
+        """
+        check_like(w, self.params)
+        with torch.no_grad():
+            return float(self._in_eval_mode(lambda: self._loss(w)))
+
+    def grad(self, w: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """∇L(w) over the evaluation subset: new tensors with the names, shapes and device of w.
+
+        Raises
+        ------
+        ShapeMismatchError, TypeError
+            As :meth:`value`.
+        """
+        check_like(w, self.params)
+        leaves = {n: t.detach().requires_grad_(True) for n, t in w.items()}
+        loss = self._in_eval_mode(lambda: self._loss(leaves))
+        grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+        return {
+            n: torch.zeros_like(leaves[n]) if g is None else g
+            for n, g in zip(leaves, grads, strict=True)
+        }
+
+    def learning_rates(self, mu: float, step: int) -> list[float]:
+        """η'_k of every parameter group for L step `step` at penalty `mu`."""
+        return [self.schedule.lr_at(lr0, step, mu) for lr0 in self.base_lrs]
+
+    def lstep(
+        self,
+        w: Mapping[str, torch.Tensor],
+        center: Mapping[str, torch.Tensor],
+        mu: float,
+        *,
+        step: int = 0,
+    ) -> dict[str, torch.Tensor]:
+        """The L step: train ``L(v) + (μ/2)||v - center||²`` from v = `w`.
+
+        Parameters
+        ----------
+        w : mapping name -> tensor
+            Warm start for the compressed parameters (copied into the model).
+        center : mapping name -> tensor
+            Δ(Θ) + λ/μ (augmented Lagrangian, eq. 13) or Δ(Θ) (quadratic penalty, eq. 9).
+        mu : float > 0
+        step : int
+            The coordinator's iteration k, for the learning rate η0·decay^k and the first
+            L step's epochs.
+
+        Returns
+        -------
+        dict name -> tensor
+            The trained compressed parameters: fresh tensors on the model's device.
+
+        Raises
+        ------
+        ShapeMismatchError, TypeError
+            `w` or `center` does not match the compressed parameters.
+        ValueError
+            `mu` not positive and finite.
+        """
+        check_like(w, self.params)
+        check_like(center, self.params, "center")
+        lrs = self.learning_rates(mu, step)
+        write_parameters(self.params, w)
+        if self.schedule.reset_momentum:
+            self.optimizer.state.clear()
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        logger.debug("L step %d: mu=%.4g lr=%s", step, mu, lrs)
+        self.model.train()
+        named = list(self.params.items())
+        sum_loss = torch.zeros((), device=self.device)
+        n_batches = 0
+        for epoch, batches in enumerate(self._passes(step)):
+            pass_loss = torch.zeros((), device=self.device)
+            pass_batches = 0
+            for x, y in batches:
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self.loss_fn(self.model(x), y)
+                loss.backward()
+                with torch.no_grad():  # + ∇ (μ/2)||w - c||² = μ (w - c)
+                    for n, p in named:
+                        pen = (p - center[n]).mul_(mu)
+                        if p.grad is None:
+                            p.grad = pen
+                        else:
+                            p.grad.add_(pen)
+                self.optimizer.step()
+                pass_loss += loss.detach()
+                pass_batches += 1
+            self.iterations += pass_batches
+            n_batches += pass_batches
+            sum_loss += pass_loss
+            if self.on_epoch is not None and pass_batches:
+                self.on_epoch(step, epoch, float(pass_loss) / pass_batches)
+        self.lstep_losses.append(float(sum_loss) / max(n_batches, 1))
+        return read_parameters(self.params)

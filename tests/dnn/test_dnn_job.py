@@ -1,0 +1,200 @@
+"""The main job (run_job) on digits with tiny epochs: report contents, methods, reference files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from compressopt.dnn.experiment import JobConfig, run_job
+from compressopt.dnn.methods import METHODS, Method, build_compression
+from compressopt.errors import DataError, ShapeMismatchError
+from compressopt.projections import AdaptiveQuantization, Chain, GlobalCardinality, PerTensor
+from compressopt.solvers import LC
+
+TINY = {"pretrain_epochs": 2, "steps": 3, "epochs": 1, "first_epochs": 1}
+REQUIRED = {
+    "model", "dataset", "method", "seed", "epochs", "reference_accuracy", "accuracy",
+    "accuracy_drop", "compression_ratio", "nonzero_fraction", "average_bits", "weight_bits",
+    "wall_seconds", "layers",
+}
+
+
+def job(tmp_path, **kw):
+    cfg = JobConfig(**{**TINY, "out": str(tmp_path), **kw})
+    return run_job(cfg), torch.load(tmp_path / "compressed.pt", weights_only=True)
+
+
+def check_consistent(report):
+    layers = report["layers"]
+    numel = sum(x["numel"] for x in layers)
+    stored = sum(x["bits"] * x["nonzeros"] for x in layers)
+    nnz = sum(x["nonzeros"] for x in layers)
+    assert report["compression_ratio"] == pytest.approx(32 * numel / stored, rel=1e-12)
+    assert report["weight_bits"] == stored
+    assert report["average_bits"] == pytest.approx(stored / nnz, rel=1e-12)
+    assert report["nonzero_fraction"] == pytest.approx(nnz / numel, rel=1e-12)
+    assert 0 <= report["accuracy"] <= 1 and 0 <= report["reference_accuracy"] <= 1
+    drop = report["reference_accuracy"] - report["accuracy"]
+    assert report["accuracy_drop"] == pytest.approx(drop)
+    assert report["wall_seconds"] > 0
+
+
+def test_prune_report(tmp_path):
+    report, state = job(tmp_path, prune=0.1)
+    assert REQUIRED <= set(report)
+    check_consistent(report)
+    assert (report["model"], report["dataset"], report["method"]) == ("lenet300", "digits", "lc")
+    assert report["reference_accuracy"] > 0.5  # 2 epochs are enough to learn the digits
+    assert [x["name"] for x in report["layers"]] == ["fc1.weight", "fc2.weight", "fc3.weight"]
+    assert [x["shape"] for x in report["layers"]] == [[300, 64], [100, 300], [10, 100]]
+    assert all(x["bits"] == 32 for x in report["layers"])
+    total = 50_200
+    assert sum(x["nonzeros"] for x in report["layers"]) == round(0.1 * total)
+    assert report["compression_ratio"] == pytest.approx(10.0, rel=1e-3)
+    # Δ(Θ) was written into the model that was saved, and matches the table
+    for x in report["layers"]:
+        assert int(torch.count_nonzero(state[x["name"]])) == x["nonzeros"]
+    assert len(report["iterations"]) == 3
+    assert [r["k"] for r in report["iterations"]] == [0, 1, 2]
+    assert all(0 <= r["test_accuracy"] <= 1 for r in report["iterations"])
+    assert report["iterations"][-1]["test_accuracy"] == pytest.approx(report["accuracy"])
+    mus = [r["mu"] for r in report["iterations"]]
+    assert mus == pytest.approx([1e-3, 1.2e-3, 1.44e-3])
+    assert report["diagnostics"]["iterations"] == 3
+    on_disk = json.loads((tmp_path / "report.json").read_text())
+    assert on_disk["accuracy"] == report["accuracy"] and on_disk["layers"] == report["layers"]
+    assert (tmp_path / "reference.pt").is_file()
+
+
+def test_quantize_report(tmp_path):
+    report, state = job(tmp_path, quantize=2)
+    check_consistent(report)
+    assert all(x["bits"] == 1 and x["nonzeros"] == x["numel"] for x in report["layers"])
+    assert report["compression_ratio"] == pytest.approx(32.0) and report["average_bits"] == 1.0
+    for x in report["layers"]:
+        assert torch.unique(state[x["name"]]).numel() <= 2
+        assert x["overhead_bits"] == 2 * 32  # the codebook
+
+
+def test_prune_and_quantize_report(tmp_path):
+    report, state = job(tmp_path, prune=0.2, quantize=3)
+    check_consistent(report)
+    assert all(x["bits"] == 2 for x in report["layers"])  # ceil(log2 3)
+    assert sum(x["nonzeros"] for x in report["layers"]) <= round(0.2 * 50_200)
+    assert report["compression_ratio"] == pytest.approx(32 / 2 / report["nonzero_fraction"])
+    for x in report["layers"]:
+        w = state[x["name"]]
+        assert torch.unique(w[w != 0]).numel() <= 3
+
+
+def test_admm_method(tmp_path):
+    report, _ = job(tmp_path, method="admm", prune=0.1)
+    check_consistent(report)
+    assert report["method"] == "admm"
+    keys = {"final_rho", "final_primal_residual", "final_dual_residual"}
+    assert keys <= set(report["diagnostics"])
+    assert [r["rho"] for r in report["iterations"]] == pytest.approx([1e-3, 1.2e-3, 1.44e-3])
+
+
+def test_lenet5_and_exclude(tmp_path):
+    report, _ = job(tmp_path, model="lenet5", exclude=("fc2.*",), prune=0.5)
+    check_consistent(report)
+    assert [x["name"] for x in report["layers"]] == ["conv1.weight", "conv2.weight", "fc1.weight"]
+
+
+def test_same_seed_same_result_and_reference_reload(tmp_path):
+    a, sa = job(tmp_path / "a", prune=0.1, seed=3)
+    b, sb = job(tmp_path / "b", prune=0.1, seed=3)
+    assert a["accuracy"] == b["accuracy"] and a["reference_accuracy"] == b["reference_accuracy"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    c, _ = job(tmp_path / "c", prune=0.1, seed=4)
+    assert c["reference_accuracy"] != a["reference_accuracy"] or c["accuracy"] != a["accuracy"]
+    # loading the saved reference reproduces the run without training
+    d, sd = job(tmp_path / "d", prune=0.1, seed=3, reference=str(tmp_path / "a" / "reference.pt"))
+    assert d["reference_accuracy"] == a["reference_accuracy"] and d["pretrain_epochs"] == 0
+    assert all(torch.equal(sa[k], sd[k]) for k in sa)
+
+
+def test_bad_pattern_fails_before_training(tmp_path):
+    seen = []
+    with pytest.raises(ValueError, match="pattern 'conv\\*' matches no parameter"):
+        run_job(JobConfig(**TINY, include=("conv*",)), on_event=lambda k, i: seen.append(k))
+    assert seen == ["data"]
+
+
+def test_reference_errors(tmp_path):
+    with pytest.raises(DataError, match="reference model file not found"):
+        run_job(JobConfig(**TINY, reference=str(tmp_path / "none.pt")))
+    torch.save({"fc1.weight": torch.zeros(3)}, tmp_path / "wrong.pt")
+    with pytest.raises(ShapeMismatchError, match="does not fit the model"):
+        run_job(JobConfig(**TINY, reference=str(tmp_path / "wrong.pt")))
+    (tmp_path / "junk.pt").write_text("not a torch file")
+    with pytest.raises(DataError, match="not a readable state_dict"):
+        run_job(JobConfig(**TINY, reference=str(tmp_path / "junk.pt")))
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"prune": 0.0}, r"KEEP must be in \(0, 1\]"),
+        ({"prune": 1.5}, r"KEEP must be in \(0, 1\]"),
+        ({"quantize": 1}, "K must be >= 2"),
+        ({"method": "sgd"}, "unknown method 'sgd'"),
+        ({"model": "vgg"}, "unknown model 'vgg'"),
+        ({"steps": 0}, "--steps must be >= 1"),
+        ({"mu_growth": 0.5}, "--mu-growth must be >= 1"),
+        ({"dataset": "cifar"}, "no training defaults"),
+        ({"device": "gpu0"}, "not a torch device: 'gpu0'"),
+    ],
+)
+def test_bad_config(kw, match):
+    with pytest.raises(ValueError, match=match):
+        JobConfig(**kw).resolved()
+
+
+def test_resolved_defaults():
+    c = JobConfig().resolved()
+    assert c.prune == 0.1 and c.quantize is None and c.steps == len(c.mus)
+    assert c.mus[1] / c.mus[0] == pytest.approx(c.mu_growth)
+    assert JobConfig(quantize=4).resolved().prune is None
+    assert JobConfig(epochs=3).resolved().first_epochs == 6
+    m = JobConfig(dataset="mnist", model="lenet300").resolved()
+    assert m.mu0 == pytest.approx(9.76e-5) and m.lr_decay == 0.98
+
+
+def test_build_compression():
+    assert build_compression(0.5, None) == GlobalCardinality(keep=0.5)
+    assert build_compression(None, 4) == PerTensor(AdaptiveQuantization(4))
+    both = build_compression(0.5, 4)
+    assert isinstance(both, Chain) and both.then == PerTensor(AdaptiveQuantization(4, sparse=True))
+    with pytest.raises(ValueError, match="--prune KEEP and/or --quantize K"):
+        build_compression(None, None)
+
+
+def test_registering_a_method_is_one_entry(tmp_path, monkeypatch):
+    def build(cfg):
+        assert cfg.options == {"penalty": "qp"}
+        return LC(mus=cfg.mus, penalty=cfg.options["penalty"], eval_loss=False), build_compression(
+            cfg.prune, cfg.quantize
+        )
+
+    def add_arguments(group):
+        group.add_argument("--penalty", choices=["al", "qp"], default="qp")
+
+    monkeypatch.setitem(
+        METHODS, "lc-qp",
+        Method("lc-qp", "LC, quadratic penalty", build, lambda r: {"nit": r.nit}, add_arguments),
+    )
+    from compressopt.cli import main
+
+    rc = main(["compress", "--quiet", "--method", "lc-qp", "--pretrain-epochs", "1", "--steps", "2",
+               "--epochs", "1", "--out", str(tmp_path)])
+    assert rc == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["method"] == "lc-qp" and report["diagnostics"] == {"nit": 2}
+    assert report["config"]["options"] == {"penalty": "qp"}
+    assert all(r["lambda_norm"] == 0.0 for r in report["iterations"])  # qp: no multipliers
+    assert not math.isnan(report["accuracy"])
