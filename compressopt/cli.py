@@ -137,6 +137,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
     return parser, option_dests
 
 
+def _foreign_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, option_dests: dict[str, list[str]]
+) -> list[str]:
+    """Options of other methods than ``args.method`` that were given (they would be ignored)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    compress = sub.choices["compress"]
+    by_dest = {a.dest: a for a in compress._actions}
+    given = []
+    for method, dests in option_dests.items():
+        if method == args.method:
+            continue
+        for d in dests:
+            if getattr(args, d, None) != by_dest[d].default:
+                given.append(f"{by_dest[d].option_strings[0]} (--method {method})")
+    return given
+
+
 def _config(args: argparse.Namespace, option_dests: dict[str, list[str]]) -> Any:
     from compressopt.dnn.experiment import JobConfig
 
@@ -283,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    foreign = _foreign_options(parser, args, option_dests)
+    if foreign:
+        parser.error(f"--method {args.method} does not take {', '.join(foreign)}")
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(name)s: %(message)s")
     return _compress(args, option_dests)

@@ -22,7 +22,7 @@ from compressopt.dnn.data import (
 from compressopt.dnn.experiment import JobConfig, run_job
 from compressopt.dnn.methods import METHODS, Method, build_compression, register
 from compressopt.dnn.models import LeNet5, LeNet300, build_model, count_parameters
-from compressopt.dnn.oracle import LStepSchedule, TorchOracle, clipped_lr
+from compressopt.dnn.oracle import LStepSchedule, MinibatchOracle, TorchOracle, clipped_lr
 from compressopt.dnn.params import read_parameters, select_parameters, write_parameters
 from compressopt.dnn.train import cosine_lr, evaluate, train
 
@@ -33,6 +33,7 @@ __all__ = [
     "LeNet5",
     "LeNet300",
     "Method",
+    "MinibatchOracle",
     "Splits",
     "TorchOracle",
     "build_compression",

@@ -159,7 +159,7 @@ class JobConfig:
             for f in dataclasses.fields(d)
             if f.name != "prune" and getattr(self, f.name) is None
         }
-        if self.prune is None and self.quantize is None:
+        if self.prune is None and self.quantize is None and METHODS[self.method].prunes(self):
             fill["prune"] = d.prune
         if self.first_epochs is None and self.epochs is not None:
             fill["first_epochs"] = 2 * self.epochs  # the first L step trains twice as long
@@ -286,7 +286,7 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
     params = select_parameters(model, cfg.include or None, cfg.exclude or None)
     shapes = {n: tuple(p.shape) for n, p in params.items()}
     method = METHODS[cfg.method]
-    solver, compression = method.build(cfg)
+    solver, compression = method.build(cfg, shapes)
 
     t_ref = time.perf_counter()
     if cfg.reference is not None:
@@ -324,18 +324,23 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
         ),
         on_epoch=lambda k, e, loss: emit("lstep_epoch", {"step": k, "epoch": e, "loss": loss}),
     )
+    run_oracle: Any = oracle
+    if method.adapt is not None:  # e.g. minibatch gradients for a gradient-step coordinator
+        solver, run_oracle = method.adapt(solver, oracle, cfg)
     iterations: list[dict[str, Any]] = []
 
     def callback(state: Any, record: Any) -> None:
-        delta = compression.decompress(state.theta)
-        _, acc = evaluate(model, data.x_test, data.y_test, params=delta)
+        # the point the coordinator would return now: Δ(Θ) for LC/ADMM, the hard-pruned W
+        # for SLR, W quantized with V's widths for the joint ADMM, u = Proj_Q(w) for APGDSSM
+        x_now, _ = solver.output(state, compression)
+        _, acc = evaluate(model, data.x_test, data.y_test, params=x_now)
         rec = {
             k: v for k, v in record._asdict().items()
             if not (isinstance(v, float) and math.isnan(v))  # L(w) is not evaluated
         }
         rec.update(
             test_accuracy=acc,
-            train_loss=oracle.lstep_losses[-1],
+            train_loss=oracle.lstep_losses[-1] if oracle.lstep_losses else None,
             lr=oracle.optimizer.param_groups[0]["lr"],
             seconds=time.perf_counter() - t_comp,
         )
@@ -346,12 +351,21 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
         "steps": len(cfg.mus), "method": cfg.method, "epochs": cfg.epochs,
         "first_epochs": cfg.first_epochs,
     })
-    result = solver.run(read_parameters(params), oracle, compression, callback=callback)
-    write_parameters(params, result.x)  # Δ(Θ) into the model (documented)
+    result = solver.run(read_parameters(params), run_oracle, compression, callback=callback)
+    x, theta, extra = result.x, result.theta, {}
+    if method.finish is not None:  # e.g. masked retraining after hard pruning
+        _, extra["accuracy_before_finish"] = evaluate(
+            model, data.x_test, data.y_test, params=result.x
+        )
+        x, more = method.finish(solver, result, oracle, cfg)
+        extra.update(more)
+        theta = compression.compress(x) if x is not result.x else theta
+        x = compression.decompress(theta)
+    write_parameters(params, x)  # the compressed weights into the model (documented)
     compress_seconds = time.perf_counter() - t_comp
     _, acc = evaluate(model, data.x_test, data.y_test)
 
-    costs = compression.cost(result.theta)
+    costs = compression.cost(theta)
     s = summarize(costs)
     report: dict[str, Any] = {
         "model": cfg.model,
@@ -377,7 +391,7 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
         "compress_seconds": compress_seconds,
         "layers": layer_table(costs, shapes),
         "iterations": iterations,
-        "diagnostics": method.diagnostics(result),
+        "diagnostics": {**method.diagnostics(result), **extra},
         "message": result.message,
         "config": {
             **{k: v for k, v in dataclasses.asdict(cfg).items() if k != "options"},

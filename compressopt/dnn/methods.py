@@ -11,18 +11,32 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from compressopt.projections import (
     AdaptiveQuantization,
+    Cardinality,
     Chain,
     Compression,
     GlobalCardinality,
     PerTensor,
+    SparseQuantized,
+    Tasks,
+    UniformQuantization,
 )
-from compressopt.solvers import ADMM, LC, SolveResult
+from compressopt.solvers import (
+    ADMM,
+    APGDSSM,
+    LC,
+    SLR,
+    JointADMM,
+    JointADMMState,
+    PenaltySchedule,
+    SolveResult,
+    budget_from_ratio,
+)
 
 if TYPE_CHECKING:
     from compressopt.dnn.experiment import JobConfig
@@ -77,20 +91,33 @@ class Method:
         The ``--method`` value.
     help : str
         One line for ``--help``.
-    build : callable(config) -> (coordinator, compression)
-        The solver (with the job's penalty schedule ``config.mus``) and the constraint.
+    build : callable(config, shapes) -> (coordinator, compression)
+        The solver (with the job's penalty schedule ``config.mus``) and the constraint;
+        `shapes` maps the compressed parameters' names to their shapes.
     diagnostics : callable(result) -> dict
         Method-specific figures for ``report.json`` (JSON-serializable), from the solver's
         :class:`~compressopt.solvers.SolveResult`.
     add_arguments : callable(parser), optional
         Adds method-specific command-line options; their values arrive in ``config.options``.
+    adapt : callable(solver, oracle, config) -> (solver, oracle), optional
+        Adapts the job's :class:`~compressopt.dnn.oracle.TorchOracle` (and the solver) before
+        the run, e.g. minibatch gradients for a gradient-step coordinator.
+    finish : callable(solver, result, oracle, config) -> (x, extra), optional
+        After the run: the weights to write into the model (default ``result.x``) and extra
+        report entries (e.g. masked retraining after hard pruning).
+    prunes : callable(config) -> bool
+        Whether the method takes ``--prune`` (and the data set's default KEEP when neither
+        ``--prune`` nor ``--quantize`` is given).
     """
 
     name: str
     help: str
-    build: Callable[[JobConfig], tuple[Any, Compression]]
+    build: Callable[[JobConfig, Mapping[str, tuple[int, ...]]], tuple[Any, Compression]]
     diagnostics: Callable[[SolveResult], dict[str, Any]] = field(default=lambda r: {})
     add_arguments: Callable[[argparse._ArgumentGroup], None] | None = None
+    adapt: Callable[[Any, Any, JobConfig], tuple[Any, Any]] | None = None
+    finish: Callable[[Any, SolveResult, Any, JobConfig], tuple[Any, dict[str, Any]]] | None = None
+    prunes: Callable[[JobConfig], bool] = field(default=lambda config: True)
 
 
 METHODS: dict[str, Method] = {}
@@ -115,17 +142,164 @@ def final_values(*fields: str) -> Callable[[SolveResult], dict[str, Any]]:
     return diagnostics
 
 
-def _lc_build(config: JobConfig) -> tuple[LC, Compression]:
+def _lc_build(config: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> tuple[LC, Compression]:
     return LC(mus=config.mus, tol=0.0, penalty="al", eval_loss=False), build_compression(
         config.prune, config.quantize
     )
 
 
-def _admm_build(config: JobConfig) -> tuple[ADMM, Compression]:
+def _admm_build(
+    config: JobConfig, shapes: Mapping[str, tuple[int, ...]]
+) -> tuple[ADMM | JointADMM, Compression]:
+    o = config.options
+    if o.get("budget_ratio") is not None or o.get("budget_bits") is not None:
+        return _joint_build(config, shapes)
     mus = config.mus
     growth = mus[1] / mus[0] if len(mus) > 1 else 1.0
     solver = ADMM(rho=mus[0], rho_growth=max(growth, 1.0), maxiter=len(mus), eval_loss=False)
     return solver, build_compression(config.prune, config.quantize)
+
+
+def _joint_build(
+    config: JobConfig, shapes: Mapping[str, tuple[int, ...]]
+) -> tuple[JointADMM, Compression]:
+    """Yang et al.'s joint ADMM under one budget (``--budget-bits S`` or ``--budget-ratio R``)."""
+    o = config.options
+    if config.prune is not None or config.quantize is not None:
+        raise ValueError("--budget-ratio/--budget-bits choose the sparsity and the bit widths: "
+                         "drop --prune and --quantize")
+    if o.get("budget_bits") is not None and o.get("budget_ratio") is not None:
+        raise ValueError("give one of --budget-bits and --budget-ratio")
+    if o.get("budget_bits") is not None:
+        budget = float(o["budget_bits"])
+    else:
+        budget = budget_from_ratio(sum(math.prod(s) for s in shapes.values()), o["budget_ratio"])
+    joint = SparseQuantized(budget_bits=budget, candidates=tuple(o.get("bit_candidates") or
+                                                               range(1, 9)))
+    solver = JointADMM(rho=o.get("rho") or 0.05, maxiter=config.steps,
+                       init_bits=o.get("init_bits") or 3, eval_loss=False)
+    return solver, joint
+
+
+def _joint_diagnostics(r: SolveResult) -> dict[str, Any]:
+    out = final_values("mse", "w_minus_v", "budget_used", "budget")(r)
+    last = r.history[-1] if r.history else None
+    out["layers"] = (
+        {} if last is None else {n: {"nnz": last.nnz[n], "bits": last.bits[n]} for n in last.nnz}
+    )
+    return out
+
+
+def _admm_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--budget-ratio", type=float, metavar="R",
+                   help="joint sparsity-quantization ADMM (Yang et al. 2020) under the budget "
+                   "S = 32 x weights / R bits; the method picks each layer's sparsity and bits")
+    g.add_argument("--budget-bits", type=float, metavar="S", help="the same budget in bits")
+    g.add_argument("--rho", type=float, help="penalty rho of the joint ADMM (default 0.05)")
+    g.add_argument("--bit-candidates", type=int, nargs="+", metavar="B",
+                   help="candidate bit widths (default 1..8)")
+    g.add_argument("--init-bits", type=int, metavar="B",
+                   help="bits of the uniform quantization that starts V, and so of the first "
+                   "pruning step (default 3, the authors' LeNet-5 setting)")
+
+
+def _slr_build(
+    config: JobConfig, shapes: Mapping[str, tuple[int, ...]]
+) -> tuple[SLR, Compression]:
+    """SLR (Zhou et al.) pruning: ``--prune KEEP`` global or per layer (``--prune-scope``)."""
+    o = config.options
+    if config.quantize is not None:
+        raise ValueError("--method slr prunes: drop --quantize")
+    keep = config.prune
+    if o.get("prune_scope", "global") == "layer":
+        compression: Compression = Tasks({n: Cardinality(keep=keep) for n in shapes})
+    else:
+        compression = GlobalCardinality(keep=keep)
+    solver = SLR(
+        rho=o.get("slr_rho") or 0.1, s0=o.get("s0") or 1e-2, M=o.get("slr_M") or 300.0,
+        r=o.get("slr_r") or 0.1, maxiter=config.steps,
+    )
+    return solver, compression
+
+
+def _slr_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--prune-scope", choices=["global", "layer"], default="global",
+                   help="one l0 budget for the net, or KEEP of every layer (the paper's l_n)")
+    g.add_argument("--slr-rho", type=float, help="penalty rho (default 0.1)")
+    g.add_argument("--s0", type=float, help="initial step size s0 (default 1e-2)")
+    g.add_argument("--slr-M", type=float, help="M of the step decay alpha_k (default 300)")
+    g.add_argument("--slr-r", type=float, help="r of the step decay alpha_k (default 0.1)")
+    g.add_argument("--retrain-epochs", type=int, default=0, metavar="N",
+                   help="masked retraining epochs after hard pruning (default 0)")
+
+
+def _slr_finish(
+    solver: SLR, result: SolveResult, oracle: Any, config: JobConfig
+) -> tuple[Any, dict[str, Any]]:
+    n = config.options.get("retrain_epochs") or 0
+    if n <= 0:
+        return result.x, {}
+    return solver.retrain(result.x, oracle, steps=n), {"retrain_epochs": n}
+
+
+def _apgdssm_build(
+    config: JobConfig, shapes: Mapping[str, tuple[int, ...]]
+) -> tuple[APGDSSM, Compression]:
+    """APGDSSM (Li & Xin): the m-bit grid ``--bits m`` per layer, with the penalties' λ's."""
+    o = config.options
+    if config.prune is not None or config.quantize is not None:
+        raise ValueError("--method apgdssm quantizes to --bits m: drop --prune and --quantize")
+    sched = None
+    if o.get("milestones"):
+        sched = PenaltySchedule(
+            milestones=tuple(o["milestones"]), lambda1=tuple(o.get("lambda1_factors") or (1,)),
+            lambda2=tuple(o.get("lambda2_factors") or (1,)),
+            beta=tuple(o.get("beta_factors") or (1,)),
+        )
+    solver = APGDSSM(
+        lr=config.lstep_lr, lambda1=o.get("lambda1") or 0.0, lambda2=o.get("lambda2") or 0.0,
+        lambda3=o.get("lambda3") or 0.0, a=o.get("ctl1_a") or 1.0, beta=o.get("beta") or 0.0,
+        schedule=sched, scale_with_lr=bool(o.get("scale_with_lr")), maxiter=config.steps,
+        eval_loss=False,
+    )
+    return solver, PerTensor(UniformQuantization(bits=o.get("bits") or 4))
+
+
+def _apgdssm_adapt(solver: APGDSSM, oracle: Any, config: JobConfig) -> tuple[APGDSSM, Any]:
+    from dataclasses import replace
+
+    from compressopt.dnn.oracle import MinibatchOracle
+
+    mb = MinibatchOracle(oracle, lr=config.lstep_lr, lr_decay=config.lr_decay)
+    spe, lr0, decay = mb.steps_per_epoch, config.lstep_lr, config.lr_decay
+    return replace(solver, lr=lambda t: lr0 * decay ** (t // spe)), mb
+
+
+def _apgdssm_diagnostics(r: SolveResult) -> dict[str, Any]:
+    out = final_values("weight_sparsity", "channel_sparsity", "w_minus_u")(r)
+    last = r.history[-1] if r.history else None
+    out["layers"] = {} if last is None else {
+        n: {"weight_sparsity": ws, "channel_sparsity": cs} for n, (ws, cs) in last.layers.items()
+    }
+    return out
+
+
+def _apgdssm_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--bits", type=int, metavar="M",
+                   help="the grid alpha x {0, +-1, ..., +-2^(M-1)} per layer (default 4)")
+    g.add_argument("--lambda1", type=float, help="l1 shrinkage weight (default 0)")
+    g.add_argument("--lambda2", type=float, help="group-lasso weight over channels (default 0)")
+    g.add_argument("--lambda3", type=float, help="CTL1 weight (default 0)")
+    g.add_argument("--ctl1-a", type=float, help="CTL1 shape parameter a (default 1)")
+    g.add_argument("--beta", type=float,
+                   help="splitting strength beta; 0 (default) is APGDSM, no splitting")
+    g.add_argument("--scale-with-lr", action="store_true",
+                   help="Algorithm 2: the lambdas scale with the learning rate")
+    g.add_argument("--milestones", type=int, nargs="+", metavar="E",
+                   help="epochs where the penalty factors change (the adaptive scheme)")
+    g.add_argument("--lambda1-factors", type=float, nargs="+", metavar="F")
+    g.add_argument("--lambda2-factors", type=float, nargs="+", metavar="F")
+    g.add_argument("--beta-factors", type=float, nargs="+", metavar="F")
 
 
 register(Method(
@@ -136,7 +310,29 @@ register(Method(
 ))
 register(Method(
     "admm",
-    "ADMM with a projection z-update (Boyd et al. 2011), rho_k = mu0 a^k",
+    "ADMM with a projection z-update (Boyd et al. 2011), rho_k = mu0 a^k; with "
+    "--budget-ratio/--budget-bits the joint sparsity-quantization ADMM (Yang et al. 2020)",
     _admm_build,
-    final_values("rho", "primal_residual", "dual_residual"),
+    lambda r: (_joint_diagnostics(r) if isinstance(r.state, JointADMMState)
+               else final_values("rho", "primal_residual", "dual_residual")(r)),
+    _admm_arguments,
+    prunes=lambda c: c.options.get("budget_ratio") is None and c.options.get("budget_bits") is None,
+))
+register(Method(
+    "slr",
+    "surrogate Lagrangian relaxation pruning (Zhou et al.): hard-pruned W, optional retraining",
+    _slr_build,
+    final_values("w_minus_z", "s", "hard_prune_metric"),
+    _slr_arguments,
+    finish=_slr_finish,
+))
+register(Method(
+    "apgdssm",
+    "quantization-aware training with channel pruning (Li & Xin): m-bit grid, shrinkage, "
+    "group lasso, splitting",
+    _apgdssm_build,
+    _apgdssm_diagnostics,
+    _apgdssm_arguments,
+    adapt=_apgdssm_adapt,
+    prunes=lambda c: False,
 ))

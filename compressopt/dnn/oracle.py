@@ -19,7 +19,7 @@ from torch.utils.data import default_collate
 
 from compressopt.dnn.params import check_like, read_parameters, select_parameters, write_parameters
 
-__all__ = ["LStepSchedule", "TorchOracle", "clipped_lr"]
+__all__ = ["LStepSchedule", "MinibatchOracle", "TorchOracle", "clipped_lr"]
 
 logger = logging.getLogger("compressopt.dnn")
 
@@ -316,18 +316,91 @@ class TorchOracle:
         """
         check_like(w, self.params)
         check_like(center, self.params, "center")
-        lrs = self.learning_rates(mu, step)
+        logger.debug("L step %d: mu=%.4g", step, mu)
+
+        def add_penalty_grad(named: list[tuple[str, nn.Parameter]]) -> None:
+            for n, p in named:  # + ∇ (μ/2)||w - c||² = μ (w - c)
+                pen = (p - center[n]).mul_(mu)
+                if p.grad is None:
+                    p.grad = pen
+                else:
+                    p.grad.add_(pen)
+
+        mean = self._train(w, self.learning_rates(mu, step), self._passes(step), step,
+                           after_backward=add_penalty_grad)
+        self.lstep_losses.append(mean)
+        return read_parameters(self.params)
+
+    def retrain(
+        self,
+        w: Mapping[str, torch.Tensor],
+        mask: Mapping[str, torch.Tensor],
+        *,
+        steps: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Masked retraining: train L with the zeros of `mask` held at zero.
+
+        The :class:`~compressopt.solvers.base.RetrainOracle` method (e.g. after SLR's hard
+        pruning, Zhou et al. §4): `steps` epochs (default: the schedule's ``epochs``) of the
+        optimizer at its base learning rates, with the compressed parameters' gradients
+        multiplied by the mask and the masked entries reset to 0 after every step (momentum
+        cannot revive them). Other parameters train freely. Returns fresh tensors.
+
+        Raises
+        ------
+        ShapeMismatchError, TypeError
+            `w` or `mask` does not match the compressed parameters.
+        ValueError
+            `steps` < 1.
+        """
+        check_like(w, self.params)
+        check_like(mask, self.params, "mask")
+        epochs = self.schedule.epochs if steps is None else steps
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"steps must be a positive int, got {steps!r}")
+        keep = {n: m.to(device=self.device, dtype=self.params[n].dtype) for n, m in mask.items()}
+
+        def mask_grads(named: list[tuple[str, nn.Parameter]]) -> None:
+            for n, p in named:
+                if p.grad is not None:
+                    p.grad.mul_(keep[n])
+
+        def mask_weights(named: list[tuple[str, nn.Parameter]]) -> None:
+            for n, p in named:
+                p.mul_(keep[n])
+
+        self._train(
+            {n: t * keep[n] for n, t in w.items()}, list(self.base_lrs),
+            (iter(self.loader) for _ in range(epochs)), -1,
+            after_backward=mask_grads, after_step=mask_weights,
+        )
+        return read_parameters(self.params)
+
+    def _train(
+        self,
+        w: Mapping[str, torch.Tensor],
+        lrs: list[float],
+        passes: Iterable[Iterator[Batch]],
+        step: int,
+        *,
+        after_backward: Callable[[list[tuple[str, nn.Parameter]]], None],
+        after_step: Callable[[list[tuple[str, nn.Parameter]]], None] | None = None,
+    ) -> float:
+        """Write `w` into the model and train over `passes`; the mean minibatch loss.
+
+        ``after_backward`` edits the compressed parameters' gradients (under no_grad) before
+        each optimizer step, ``after_step`` their values after it.
+        """
         write_parameters(self.params, w)
         if self.schedule.reset_momentum:
             self.optimizer.state.clear()
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
-        logger.debug("L step %d: mu=%.4g lr=%s", step, mu, lrs)
         self.model.train()
         named = list(self.params.items())
         sum_loss = torch.zeros((), device=self.device)
         n_batches = 0
-        for epoch, batches in enumerate(self._passes(step)):
+        for epoch, batches in enumerate(passes):
             pass_loss = torch.zeros((), device=self.device)
             pass_batches = 0
             for x, y in batches:
@@ -335,14 +408,12 @@ class TorchOracle:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss = self.loss_fn(self.model(x), y)
                 loss.backward()
-                with torch.no_grad():  # + ∇ (μ/2)||w - c||² = μ (w - c)
-                    for n, p in named:
-                        pen = (p - center[n]).mul_(mu)
-                        if p.grad is None:
-                            p.grad = pen
-                        else:
-                            p.grad.add_(pen)
+                with torch.no_grad():
+                    after_backward(named)
                 self.optimizer.step()
+                if after_step is not None:
+                    with torch.no_grad():
+                        after_step(named)
                 pass_loss += loss.detach()
                 pass_batches += 1
             self.iterations += pass_batches
@@ -350,5 +421,92 @@ class TorchOracle:
             sum_loss += pass_loss
             if self.on_epoch is not None and pass_batches:
                 self.on_epoch(step, epoch, float(pass_loss) / pass_batches)
-        self.lstep_losses.append(float(sum_loss) / max(n_batches, 1))
-        return read_parameters(self.params)
+        return float(sum_loss) / max(n_batches, 1)
+
+
+class MinibatchOracle:
+    """A :class:`TorchOracle` seen through minibatch gradients, for gradient-step coordinators.
+
+    :meth:`grad` returns the gradient of the loss on the *next* minibatch of the loader
+    (cycled, a stochastic gradient) with `w` substituted for the compressed parameters, as
+    APGDSSM's inner iterations need (Li & Xin 2022, Algorithm 1: one gradient at the projected
+    point per iteration). The uncompressed parameters (biases) take an SGD step (Nesterov
+    momentum 0.9) on the same minibatch at learning rate ``lr * lr_decay**epoch``, so they
+    train alongside. :meth:`value` is the wrapped oracle's (the fixed evaluation subset).
+
+    Parameters
+    ----------
+    oracle : TorchOracle
+    lr : float > 0
+        Learning rate of the uncompressed parameters.
+    lr_decay : float in (0, 1]
+        Per-epoch decay of `lr`.
+
+    Attributes
+    ----------
+    steps_per_epoch : int
+        Minibatches in one pass over the loader (coordinators use it as an epoch).
+    calls : int
+        Gradients computed so far.
+    """
+
+    def __init__(self, oracle: TorchOracle, *, lr: float, lr_decay: float = 1.0) -> None:
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"lr must be positive and finite, got {lr}")
+        if not 0.0 < lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}")
+        self.oracle = oracle
+        self.lr, self.lr_decay = lr, lr_decay
+        compressed = {id(p) for p in oracle.params.values()}
+        self.free = [p for p in oracle.model.parameters() if id(p) not in compressed]
+        self.free_optimizer = (
+            torch.optim.SGD(self.free, lr=lr, momentum=0.9, nesterov=True) if self.free else None
+        )
+        self.steps_per_epoch = len(oracle.loader)  # type: ignore[arg-type]
+        if self.steps_per_epoch < 1:
+            raise ValueError("the loader yields no batches")
+        self.calls = 0
+        self._batches: Iterator[Batch] = iter(())
+        self._epoch_loss = torch.zeros((), device=oracle.device)
+
+    def value(self, w: Mapping[str, torch.Tensor]) -> float:
+        """L(w) on the wrapped oracle's evaluation subset."""
+        return self.oracle.value(w)
+
+    def _next_batch(self) -> Batch:
+        for batch in self._batches:
+            return self.oracle._to_device(batch)
+        self._batches = iter(self.oracle.loader)
+        return self.oracle._to_device(next(self._batches))
+
+    def grad(self, w: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """∇L at `w` on the next minibatch (train mode); steps the uncompressed parameters.
+
+        Every `steps_per_epoch` calls the epoch's mean minibatch loss is appended to the
+        wrapped oracle's ``lstep_losses``.
+        """
+        o = self.oracle
+        check_like(w, o.params)
+        x, y = self._next_batch()
+        leaves = {n: t.detach().requires_grad_(True) for n, t in w.items()}
+        o.model.train()
+        if self.free_optimizer is not None:
+            self.free_optimizer.zero_grad(set_to_none=True)
+            for g in self.free_optimizer.param_groups:
+                g["lr"] = self.lr * self.lr_decay ** (self.calls // self.steps_per_epoch)
+        loss = o.loss_fn(functional_call(o.model, dict(leaves), (x,)), y)
+        grads = torch.autograd.grad(loss, list(leaves.values()) + self.free, allow_unused=True)
+        if self.free_optimizer is not None:
+            for p, g in zip(self.free, grads[len(leaves):], strict=True):
+                p.grad = g
+            self.free_optimizer.step()
+        self.calls += 1
+        o.iterations += 1
+        self._epoch_loss += loss.detach()
+        if self.calls % self.steps_per_epoch == 0:
+            o.lstep_losses.append(float(self._epoch_loss) / self.steps_per_epoch)
+            self._epoch_loss.zero_()
+        return {
+            n: torch.zeros_like(leaves[n]) if g is None else g
+            for n, g in zip(leaves, grads[: len(leaves)], strict=True)
+        }

@@ -142,8 +142,9 @@ class APGDSSM(Coordinator):
         Algorithm 2: every λ is multiplied by γ_t / γ_0.
     group_axis : int
         Axis of the channels for the group penalties and channel sparsity (0: outputs).
-    iters_per_step : int >= 1
-        Gradient steps per recorded step (e.g. the minibatches of one epoch).
+    iters_per_step : int >= 1, optional
+        Gradient steps per recorded step. Default: the oracle's ``steps_per_epoch`` (the
+        minibatches of one epoch, for a streaming oracle), else 1.
     maxiter : int >= 1
         Recorded steps.
     eval_loss : bool
@@ -172,7 +173,7 @@ class APGDSSM(Coordinator):
     schedule: PenaltySchedule | None = None
     scale_with_lr: bool = False
     group_axis: int = 0
-    iters_per_step: int = 1
+    iters_per_step: int | None = None
     maxiter: int = 100
     eval_loss: bool = True
     name = "APGDSSM"
@@ -185,8 +186,9 @@ class APGDSSM(Coordinator):
             raise ValueError(f"a must be > 0, got {self.a}")
         if not callable(self.lr) and not self.lr > 0:
             raise ValueError(f"lr must be > 0 or a callable, got {self.lr}")
-        for f in ("iters_per_step", "maxiter"):
-            check_positive_int(getattr(self, f), f)
+        check_positive_int(self.maxiter, "maxiter")
+        if self.iters_per_step is not None:
+            check_positive_int(self.iters_per_step, "iters_per_step")
 
     def _gamma(self, t: int) -> float:
         return float(self.lr(t)) if callable(self.lr) else float(self.lr)
@@ -215,7 +217,8 @@ class APGDSSM(Coordinator):
         C = as_compression(compression)
         w, t = state.w, state.t
         t_grad = t_c = t_p = 0.0
-        for _ in range(self.iters_per_step):  # loop over gradient steps, not over weights
+        inner = self.iters_per_step or getattr(oracle, "steps_per_epoch", 1)
+        for _ in range(inner):  # loop over gradient steps, not over weights
             gamma, l1, l2, l3, beta = self.penalties(state.k, t)
             with Timer() as tc:
                 u = C.decompress(C.compress(w))  # u^t = Proj_Q(w^t)

@@ -50,8 +50,10 @@ __all__ = [
 ]
 
 
-def budget_from_ratio(w: Params, ratio: float) -> float:
+def budget_from_ratio(w: Params | int, ratio: float) -> float:
     """The budget S in bits for a compression ratio R: ``S = 32 Σ numel / R`` (Yang §4.1).
+
+    `w` is the collection of compressed tensors, or their total number of entries.
 
     Raises
     ------
@@ -60,7 +62,8 @@ def budget_from_ratio(w: Params, ratio: float) -> float:
     """
     if not ratio > 0:
         raise ValueError(f"the compression ratio must be > 0, got {ratio}")
-    return FLOAT_BITS * tree_numel(w) / ratio
+    n = w if isinstance(w, int) else tree_numel(w)
+    return FLOAT_BITS * n / ratio
 
 
 def quantize_with_bits(

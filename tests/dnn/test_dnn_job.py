@@ -175,7 +175,7 @@ def test_build_compression():
 
 
 def test_registering_a_method_is_one_entry(tmp_path, monkeypatch):
-    def build(cfg):
+    def build(cfg, shapes):
         assert cfg.options == {"penalty": "qp"}
         return LC(mus=cfg.mus, penalty=cfg.options["penalty"], eval_loss=False), build_compression(
             cfg.prune, cfg.quantize

@@ -1,0 +1,134 @@
+"""The adapter pieces of the issue-4 coordinators: masked retraining (SLR) and minibatch
+gradients (APGDSSM), and the CLI methods slr, apgdssm and the joint ADMM."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from compressopt.cli import main
+from compressopt.dnn.data import make_loader
+from compressopt.dnn.oracle import MinibatchOracle, TorchOracle
+from compressopt.dnn.params import read_parameters
+from compressopt.errors import ShapeMismatchError
+from compressopt.solvers import RetrainOracle
+
+from .conftest import tiny_net
+
+CE = nn.CrossEntropyLoss()
+
+
+def _oracle(x, y, batch_size=16):
+    net = tiny_net(torch.float64)
+    x = x.to(torch.float64)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    return TorchOracle(net, CE, make_loader(x, y, batch_size, shuffle=True, seed=0), opt), net, x
+
+
+def test_retrain_keeps_the_zeros_and_lowers_the_loss(tiny_data):
+    oracle, net, _ = _oracle(*tiny_data)
+    assert isinstance(oracle, RetrainOracle)
+    w = read_parameters(oracle.params)
+    mask = {n: torch.rand(t.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+            for n, t in w.items()}
+    pruned = {n: t * mask[n] for n, t in w.items()}
+    before = oracle.value(pruned)
+    bias_before = net.fc1.bias.detach().clone()
+    out = oracle.retrain(pruned, mask, steps=5)
+    for n in out:
+        assert torch.all(out[n][~mask[n]] == 0)  # the pruned entries stay pruned
+        assert out[n] is not oracle.params[n]
+    assert oracle.value(out) < before
+    assert not torch.equal(net.fc1.bias, bias_before)  # free parameters train too
+    with pytest.raises(ValueError, match="steps"):
+        oracle.retrain(pruned, mask, steps=0)
+    with pytest.raises(ShapeMismatchError):
+        oracle.retrain(pruned, {"fc1.weight": mask["fc1.weight"]})
+
+
+def test_minibatch_gradient_is_autograd_on_the_next_batch(tiny_data):
+    oracle, _, _ = _oracle(*tiny_data, batch_size=16)
+    mb = MinibatchOracle(oracle, lr=0.05)
+    assert mb.steps_per_epoch == len(oracle.loader) == 3
+    w = read_parameters(oracle.params)
+    batches = [b for b in oracle.loader]  # the order the oracle will see (same seed)
+    mb2 = MinibatchOracle(_oracle(*tiny_data, batch_size=16)[0], lr=0.05)
+    xb, yb = batches[0]
+    ref = tiny_net(torch.float64)
+    ref.load_state_dict(mb2.oracle.model.state_dict())
+    leaves = {n: t.detach().clone().requires_grad_(True) for n, t in w.items()}
+    loss = CE(functional_call(ref, leaves, (xb.to(torch.float64),)), yb)
+    expected = torch.autograd.grad(loss, list(leaves.values()))
+    g = mb2.grad(w)
+    for (n, e) in zip(leaves, expected, strict=True):
+        torch.testing.assert_close(g[n], e)
+    # the epoch's mean loss is recorded after steps_per_epoch calls, then the loader cycles
+    bias = mb.oracle.model.fc2.bias.detach().clone()
+    for _ in range(3):
+        mb.grad(w)
+    assert len(oracle.lstep_losses) == 1 and mb.calls == 3
+    assert not torch.equal(mb.oracle.model.fc2.bias, bias)  # free parameters stepped
+    mb.grad(w)
+    assert mb.calls == 4 and oracle.iterations == 4
+    with pytest.raises(ValueError, match="lr"):
+        MinibatchOracle(oracle, lr=0.0)
+
+
+def _run(tmp_path, *args):
+    rc = main(["compress", "--quiet", "--pretrain-epochs", "3", "--epochs", "1",
+               "--out", str(tmp_path), *args])
+    assert rc == 0
+    return json.loads((tmp_path / "report.json").read_text())
+
+
+def test_cli_slr_with_retraining(tmp_path):
+    r = _run(tmp_path, "--method", "slr", "--steps", "3", "--prune", "0.2",
+             "--prune-scope", "layer", "--retrain-epochs", "1")
+    assert r["method"] == "slr" and r["nonzero_fraction"] == pytest.approx(0.2, abs=1e-3)
+    for layer in r["layers"]:  # per-layer budget: every layer keeps 20%
+        assert layer["nonzeros"] == round(0.2 * layer["numel"])
+    d = r["diagnostics"]
+    assert d["retrain_epochs"] == 1 and 0 <= d["accuracy_before_finish"] <= 1
+    assert {"condition1", "condition2", "s", "alpha"} <= set(r["iterations"][0])
+
+
+def test_cli_joint_admm_meets_the_budget(tmp_path):
+    r = _run(tmp_path, "--method", "admm", "--budget-ratio", "40", "--steps", "3",
+             "--bit-candidates", "1", "2", "3", "4")
+    budget = 32 * r["compressed_numel"] / 40
+    assert r["weight_bits"] <= budget and r["compression_ratio"] >= 40
+    layers = r["diagnostics"]["layers"]
+    assert set(layers) == {x["name"] for x in r["layers"]}
+    for x in r["layers"]:
+        assert x["bits"] == layers[x["name"]]["bits"] in (1, 2, 3, 4)
+        assert x["nonzeros"] == layers[x["name"]]["nnz"]
+
+
+def test_cli_apgdssm_reports_sparsity(tmp_path):
+    r = _run(tmp_path, "--method", "apgdssm", "--bits", "2", "--steps", "2",
+             "--lambda1", "1e-3", "--lambda2", "1e-3", "--beta", "0.1")
+    d = r["diagnostics"]
+    assert 0 <= d["final_weight_sparsity"] <= 1 and 0 <= d["final_channel_sparsity"] <= 1
+    assert set(d["layers"]) == {x["name"] for x in r["layers"]}
+    assert all(x["bits"] == 3 for x in r["layers"])  # 2L + 1 = 5 levels: 3 bits
+    assert len(r["iterations"]) == 2 and r["iterations"][1]["weight_sparsity"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [(["--method", "lc", "--budget-ratio", "10"], "does not take --budget-ratio"),
+     (["--method", "apgdssm", "--prune", "0.1"], "drop --prune"),
+     (["--method", "admm", "--budget-ratio", "10", "--quantize", "4"], "drop --prune and")],
+)
+def test_cli_method_option_errors(tmp_path, capsys, args, msg):
+    try:
+        rc = main(["compress", "--quiet", "--pretrain-epochs", "0", "--out", str(tmp_path), *args])
+    except SystemExit as e:  # usage errors leave through argparse
+        rc = e.code
+    assert rc in (1, 2)
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err and err.count("\n") == 1
