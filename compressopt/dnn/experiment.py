@@ -262,7 +262,10 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
         in [0, 1] on the test split), compression_ratio = 32·Σnumel / Σ(bits·nonzeros),
         nonzero_fraction, average_bits = Σ(bits·nonzeros)/Σnonzeros, weight_bits,
         overhead_bits, wall_seconds, layers (:func:`layer_table`), iterations (one record
-        per coordinator iteration), diagnostics (the method's), config.
+        per coordinator iteration, with ``test_accuracy`` of the coordinator's output point
+        and, when the method's option ``eval_projected`` is set (``--eval-projected`` of
+        ``--method admm``), ``projected_test_accuracy`` of Π(W), the constraint set's
+        projection of the current W), diagnostics (the method's), config.
 
     Raises
     ------
@@ -338,6 +341,11 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
             k: v for k, v in record._asdict().items()
             if not (isinstance(v, float) and math.isnan(v))  # L(w) is not evaluated
         }
+        if cfg.options.get("eval_projected"):  # Π(W): W projected without the dual
+            hard = compression.decompress(compression.compress(state.w))
+            _, rec["projected_test_accuracy"] = evaluate(
+                model, data.x_test, data.y_test, params=hard
+            )
         rec.update(
             test_accuracy=acc,
             train_loss=oracle.lstep_losses[-1] if oracle.lstep_losses else None,

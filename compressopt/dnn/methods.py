@@ -201,6 +201,10 @@ def _admm_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--init-bits", type=int, metavar="B",
                    help="bits of the uniform quantization that starts V, and so of the first "
                    "pruning step (default 3, the authors' LeNet-5 setting)")
+    g.add_argument("--eval-projected", action="store_true",
+                   help="also record each iteration's test accuracy of P(W), the projection "
+                   "of the current W onto the constraint set without the scaled dual "
+                   "(Zhou et al.'s hard-prune accuracy; one more test evaluation per iteration)")
 
 
 def _slr_build(

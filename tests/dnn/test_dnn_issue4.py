@@ -108,6 +108,17 @@ def test_cli_joint_admm_meets_the_budget(tmp_path):
         assert x["nonzeros"] == layers[x["name"]]["nnz"]
 
 
+def test_cli_admm_eval_projected_records_the_hard_pruned_w(tmp_path):
+    r = _run(tmp_path, "--method", "admm", "--prune", "0.2", "--steps", "2",
+             "--eval-projected")
+    it = r["iterations"]
+    assert all(0 <= x["projected_test_accuracy"] <= 1 for x in it)
+    # the first z-update projects w + u with u = 0: z = P(W), the same point
+    assert it[0]["projected_test_accuracy"] == it[0]["test_accuracy"]
+    plain = _run(tmp_path / "plain", "--method", "admm", "--prune", "0.2", "--steps", "1")
+    assert "projected_test_accuracy" not in plain["iterations"][0]
+
+
 def test_cli_apgdssm_reports_sparsity(tmp_path):
     r = _run(tmp_path, "--method", "apgdssm", "--bits", "2", "--steps", "2",
              "--lambda1", "1e-3", "--lambda2", "1e-3", "--beta", "0.1")
