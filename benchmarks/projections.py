@@ -265,7 +265,7 @@ def greedy_gaps() -> dict:
 
 
 def uniform_grid(be: Backend, weights: str | None) -> list[dict]:
-    """fc1 (400,000 weights) on grids whose n·L exceeds 2^22, where ``method="auto"``
+    """fc1 (400,000 weights) on grids whose n·L exceeds 2^20, where ``method="auto"``
     alternates from the weighted sketch's exact scale, against the exact sweep."""
     from compressopt.projections.codebooks import EXACT_UNIFORM_LIMIT
 

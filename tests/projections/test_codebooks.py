@@ -45,7 +45,7 @@ def test_uniform_exact_sweep_matches_enumeration(seed):
 
 
 def test_uniform_alternating_on_a_large_tensor_is_near_exact():
-    """Beyond 2^22 breakpoints "auto" alternates from a subsample's exact scale."""
+    """Beyond 2^20 breakpoints "auto" alternates from a sketch's exact scale."""
     rng = np.random.default_rng(0)
     x = rng.standard_t(4, 60_000)  # n L = 7.7e6 breakpoints for 8 bits: "auto" alternates
     fast = project_uniform(x, bits=8)
