@@ -79,6 +79,7 @@ from compressopt.projections.mckp import (
     MixedPrecision,
     allocate_bits,
     mckp_greedy,
+    mckp_pareto,
     upper_hull,
 )
 from compressopt.projections.prox import (
@@ -167,6 +168,7 @@ __all__ = [
     "kmeans1d_fast",
     "kmeans1d_sweep",
     "mckp_greedy",
+    "mckp_pareto",
     "powers_of_two",
     "project_binary",
     "project_box",

@@ -22,7 +22,7 @@ from compressopt._array import Array, array_namespace, to_numpy
 from compressopt.errors import ShapeMismatchError
 from compressopt.projections._util import check_int, check_nonneg, prepare
 from compressopt.projections.base import StorageCost, TensorScheme
-from compressopt.projections.mckp import mckp_greedy
+from compressopt.projections.mckp import mckp_greedy, mckp_pareto
 from compressopt.tree import Params, tree_check
 
 __all__ = [
@@ -128,7 +128,10 @@ class RankAllocation(NamedTuple):
         ``Σ_i r_i (m_i + n_i)``.
     budget : float
     integral : bool
-        The LP optimum is integral: the ranks are optimal.
+        The LP optimum is integral: the greedy's ranks are optimal.
+    optimal : bool
+        The ranks are optimal: the LP optimum is integral or
+        :func:`~compressopt.projections.mckp.mckp_pareto` solved the instance.
     """
 
     ranks: dict[str, int]
@@ -138,6 +141,7 @@ class RankAllocation(NamedTuple):
     params_used: int
     budget: float
     integral: bool
+    optimal: bool = False
 
     def decompress(self) -> dict[str, Array]:
         return {n: _expand(t) for n, t in self.theta.items()}
@@ -152,7 +156,9 @@ def select_ranks(w: Params, budget_params: float) -> RankAllocation:
     A multiple-choice knapsack (group = tensor, item = rank r with weight ``r(m+n)`` and profit
     ``Σ_{l <= r} σ_l²``); the profits are concave in r, so every rank is on the convex hull and
     the greedy takes singular values in decreasing order of ``σ²/(m + n)`` across tensors
-    (:func:`~compressopt.projections.mckp.mckp_greedy`).
+    (:func:`~compressopt.projections.mckp.mckp_greedy`); when its LP optimum is fractional,
+    :func:`~compressopt.projections.mckp.mckp_pareto` solves the instance exactly if its
+    frontier stays within 10⁵ states.
 
     Parameters
     ----------
@@ -198,16 +204,21 @@ def select_ranks(w: Params, budget_params: float) -> RankAllocation:
         profits.append(np.concatenate([[0.0], np.cumsum(s2)]))
         weights.append(np.arange(s2.size + 1) * sum(a.shape))
     res = mckp_greedy(profits, weights, p)
-    ranks = dict(zip(names, res.choice, strict=True))
+    choice = res.choice if res.integral else mckp_pareto(profits, weights, p)
+    optimal = choice is not None
+    choice = choice or res.choice
+    ranks = dict(zip(names, choice, strict=True))
     theta = {}
     for name in names:
         u, s, vh = svds[name]
         r = ranks[name]
         theta[name] = LowRankTheta(u[:, :r] * s[None, :r], vh[:r, :], tuple(w[name].shape))
     total = float(sum(pr[-1] for pr in profits))
-    return RankAllocation(ranks=ranks, theta=theta, error=total - res.profit,
-                          lp_bound=total - res.lp_bound, params_used=int(res.weight), budget=p,
-                          integral=res.integral)
+    kept = float(sum(pr[r] for pr, r in zip(profits, choice, strict=True)))
+    used = int(sum(wt[r] for wt, r in zip(weights, choice, strict=True)))
+    return RankAllocation(ranks=ranks, theta=theta, error=total - kept,
+                          lp_bound=total - res.lp_bound, params_used=used, budget=p,
+                          integral=res.integral, optimal=optimal)
 
 
 def _low_rank_cost(theta: LowRankTheta) -> StorageCost:

@@ -13,6 +13,7 @@ from compressopt.projections import (
     allocate_bits,
     kmeans1d_exact,
     mckp_greedy,
+    mckp_pareto,
     upper_hull,
 )
 from compressopt.verify import brute_mckp, mckp_ilp, mckp_lp
@@ -59,6 +60,53 @@ def test_greedy_against_enumeration_and_lp(inst):
         assert r.profit == pytest.approx(b.objective)  # exact when the LP is integral
     lp = mckp_lp(profits, weights, cap).objective
     assert r.lp_bound == pytest.approx(lp, rel=1e-6, abs=1e-6)  # Zemel: greedy = LP optimum
+
+
+@settings(max_examples=40)
+@given(inst=mckp_instances)
+def test_pareto_dp_is_exact_against_enumeration(inst):
+    profits, rng = inst
+    weights = [rng.integers(0, 6, size=p.size) for p in profits]
+    cap = sum(int(w.min()) for w in weights) + int(rng.integers(0, 10))
+    choice = mckp_pareto(profits, weights, cap)
+    b = brute_mckp(profits, weights, cap)
+    assert sum(w[c] for w, c in zip(weights, choice, strict=True)) <= cap
+    assert sum(p[c] for p, c in zip(profits, choice, strict=True)) == pytest.approx(b.objective)
+
+
+def test_pareto_dp_gives_up_past_max_states_and_when_nothing_fits():
+    profits = [np.arange(8.0) for _ in range(6)]
+    weights = [np.arange(8) * (7 + g) for g in range(6)]
+    assert mckp_pareto(profits, weights, 200, max_states=5) is None
+    assert mckp_pareto(profits, weights, 200) is not None
+    assert mckp_pareto([[1.0]], [[3]], 2) is None
+
+
+def test_pareto_dp_finds_the_optimum_the_greedy_misses():
+    # k-means-like errors c·4^-j for 1..4 bits, nonzeros (1, 2, 4), 2 bits per nonzero: the
+    # greedy ends at (4, 1, 2) bits; the optimum gives every group 2 bits (all three move)
+    profits = [-c * 4.0 ** -np.arange(1, 5) for c in (4.0, 2.0, 3.0)]
+    weights = [np.arange(1, 5) * n for n in (1, 2, 4)]
+    g = mckp_greedy(profits, weights, 14)
+    assert g.choice == (3, 0, 1) and g.profit == pytest.approx(-0.703125)
+    assert mckp_pareto(profits, weights, 14) == (1, 1, 1)
+    assert brute_mckp(profits, weights, 14).objective == pytest.approx(-0.5625)
+
+
+def test_allocation_is_optimal_where_the_greedy_is_not():
+    rng = np.random.default_rng(4)
+    w = {"a": 3 * rng.standard_normal(8), "b": rng.standard_normal(16), "c": rng.laplace(size=32)}
+    cands, budget = (1, 2, 3, 4), 2 * 56
+    r = allocate_bits(w, budget, candidates=cands, method="exact")
+    profits = [-r.errors[n] for n in w]
+    weights = [[j * r.nnz[n] for j in cands] for n in w]
+    greedy = mckp_greedy(profits, weights, budget)
+    ilp = mckp_ilp(profits, weights, budget)
+    assert r.optimal and not r.integral and ilp.optimal
+    assert r.error == pytest.approx(-ilp.objective, rel=1e-9)
+    assert r.error < -greedy.profit - 1.0  # 7.90 vs the greedy's 10.10
+    assert r.bits == {"a": 2, "b": 2, "c": 2} and r.budget_used <= budget
+    assert r.lp_bound <= r.error
 
 
 def test_greedy_matches_cp_sat_on_a_larger_instance():
