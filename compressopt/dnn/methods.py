@@ -154,6 +154,12 @@ def _admm_build(
     o = config.options
     if o.get("budget_ratio") is not None or o.get("budget_bits") is not None:
         return _joint_build(config, shapes)
+    joint_only = [f"--{k.replace('_', '-')}" for k in ("rho", "rho_growth", "bit_candidates",
+                                                       "init_bits") if o.get(k) is not None]
+    if joint_only:
+        raise ValueError(f"{', '.join(joint_only)}: options of the joint ADMM (with "
+                         "--budget-ratio or --budget-bits); the ADMM of --prune/--quantize "
+                         "takes --mu0 and --mu-growth")
     mus = config.mus
     growth = mus[1] / mus[0] if len(mus) > 1 else 1.0
     solver = ADMM(rho=mus[0], rho_growth=max(growth, 1.0), maxiter=len(mus), eval_loss=False)
@@ -176,7 +182,8 @@ def _joint_build(
         budget = budget_from_ratio(sum(math.prod(s) for s in shapes.values()), o["budget_ratio"])
     joint = SparseQuantized(budget_bits=budget, candidates=tuple(o.get("bit_candidates") or
                                                                range(1, 9)))
-    solver = JointADMM(rho=o.get("rho") or 0.05, maxiter=config.steps,
+    solver = JointADMM(rho=o.get("rho") or 0.05, rho_growth=o.get("rho_growth") or 1.0,
+                       maxiter=config.steps,
                        init_bits=o.get("init_bits") or 3, eval_loss=False)
     return solver, joint
 
@@ -196,6 +203,8 @@ def _admm_arguments(g: argparse._ArgumentGroup) -> None:
                    "S = 32 x weights / R bits; the method picks each layer's sparsity and bits")
     g.add_argument("--budget-bits", type=float, metavar="S", help="the same budget in bits")
     g.add_argument("--rho", type=float, help="penalty rho of the joint ADMM (default 0.05)")
+    g.add_argument("--rho-growth", type=float, metavar="A",
+                   help="rho_k = rho A^k in epoch k (default 1: fixed rho, as in the paper)")
     g.add_argument("--bit-candidates", type=int, nargs="+", metavar="B",
                    help="candidate bit widths (default 1..8)")
     g.add_argument("--init-bits", type=int, metavar="B",

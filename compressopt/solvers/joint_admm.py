@@ -126,6 +126,10 @@ class JointADMM(Coordinator):
     ----------
     rho : float > 0
         Penalty ρ of the augmented Lagrangian (paper default 0.05).
+    rho_growth : float >= 1
+        ρ_k = ρ·a^k in period k (default 1: the paper's fixed ρ). An increasing ρ drives
+        ||W − V|| to 0 as in LC's μ → ∞; the duals Y are unscaled, so they carry over
+        unchanged when ρ changes.
     maxiter : int >= 1
         Projection periods τ' (the paper projects once per epoch; each period is one L step).
     init_bits : int, optional
@@ -160,6 +164,7 @@ class JointADMM(Coordinator):
     """
 
     rho: float = 0.05
+    rho_growth: float = 1.0
     maxiter: int = 50
     init_bits: int | None = None
     tol: float | None = None
@@ -169,6 +174,8 @@ class JointADMM(Coordinator):
     def __post_init__(self) -> None:
         if not self.rho > 0:
             raise ValueError(f"rho must be > 0, got {self.rho}")
+        if not (math.isfinite(self.rho_growth) and self.rho_growth >= 1):
+            raise ValueError(f"rho_growth must be a finite number >= 1, got {self.rho_growth}")
         check_positive_int(self.maxiter, "maxiter")
         b = self.init_bits
         if b is not None and (isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 16):
@@ -201,7 +208,7 @@ class JointADMM(Coordinator):
     ) -> tuple[JointADMMState, JointADMMRecord]:
         """One projection period: L step, W projection, V projection, dual update."""
         J = self._joint(compression)
-        rho, y, S = self.rho, state.y, J.budget_bits
+        rho, y, S = self.rho * self.rho_growth**state.k, state.y, J.budget_bits
         with Timer() as t_l:
             w = oracle.lstep(state.w, tree_axpy(-1.0 / rho, y, state.v), rho, step=state.k)
             loss = oracle.value(w) if self.eval_loss else math.nan

@@ -98,7 +98,8 @@ def test_cli_slr_with_retraining(tmp_path):
 
 def test_cli_joint_admm_meets_the_budget(tmp_path):
     r = _run(tmp_path, "--method", "admm", "--budget-ratio", "40", "--steps", "3",
-             "--bit-candidates", "1", "2", "3", "4")
+             "--bit-candidates", "1", "2", "3", "4", "--rho", "0.01", "--rho-growth", "2")
+    assert [x["rho"] for x in r["iterations"]] == pytest.approx([0.01, 0.02, 0.04])
     budget = 32 * r["compressed_numel"] / 40
     assert r["weight_bits"] <= budget and r["compression_ratio"] >= 40
     layers = r["diagnostics"]["layers"]
@@ -133,7 +134,8 @@ def test_cli_apgdssm_reports_sparsity(tmp_path):
     ("args", "msg"),
     [(["--method", "lc", "--budget-ratio", "10"], "does not take --budget-ratio"),
      (["--method", "apgdssm", "--prune", "0.1"], "drop --prune"),
-     (["--method", "admm", "--budget-ratio", "10", "--quantize", "4"], "drop --prune and")],
+     (["--method", "admm", "--budget-ratio", "10", "--quantize", "4"], "drop --prune and"),
+     (["--method", "admm", "--prune", "0.1", "--rho", "0.1"], "--rho: options of the joint")],
 )
 def test_cli_method_option_errors(tmp_path, capsys, args, msg):
     try:

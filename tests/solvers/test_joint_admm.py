@@ -93,6 +93,18 @@ def test_history_and_diagnostics():
     )
 
 
+def test_increasing_rho_schedule_drives_w_to_v():
+    ls, w0 = _planted(3)
+    joint = SparseQuantized(budget_bits=3, candidates=(1, 2), method="exact")
+    fixed = JointADMM(rho=1.0, maxiter=12, init_bits=1).run(w0, ls, joint)
+    grown = JointADMM(rho=1.0, rho_growth=2.0, maxiter=12, init_bits=1).run(w0, ls, joint)
+    assert [r.rho for r in grown.history] == [2.0**k for k in range(12)]
+    assert all(r.rho == 1.0 for r in fixed.history)
+    # rho_11 = 2048: the exact L step lands on V - Y/rho, so W is within O(1/rho) of V
+    assert grown.history[-1].w_minus_v < 1e-2 < fixed.history[-1].w_minus_v
+    _feasible(grown.x, grown.state.bits, 3)
+
+
 def test_tolerance_stops_early():
     ls, w0 = _planted(2)
     joint = SparseQuantized(budget_bits=3, candidates=(1, 2))
@@ -109,6 +121,8 @@ def test_budget_from_ratio_and_errors():
         JointADMM().run({"w": np.ones(3)}, LeastSquares(np.eye(3), np.ones(3)), Cardinality(k=1))
     for kw, match in [
         ({"rho": 0}, "rho"),
+        ({"rho_growth": 0.5}, "rho_growth"),
+        ({"rho_growth": float("inf")}, "rho_growth"),
         ({"maxiter": 0}, "maxiter"),
         ({"init_bits": 0}, "init_bits"),
         ({"tol": -1.0}, "tol"),
