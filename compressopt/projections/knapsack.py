@@ -256,14 +256,16 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
     p_break = xp.where(any_break, vstar[0] * bstar, xp.zeros_like(bstar))
     theta = xp.where(any_break, (s_budget - used) / bstar, xp.zeros_like(bstar))
 
-    # Fill: later entries that still fit, greedy order (at most F = ceil(max b / min b) of
-    # them): the next F keys of every tensor are read once.
-    nf = -(-max(bl) // min(bl))
-    ahead = c[:, None] + xp.reshape(xp.arange(nf, dtype=i64, device=dev), (1, nf))
-    nxt = xp.where(ahead < nnz[:, None], key_at(ahead), xp.full((t, nf), -math.inf, dtype=acc,
-                                                                device=dev))
+    # Fill: later entries that still fit, greedy order. The room left is below the break
+    # item's bits <= max b and each entry takes >= min b, so at most F = ceil(max b / min b)
+    # - 1 of them fit: the next F keys of every tensor are read once.
+    nf = -(-max(bl) // min(bl)) - 1
     taken = xp.zeros((t,), dtype=i64, device=dev)
     fill_profit = xp.zeros((), dtype=acc, device=dev)
+    if nf > 0:
+        ahead = c[:, None] + xp.reshape(xp.arange(nf, dtype=i64, device=dev), (1, nf))
+        nxt = xp.where(ahead < nnz[:, None], key_at(ahead),
+                       xp.full((t, nf), -math.inf, dtype=acc, device=dev))
     for _ in range(nf):
         nv = xp.take_along_axis(nxt, xp.minimum(taken, nf - 1)[:, None], axis=1)[:, 0]
         ok = (bw <= s_budget - used) & (taken < nf) & (nv > -math.inf)
@@ -285,16 +287,21 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
     partial = (c > 0) & (ties > c - above)
     host = to_ints(xp.concat([c, xp.astype(partial, i64)]))
     kept, need_ranks = host[:t], host[t:]
+    thr_k = xp.astype(thr, kdt)  # keys of the tensors: exact in their dtype
+    # |x| >= a_l keeps the entries of tensor l whose key reaches thr_l (all tensors at once;
+    # a tensor that keeps nothing has no threshold, and its a_l is unused)
+    alive = thr_k > 0
+    a_all = _magnitude_threshold(xp.where(alive, thr_k, xp.ones_like(thr_k)),
+                                 xp.asarray(bl, dtype=kdt, device=dev))
     masks, out, obj = {}, {}, []
     for i, name in enumerate(names):  # a loop over tensors
         f, b, ci = fl[i], bl[i], kept[i]
-        thr_i = xp.astype(thr[i], f.dtype)  # a key of tensor i: exact in its dtype
         if ci == 0:
             m = xp.zeros(f.shape, dtype=xp.bool, device=dev)
         elif need_ranks[i]:
-            m = mask_top(_density(f, b), thr_i, ci)
+            m = mask_top(_density(f, b), thr_k[i], ci)
         else:
-            m = xp.abs(f) >= _magnitude_threshold(thr_i, b)
+            m = xp.abs(f) >= a_all[i]
         masks[name] = xp.reshape(m, xs[i].shape)
         o = xp.astype(m, f.dtype)
         o *= f  # in place on the new array: one allocation for the output
@@ -317,11 +324,12 @@ def _density(f: Array, b: int) -> Array:
     return k
 
 
-def _magnitude_threshold(thr: Array, b: int) -> Array:
-    """The smallest a >= 0 with ``(a*a)/b >= thr`` in the dtype of `thr` (0-d, thr > 0).
+def _magnitude_threshold(thr: Array, b: Array) -> Array:
+    """The smallest a >= 0 with ``(a*a)/b >= thr`` in the dtype of `thr`, elementwise (thr > 0;
+    `b` holds the bit widths in the same dtype and shape).
 
     ``(a*a)/b`` rounds monotonically in a, so ``|x| >= a`` selects exactly the entries whose
-    key reaches `thr`. Start a few ulps below sqrt(thr b) and step up: scalar work.
+    key reaches `thr`. Start a few ulps below sqrt(thr b) and step up: O(thr.size) work.
     """
     xp = array_namespace(thr)
     a = xp.sqrt(thr * b)

@@ -38,6 +38,14 @@ def test_fill_uses_the_remainder():
     assert float(r.objective) <= opt <= float(r.lp_bound) + 1e-12
 
 
+def test_fill_takes_up_to_ceil_max_over_min_bits_minus_one_entries():
+    # room 7 after the 8-bit break item: exactly 7 = ceil(8 / 1) - 1 one-bit entries fit
+    w = {"big": np.array([10.0, 9.0]), "small": np.linspace(1.0, 0.1, 10)}
+    r = project_knapsack(w, {"big": 8, "small": 1}, 15)
+    assert r.kept == {"big": 1, "small": 7} and float(r.budget_used) == 15
+    assert np.count_nonzero(r.w["small"][:7]) == 7 and not r.w["small"][7:].any()
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_bounds_against_ortools_on_random_instances(seed):
     rng = np.random.default_rng(seed)
