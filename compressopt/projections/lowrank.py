@@ -7,7 +7,7 @@ error ``Σ_{l > r} σ_l²`` and ``r(m + n)`` stored values (the factors ``U_r Σ
 total error is a multiple-choice knapsack with concave profits (Idelbayev & Carreira-Perpiñán,
 "Low-rank compression of neural nets: learning the rank of each layer", CVPR 2020, pose it
 with a penalty; here it is the budget form), solved by :func:`~compressopt.projections.mckp.
-mckp_greedy`.
+mckp_greedy` and, for a few layers, exactly by :func:`~compressopt.projections.mckp.mckp_pareto`.
 """
 
 from __future__ import annotations

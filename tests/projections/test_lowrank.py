@@ -42,8 +42,8 @@ def test_select_ranks_is_the_cp_sat_optimum_on_random_layers():
         assert r.lp_bound - eps <= total - ilp.objective <= r.error + eps
         z = r.decompress()
         assert sum(np.sum((z[k] - w[k]) ** 2) for k in w) == pytest.approx(r.error)
-        if r.integral:
-            assert r.error == pytest.approx(total - ilp.objective)
+        assert r.optimal  # four small layers: the Pareto DP always finishes
+        assert r.error == pytest.approx(total - ilp.objective, abs=1e-9 * total)
 
 
 def test_greedy_prefers_large_singular_values_per_parameter():
