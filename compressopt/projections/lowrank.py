@@ -22,7 +22,7 @@ from compressopt._array import Array, array_namespace, to_numpy
 from compressopt.errors import ShapeMismatchError
 from compressopt.projections._util import check_int, check_nonneg, prepare
 from compressopt.projections.base import StorageCost, TensorScheme
-from compressopt.projections.mckp import mckp_greedy, mckp_pareto
+from compressopt.projections.mckp import mckp_best
 from compressopt.tree import Params, tree_check
 
 __all__ = [
@@ -203,10 +203,7 @@ def select_ranks(w: Params, budget_params: float) -> RankAllocation:
         s2 = to_numpy(svds[name][1]).astype(np.float64) ** 2
         profits.append(np.concatenate([[0.0], np.cumsum(s2)]))
         weights.append(np.arange(s2.size + 1) * sum(a.shape))
-    res = mckp_greedy(profits, weights, p)
-    choice = res.choice if res.integral else mckp_pareto(profits, weights, p)
-    optimal = choice is not None
-    choice = choice or res.choice
+    res, choice, optimal = mckp_best(profits, weights, p)
     ranks = dict(zip(names, choice, strict=True))
     theta = {}
     for name in names:

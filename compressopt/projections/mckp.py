@@ -42,6 +42,7 @@ __all__ = [
     "MCKPResult",
     "MixedPrecision",
     "allocate_bits",
+    "mckp_best",
     "mckp_greedy",
     "mckp_pareto",
     "upper_hull",
@@ -77,6 +78,27 @@ class MCKPResult(NamedTuple):
     integral: bool
     lp_choice: tuple[int, ...]
     fraction: tuple[int, int, float] | None
+
+
+def _groups(profits: Sequence[Sequence[float]],
+            weights: Sequence[Sequence[float]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Validated (profits, weights) of each group as float64 vectors (see :func:`mckp_greedy`)."""
+    if len(profits) != len(weights):
+        raise ShapeMismatchError(f"{len(profits)} groups of profits but {len(weights)} of weights")
+    out = []
+    for g, (pg, wg) in enumerate(zip(profits, weights, strict=True)):
+        pa = np.asarray(pg, dtype=np.float64).reshape(-1)
+        wa = np.asarray(wg, dtype=np.float64).reshape(-1)
+        if pa.shape != wa.shape or pa.size == 0:
+            raise ShapeMismatchError(
+                f"group {g}: profits {pa.shape} and weights {wa.shape} must be equal and non-empty"
+            )
+        if not (np.all(np.isfinite(pa)) and np.all(np.isfinite(wa))):
+            raise NonFiniteError(f"group {g} holds NaN or Inf profits or weights")
+        if np.any(wa < 0):
+            raise ValueError(f"group {g} has a negative weight")
+        out.append((pa, wa))
+    return out
 
 
 def upper_hull(weights: Sequence[float], profits: Sequence[float]) -> list[int]:
@@ -156,21 +178,9 @@ def mckp_greedy(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     ((1, 0), 5.0, 7.0)
     """
     cap = check_nonneg(capacity, "capacity")
-    if len(profits) != len(weights):
-        raise ShapeMismatchError(f"{len(profits)} groups of profits but {len(weights)} of weights")
     hulls, base_w, base_p = [], 0.0, 0.0
     inc: list[tuple[float, float, int, int]] = []  # (Δp, Δw, group, hull position)
-    for g, (pg, wg) in enumerate(zip(profits, weights, strict=True)):
-        pa = np.asarray(pg, dtype=np.float64).reshape(-1)
-        wa = np.asarray(wg, dtype=np.float64).reshape(-1)
-        if pa.shape != wa.shape or pa.size == 0:
-            raise ShapeMismatchError(
-                f"group {g}: profits {pa.shape} and weights {wa.shape} must be equal and non-empty"
-            )
-        if not (np.all(np.isfinite(pa)) and np.all(np.isfinite(wa))):
-            raise NonFiniteError(f"group {g} holds NaN or Inf profits or weights")
-        if np.any(wa < 0):
-            raise ValueError(f"group {g} has a negative weight")
+    for g, (pa, wa) in enumerate(_groups(profits, weights)):
         h = upper_hull(wa, pa)
         hulls.append((h, pa, wa))
         base_w += wa[h[0]]
@@ -256,8 +266,7 @@ def mckp_pareto(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
 
     Parameters
     ----------
-    profits, weights : one 1-D sequence per group, as for :func:`mckp_greedy` (the caller
-        validates them; :func:`allocate_bits` calls this after the greedy).
+    profits, weights : one 1-D sequence per group, as for :func:`mckp_greedy`.
     capacity : S >= 0.
     max_states : int
         Give up (return None) when a frontier would exceed this many partial choices.
@@ -267,6 +276,11 @@ def mckp_pareto(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     tuple of int or None
         An optimal choice (one item per group; among optimal choices the lightest), or None
         when the frontier grew past `max_states` or nothing fits.
+
+    Raises
+    ------
+    ShapeMismatchError, NonFiniteError, ValueError
+        As :func:`mckp_greedy` for malformed groups or a negative capacity.
 
     Notes
     -----
@@ -280,12 +294,10 @@ def mckp_pareto(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     >>> mckp_pareto([[0.0, 5.0, 6.0], [0.0, 4.0]], [[0, 2, 4], [0, 2]], 3)
     (1, 0)
     """
-    cap = float(capacity)
+    cap = check_nonneg(capacity, "capacity")
     w_f, p_f = np.zeros(1), np.zeros(1)
     back: list[tuple[np.ndarray, int]] = []
-    for pg, wg in zip(profits, weights, strict=True):
-        pa = np.asarray(pg, dtype=np.float64).reshape(-1)
-        wa = np.asarray(wg, dtype=np.float64).reshape(-1)
+    for pa, wa in _groups(profits, weights):
         cw = (w_f[:, None] + wa[None, :]).reshape(-1)
         cp = (p_f[:, None] + pa[None, :]).reshape(-1)
         idx = np.flatnonzero(cw <= cap)
@@ -304,6 +316,18 @@ def mckp_pareto(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
         state, item = divmod(int(keep[state]), b)
         choice.append(item)
     return tuple(reversed(choice))
+
+
+def mckp_best(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[float]],
+              capacity: float) -> tuple[MCKPResult, tuple[int, ...], bool]:
+    """The greedy (for its LP bound), then the exact :func:`mckp_pareto` if the LP optimum is
+    fractional: ``(greedy result, choice, optimal)``; `choice` is the greedy's when the DP
+    gives up (then ``optimal`` is False). Raises as :func:`mckp_greedy`."""
+    res = mckp_greedy(profits, weights, capacity)
+    if res.integral:
+        return res, res.choice, True
+    exact = mckp_pareto(profits, weights, capacity)
+    return (res, res.choice, False) if exact is None else (res, exact, True)
 
 
 @dataclass(frozen=True)
@@ -457,10 +481,7 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
     names = list(w)
     profits = [-errors[n] for n in names]
     weights = [[j * nnz[n] for j in cands] for n in names]
-    res = mckp_greedy(profits, weights, s)
-    choice = res.choice if res.integral else mckp_pareto(profits, weights, s)
-    optimal = choice is not None
-    choice = choice or res.choice
+    res, choice, optimal = mckp_best(profits, weights, s)
     bits = {n: cands[c] for n, c in zip(names, choice, strict=True)}
     theta = {n: _quantized(w[n], books[n][c], sparse=True)
              for n, c in zip(names, choice, strict=True)}

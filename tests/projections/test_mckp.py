@@ -12,6 +12,7 @@ from compressopt.projections import (
     StorageCost,
     allocate_bits,
     kmeans1d_exact,
+    mckp_best,
     mckp_greedy,
     mckp_pareto,
     upper_hull,
@@ -80,6 +81,17 @@ def test_pareto_dp_gives_up_past_max_states_and_when_nothing_fits():
     assert mckp_pareto(profits, weights, 200, max_states=5) is None
     assert mckp_pareto(profits, weights, 200) is not None
     assert mckp_pareto([[1.0]], [[3]], 2) is None
+    # mckp_best: the LP optimum is fractional here, so the DP decides (never below the greedy)
+    res, choice, optimal = mckp_best(profits, weights, 200)
+    assert optimal and not res.integral
+    g = mckp_greedy(profits, weights, 200)
+    assert sum(p[c] for p, c in zip(profits, choice, strict=True)) >= g.profit
+    with pytest.raises(ShapeMismatchError):
+        mckp_pareto([[1.0, 2.0]], [[1]], 3)
+    with pytest.raises(NonFiniteError):
+        mckp_pareto([[np.inf]], [[1]], 3)
+    with pytest.raises(ValueError, match="negative"):
+        mckp_pareto([[1.0]], [[-1]], 3)
 
 
 def test_pareto_dp_finds_the_optimum_the_greedy_misses():
