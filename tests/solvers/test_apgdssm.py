@@ -17,6 +17,23 @@ from compressopt.solvers import (
 from tests.solvers.problems import best_uniform_grid_ls
 
 
+def _matrix_oracle(ls, shape):
+    """A differentiable oracle over one weight matrix ``W`` of `shape` (flattened into the
+    least-squares problem `ls`); APGDSSM's groups are then the rows of ``W``."""
+
+    class Mat:
+        def value(self, w):
+            return ls.value({"w": w["W"].reshape(-1)})
+
+        def grad(self, w):
+            return {"W": ls.grad({"w": w["W"].reshape(-1)})["w"].reshape(shape)}
+
+        def lstep(self, w, center, mu, *, step=0):  # pragma: no cover - not used
+            raise NotImplementedError
+
+    return Mat
+
+
 @dataclass(frozen=True)
 class _Identity(TensorScheme):
     """Q = ℝⁿ: APGDSSM without quantization is a proximal-gradient method."""
@@ -85,16 +102,7 @@ def test_one_inner_iteration_by_hand():
     w0 = rng.standard_normal((2, 3))
     Q = UniformQuantization(bits=3, method="exact")
 
-    class Mat:  # least squares over a 2×3 weight matrix (groups = rows)
-        def value(self, w):
-            return ls.value({"w": w["W"].reshape(-1)})
-
-        def grad(self, w):
-            return {"W": ls.grad({"w": w["W"].reshape(-1)})["w"].reshape(2, 3)}
-
-        def lstep(self, w, center, mu, *, step=0):  # pragma: no cover - not used
-            raise NotImplementedError
-
+    Mat = _matrix_oracle(ls, (2, 3))  # least squares over a 2×3 weight (groups = rows)
     solver = APGDSSM(lr=0.05, lambda1=0.3, lambda2=0.2, lambda3=0.1, a=0.5, beta=0.7, maxiter=1)
     out = solver.run({"W": w0}, Mat(), Q)
     u = Q.project(w0)
@@ -113,16 +121,7 @@ def test_group_lasso_recovers_planted_zero_channels(seed):
     T[[0, 2]] = 0
     ls = LeastSquares(A, A @ T.reshape(-1) + 0.5 * rng.standard_normal(40))
 
-    class Mat:
-        def value(self, w):
-            return ls.value({"w": w["W"].reshape(-1)})
-
-        def grad(self, w):
-            return {"W": ls.grad({"w": w["W"].reshape(-1)})["w"].reshape(4, 3)}
-
-        def lstep(self, w, center, mu, *, step=0):  # pragma: no cover - not used
-            raise NotImplementedError
-
+    Mat = _matrix_oracle(ls, (4, 3))
     w0 = {"W": np.linalg.lstsq(A, ls.b, rcond=None)[0].reshape(4, 3)}
     step = 0.5 / np.linalg.norm(A, 2) ** 2
     Q = UniformQuantization(bits=4, method="exact")
