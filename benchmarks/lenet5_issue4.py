@@ -28,15 +28,11 @@ cases (``ref`` must exist before the others).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _runner import load_report, run_all, run_compress, seconds
 
 #: the reference: Caffe LeNet-5, 20 epochs of SGD (Nesterov 0.9, batch 128, lr 0.05 cosine);
 #: the one LC step is only there because the command always compresses (its result is unused)
@@ -118,23 +114,15 @@ def command(name: str, data_dir: str, out: Path) -> list[str]:
 
 def run_case(name: str, data_dir: str, out: Path) -> float:
     # no progress bars; -v logs one line per coordinator iteration (to follow a long run)
-    cmd = [sys.executable, "-m", *command(name, data_dir, out), "--quiet", "-v"]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    seconds = time.perf_counter() - t0
-    (ROOT / out / name / "process_seconds.txt").write_text(f"{seconds:.1f}\n")
-    return seconds
+    return run_compress(command(name, data_dir, out), out / name, "--quiet", "-v")
 
 
 def load(out: Path, name: str) -> dict[str, Any] | None:
-    path = ROOT / out / name / "report.json"  # a relative OUT is relative to the repository
-    return json.loads(path.read_text()) if path.is_file() else None
+    return load_report(out / name)
 
 
 def minutes(out: Path, name: str, report: dict[str, Any]) -> str:
-    f = ROOT / out / name / "process_seconds.txt"
-    secs = float(f.read_text()) if f.is_file() else report["wall_seconds"]
-    return f"{secs / 60:.1f} min"
+    return f"{seconds(out / name, report) / 60:.1f} min"
 
 
 def md(header: list[str], rows: list[list[Any]]) -> str:
@@ -355,9 +343,7 @@ def main() -> int:
     p.add_argument("--table-only", action="store_true")
     a = p.parse_args()
     if not a.table_only:
-        for name in a.only or CASES:
-            secs = run_case(name, a.data_dir, a.out)
-            print(f"{name}: {secs:.1f} s", file=sys.stderr)
+        run_all(a.only or list(CASES), lambda name: run_case(name, a.data_dir, a.out))
     print(tables(a.out, a.data_dir))
     return 0
 

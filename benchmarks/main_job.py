@@ -14,14 +14,10 @@ the process's, start to end (data loading, reference training and compression).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _runner import load_report, run_all, run_compress, seconds
 
 #: name -> (arguments after the data directory, target test error)
 CASES = {
@@ -37,13 +33,8 @@ def command(data_dir: str, args: list[str]) -> list[str]:
 
 def run_case(name: str, data_dir: str, out: Path) -> float:
     args, _ = CASES[name]
-    # `python -m compressopt` is the console script `compressopt` of this checkout
-    cmd = [sys.executable, "-m", *command(data_dir, args), "--out", str(out / name), "--quiet"]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    seconds = time.perf_counter() - t0
-    (out / name / "process_seconds.txt").write_text(f"{seconds:.1f}\n")
-    return seconds
+    return run_compress([*command(data_dir, args), "--out", str(out / name)], out / name,
+                        "--quiet")
 
 
 def table(data_dir: str, out: Path) -> str:
@@ -53,12 +44,10 @@ def table(data_dir: str, out: Path) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, (args, target) in CASES.items():
-        path = out / name / "report.json"
-        if not path.is_file():
+        r = load_report(out / name)
+        if r is None:
             continue
-        r = json.loads(path.read_text())
-        secs_file = out / name / "process_seconds.txt"
-        secs = float(secs_file.read_text()) if secs_file.is_file() else r["wall_seconds"]
+        secs = seconds(out / name, r)
         err = 1 - r["accuracy"]
         rows.append(
             f"| `{' '.join(command(data_dir, args))}` | {1 - r['reference_accuracy']:.2%} | "
@@ -74,14 +63,12 @@ def main() -> int:
     p.add_argument(
         "--data-dir", default=os.environ.get("COMPRESSOPT_MNIST_DIR", "../shared/data/mnist")
     )
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "main_job")
+    p.add_argument("--out", type=Path, default=Path("runs") / "main_job")
     p.add_argument("--only", choices=sorted(CASES))
     p.add_argument("--table-only", action="store_true")
     a = p.parse_args()
     if not a.table_only:
-        for name in [a.only] if a.only else CASES:
-            secs = run_case(name, a.data_dir, a.out)
-            print(f"{name}: {secs:.1f} s", file=sys.stderr)
+        run_all([a.only] if a.only else list(CASES), lambda n: run_case(n, a.data_dir, a.out))
     print(table(a.data_dir, a.out))
     return 0
 
