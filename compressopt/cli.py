@@ -111,6 +111,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
                    help="L-step learning rate eta_0 (then eta_0 * decay**k, clipped to 1/mu)")
     g.add_argument("--lr-decay", type=_positive_float, metavar="D",
                    help="L-step learning-rate decay per iteration")
+    g.add_argument("--lr-schedule", choices=["exp", "cos"], default="exp",
+                   help="L-step learning rates: exp, eta_0 * D**k (default), or cos, a cosine "
+                   "over the iterations after the warm-up (--lr-decay then defaults to 1)")
+    g.add_argument("--warmup", type=_nonneg_int, default=0, metavar="N",
+                   help="iterations of linear learning-rate warm-up (default 0)")
+    g.add_argument("--momentum", type=float, default=0.9, metavar="M",
+                   help="L-step SGD momentum, Nesterov (default 0.9)")
+    g.add_argument("--weight-decay", type=float, default=0.0, metavar="WD",
+                   help="L-step weight decay on all parameters (default 0)")
+    g.add_argument("--keep-momentum", action="store_true",
+                   help="carry the momentum over from one L step to the next (default: clear)")
     g.add_argument("--batch-size", type=_positive_int, metavar="B")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -164,7 +175,8 @@ def _config(args: argparse.Namespace, option_dests: dict[str, list[str]]) -> Any
         mu0=args.mu0, mu_growth=args.mu_growth, lr=args.lr, lstep_lr=args.lstep_lr,
         lr_decay=args.lr_decay, batch_size=args.batch_size, seed=args.seed, out=args.out,
         reference=args.reference, include=tuple(args.include), exclude=tuple(args.exclude),
-        device=args.device,
+        device=args.device, momentum=args.momentum, weight_decay=args.weight_decay,
+        lr_schedule=args.lr_schedule, warmup=args.warmup, keep_momentum=args.keep_momentum,
         options={d: getattr(args, d) for d in option_dests.get(args.method, [])},
     )
 

@@ -113,6 +113,11 @@ class JobConfig:
         instead of training one.
     include, exclude : parameter name patterns (:func:`~compressopt.dnn.params.select_parameters`).
     device : torch device, e.g. "cpu" or "cuda".
+    momentum : of the L steps' SGD (Nesterov), default 0.9; weight_decay : their weight decay
+        (an ℓ2 term of L on all parameters), default 0.
+    lr_schedule : "exp" (η0·lr_decay^k) or "cos" (a cosine over the L steps after the warm-up;
+        lr_decay then defaults to 1); warmup : L steps of linear warm-up (default 0).
+    keep_momentum : carry the optimizer's momentum across L steps instead of clearing it.
     options : method-specific options (from the method's ``add_arguments``).
     """
 
@@ -138,6 +143,11 @@ class JobConfig:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     device: str = "cpu"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_schedule: str = "exp"
+    warmup: int = 0
+    keep_momentum: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> JobConfig:
@@ -161,6 +171,8 @@ class JobConfig:
         }
         if self.prune is None and self.quantize is None and METHODS[self.method].prunes(self):
             fill["prune"] = d.prune
+        if self.lr_schedule == "cos" and self.lr_decay is None:
+            fill["lr_decay"] = 1.0  # the cosine alone
         if self.first_epochs is None and self.epochs is not None:
             fill["first_epochs"] = 2 * self.epochs  # the first L step trains twice as long
         c = dataclasses.replace(self, **fill)
@@ -181,6 +193,14 @@ class JobConfig:
             raise ValueError(f"--mu-growth must be >= 1, got {c.mu_growth}")
         if not 0.0 < c.lr_decay <= 1.0:
             raise ValueError(f"--lr-decay must be in (0, 1], got {c.lr_decay}")
+        if not 0.0 <= c.momentum < 1.0:
+            raise ValueError(f"--momentum must be in [0, 1), got {c.momentum}")
+        if not (c.weight_decay >= 0.0 and math.isfinite(c.weight_decay)):
+            raise ValueError(f"--weight-decay must be >= 0, got {c.weight_decay}")
+        if c.lr_schedule not in ("exp", "cos"):
+            raise ValueError(f"--lr-schedule must be 'exp' or 'cos', got {c.lr_schedule!r}")
+        if not 0 <= c.warmup < c.steps:
+            raise ValueError(f"--warmup must be in [0, steps), got {c.warmup}")
         _check_device(c.device)
         return c
 
@@ -320,10 +340,13 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
     oracle = TorchOracle(
         model, loss_fn,
         make_loader(data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed + 1),
-        torch.optim.SGD(model.parameters(), lr=cfg.lstep_lr, momentum=0.9, nesterov=True),
+        torch.optim.SGD(model.parameters(), lr=cfg.lstep_lr, momentum=cfg.momentum,
+                        nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay),
         params=params,
         schedule=LStepSchedule(
-            epochs=cfg.epochs, first_epochs=cfg.first_epochs, lr_decay=cfg.lr_decay
+            epochs=cfg.epochs, first_epochs=cfg.first_epochs, lr_decay=cfg.lr_decay,
+            reset_momentum=not cfg.keep_momentum, warmup=cfg.warmup,
+            cosine=cfg.steps - cfg.warmup if cfg.lr_schedule == "cos" else None,
         ),
         on_epoch=lambda k, e, loss: emit("lstep_epoch", {"step": k, "epoch": e, "loss": loss}),
     )
@@ -353,6 +376,7 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
             seconds=time.perf_counter() - t_comp,
         )
         iterations.append(rec)
+        logger.info("iteration %d: test accuracy %.4f, lr %.4g", len(iterations), acc, rec["lr"])
         emit("step", rec)
 
     emit("compress_start", {

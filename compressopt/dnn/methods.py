@@ -210,10 +210,21 @@ def _admm_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--init-bits", type=int, metavar="B",
                    help="bits of the uniform quantization that starts V, and so of the first "
                    "pruning step (default 3, the authors' LeNet-5 setting)")
+    g.add_argument("--penalty-step", choices=["prox", "gradient"],
+                   help="how the L step applies rho/2 ||W - V + Y/rho||^2: prox, the proximal "
+                   "SGD step of Yang et al.'s eq. (5) (default with --budget-ratio/--budget-bits), "
+                   "or gradient, added to the loss's gradient (default otherwise)")
     g.add_argument("--eval-projected", action="store_true",
                    help="also record each iteration's test accuracy of P(W), the projection "
                    "of the current W onto the constraint set without the scaled dual "
                    "(Zhou et al.'s hard-prune accuracy; one more test evaluation per iteration)")
+
+
+def _admm_adapt(solver: ADMM | JointADMM, oracle: Any, config: JobConfig) -> tuple[Any, Any]:
+    """The L step's penalty: eq. (5)'s proximal step for the joint ADMM unless told otherwise."""
+    step = config.options.get("penalty_step")
+    oracle.penalty = step or ("prox" if isinstance(solver, JointADMM) else "gradient")
+    return solver, oracle
 
 
 def _slr_build(
@@ -329,6 +340,7 @@ register(Method(
     lambda r: (_joint_diagnostics(r) if isinstance(r.state, JointADMMState)
                else final_values("rho", "primal_residual", "dual_residual")(r)),
     _admm_arguments,
+    adapt=_admm_adapt,
     prunes=lambda c: c.options.get("budget_ratio") is None and c.options.get("budget_bits") is None,
 ))
 register(Method(

@@ -72,6 +72,20 @@ class LStepSchedule:
     reset_momentum : bool
         Clear the optimizer's state (momentum buffers) at the start of every L step, which
         then starts like a fresh optimizer (as the LC toolkit does); False carries it over.
+    warmup : int >= 0
+        L steps of linear warm-up: η_k is multiplied by (k + 1)/warmup for k < warmup.
+    cosine : int >= 1, optional
+        L steps of a cosine decay after the warm-up: η_k is multiplied by
+        ½(1 + cos(π t/T)), t = min(max(k − warmup, 0), T), T = `cosine` (e.g. the run's
+        number of L steps minus `warmup`; Yang et al.'s LeNet-5 recipe, per L step instead of
+        per minibatch). Both factors multiply ``lr_decay^k``; the rate is constant within an
+        L step.
+
+    Examples
+    --------
+    >>> s = LStepSchedule(warmup=2, cosine=4, clip=False)
+    >>> [round(s.lr_at(1.0, k, 1.0), 3) for k in range(6)]
+    [0.5, 1.0, 1.0, 0.854, 0.5, 0.146]
     """
 
     epochs: int = 1
@@ -80,6 +94,8 @@ class LStepSchedule:
     lr_decay: float = 1.0
     clip: bool = True
     reset_momentum: bool = True
+    warmup: int = 0
+    cosine: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "first_epochs", "iterations"):
@@ -90,6 +106,11 @@ class LStepSchedule:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup must be an int >= 0, got {self.warmup!r}")
+        c = self.cosine
+        if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1):
+            raise ValueError(f"cosine must be a positive int, got {c!r}")
 
     def epochs_at(self, step: int) -> int:
         """Passes over the data in L step `step` (ignored when `iterations` is set)."""
@@ -98,6 +119,11 @@ class LStepSchedule:
     def lr_at(self, lr0: float, step: int, mu: float) -> float:
         """η'_k for the base rate `lr0`, step k = `step` and penalty `mu`."""
         lr = lr0 * self.lr_decay**step
+        if step < self.warmup:
+            lr *= (step + 1) / self.warmup
+        if self.cosine is not None:
+            t = min(max(step - self.warmup, 0), self.cosine)
+            lr *= 0.5 * (1.0 + math.cos(math.pi * t / self.cosine))
         return clipped_lr(lr, mu) if self.clip else lr
 
 
@@ -129,6 +155,12 @@ class TorchOracle:
     on_epoch : callable(step, epoch, mean_loss), optional
         Called after every pass over the loader in an L step with the mean minibatch loss
         L (without the penalty) of that pass, e.g. to drive a progress display.
+    penalty : {"gradient", "prox"}
+        How the L step treats ``(μ/2)||w - c||²``: "gradient" (default) adds its gradient
+        to the loss's before each optimizer step; "prox" steps on L alone and then applies
+        the penalty's proximal map with the step's learning rate η,
+        ``w ← (w + ημ c)/(1 + ημ)`` (Yang et al. 2020, eq. 5: proximal SGD; momentum then
+        acts on L's gradients only). The attribute may be changed between L steps.
 
     Attributes
     ----------
@@ -155,8 +187,9 @@ class TorchOracle:
     The L step minimizes ``L(w) + (μ/2)||w - c||²`` (Carreira-Perpiñán 2017, eq. 9/13) by the
     optimizer on minibatches: after each backward pass the penalty's gradient μ(w - c) is
     added to the compressed parameters' gradients, then the optimizer steps, with learning
-    rate η'_k (:meth:`LStepSchedule.lr_at`). It returns fresh copies of the trained w, on the
-    model's device. Inputs `w` and `center` are never modified.
+    rate η'_k (:meth:`LStepSchedule.lr_at`); with ``penalty="prox"`` the optimizer steps on L
+    and the penalty's proximal map follows each step. It returns fresh copies of the trained
+    w, on the model's device. Inputs `w` and `center` are never modified.
     """
 
     def __init__(
@@ -171,7 +204,11 @@ class TorchOracle:
         eval_data: Batch | None = None,
         eval_size: int = 2048,
         on_epoch: Callable[[int, int, float], None] | None = None,
+        penalty: str = "gradient",
     ) -> None:
+        if penalty not in ("gradient", "prox"):
+            raise ValueError(f"penalty must be 'gradient' or 'prox', got {penalty!r}")
+        self.penalty = penalty
         self.model = model
         self.loss_fn = loss_fn
         self.loader = loader
@@ -326,8 +363,21 @@ class TorchOracle:
                 else:
                     p.grad.add_(pen)
 
-        mean = self._train(w, self.learning_rates(mu, step), self._passes(step), step,
-                           after_backward=add_penalty_grad)
+        lrs = self.learning_rates(mu, step)
+        if self.penalty == "prox":
+            group_lr = {id(p): lr for g, lr in zip(self.optimizer.param_groups, lrs, strict=True)
+                        for p in g["params"]}
+
+            def prox(named: list[tuple[str, nn.Parameter]]) -> None:
+                for n, p in named:  # argmin_v (μ/2)||v - c||² + ||v - p||²/(2η)
+                    b = group_lr[id(p)] * mu
+                    p.add_(center[n], alpha=b).div_(1.0 + b)
+
+            mean = self._train(w, lrs, self._passes(step), step,
+                               after_backward=lambda named: None, after_step=prox)
+        else:
+            mean = self._train(w, lrs, self._passes(step), step,
+                               after_backward=add_penalty_grad)
         self.lstep_losses.append(mean)
         return read_parameters(self.params)
 

@@ -109,6 +109,24 @@ def test_cli_joint_admm_meets_the_budget(tmp_path):
         assert x["nonzeros"] == layers[x["name"]]["nnz"]
 
 
+def test_joint_admm_l_step_is_the_proximal_step_of_eq5_by_default():
+    from types import SimpleNamespace
+
+    from compressopt.dnn.experiment import JobConfig
+    from compressopt.dnn.methods import METHODS
+
+    admm = METHODS["admm"]
+    shapes = {"w": (4, 3)}
+    for options, expected in (({"budget_ratio": 10.0}, "prox"),
+                              ({"budget_ratio": 10.0, "penalty_step": "gradient"}, "gradient"),
+                              ({}, "gradient"), ({"penalty_step": "prox"}, "prox")):
+        cfg = JobConfig(method="admm", options=options).resolved()
+        solver, _ = admm.build(cfg, shapes)
+        oracle = SimpleNamespace(penalty=None)
+        assert admm.adapt(solver, oracle, cfg) == (solver, oracle)
+        assert oracle.penalty == expected, options
+
+
 def test_cli_admm_eval_projected_records_the_hard_pruned_w(tmp_path):
     r = _run(tmp_path, "--method", "admm", "--prune", "0.2", "--steps", "2",
              "--eval-projected")

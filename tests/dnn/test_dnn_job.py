@@ -148,6 +148,10 @@ def test_reference_errors(tmp_path):
         ({"mu_growth": 0.5}, "--mu-growth must be >= 1"),
         ({"dataset": "cifar"}, "no training defaults"),
         ({"device": "gpu0"}, "not a torch device: 'gpu0'"),
+        ({"momentum": 1.0}, r"--momentum must be in \[0, 1\)"),
+        ({"weight_decay": -1e-4}, "--weight-decay must be >= 0"),
+        ({"lr_schedule": "step"}, "--lr-schedule must be 'exp' or 'cos'"),
+        ({"warmup": 3, "steps": 3}, r"--warmup must be in \[0, steps\)"),
     ],
 )
 def test_bad_config(kw, match):
@@ -163,6 +167,19 @@ def test_resolved_defaults():
     assert JobConfig(epochs=3).resolved().first_epochs == 6
     m = JobConfig(dataset="mnist", model="lenet300").resolved()
     assert m.mu0 == pytest.approx(9.76e-5) and m.lr_decay == 0.98
+    assert JobConfig(lr_schedule="cos").resolved().lr_decay == 1.0  # the cosine alone
+    assert JobConfig(lr_schedule="cos", lr_decay=0.9).resolved().lr_decay == 0.9
+
+
+def test_training_recipe_options(tmp_path):
+    # warm-up over 2 L steps, then a cosine over the remaining 2; momentum and weight decay
+    # reach the optimizer (the run's learning rates are recorded per iteration)
+    r, _ = job(tmp_path, steps=4, lstep_lr=0.1, lr_schedule="cos", warmup=2, momentum=0.5,
+               weight_decay=1e-3, keep_momentum=True)
+    assert [x["lr"] for x in r["iterations"]] == pytest.approx([0.05, 0.1, 0.1, 0.05])
+    assert r["config"]["momentum"] == 0.5 and r["config"]["keep_momentum"] is True
+    plain, _ = job(tmp_path / "plain", steps=2, lstep_lr=0.1, lr_decay=0.5)
+    assert [x["lr"] for x in plain["iterations"]] == pytest.approx([0.1, 0.05])
 
 
 def test_build_compression():

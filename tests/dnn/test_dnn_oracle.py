@@ -294,3 +294,49 @@ def test_tensors_stay_on_the_cuda_device(tiny_data):  # pragma: no cover - no GP
     w = read_parameters(oracle.params)
     for out in (oracle.grad(w), oracle.lstep(w, w, 1.0)):
         assert all(t.is_cuda for t in out.values())
+
+
+def test_warmup_and_cosine_learning_rates():
+    s = LStepSchedule(warmup=2, cosine=4, clip=False, lr_decay=0.5)
+    got = [s.lr_at(0.8, k, 1.0) for k in range(7)]
+    cos = [0.5 * (1 + math.cos(math.pi * t / 4)) for t in (0, 0, 0, 1, 2, 3, 4)]
+    warm = [0.5, 1.0, 1, 1, 1, 1, 1]
+    assert got == pytest.approx([0.8 * 0.5**k * warm[k] * cos[k] for k in range(7)])
+    assert got[-1] == 0.0  # t clipped at T: the end of the cosine
+    assert LStepSchedule(warmup=3).lr_at(0.3, 0, 100.0) == pytest.approx(0.01)  # clip 1/mu
+    for bad in ({"warmup": -1}, {"warmup": 1.5}, {"cosine": 0}, {"cosine": True}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            LStepSchedule(**bad)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_prox_penalty_step_is_the_proximal_map(tiny_data, momentum):
+    # A loss that does not depend on the weights: SGD does nothing (also with momentum, as
+    # the gradients are 0), so n prox steps give c + (w - c)/(1 + eta mu)^n exactly; the
+    # gradient form on the same problem gives c + (w - c)(1 - eta mu)^n without momentum.
+    x, y = tiny_data
+    zero_loss = lambda out, t: 0.0 * out.sum()  # noqa: E731
+    eta, mu, n = 0.1, 2.0, 3
+    for penalty, factor in (("prox", (1 + eta * mu) ** -n), ("gradient", (1 - eta * mu) ** n)):
+        if penalty == "gradient" and momentum:
+            continue
+        net = tiny_net(torch.float64)
+        opt = torch.optim.SGD(net.parameters(), lr=eta, momentum=momentum)
+        oracle = TorchOracle(net, zero_loss, make_loader(x.double(), y, 16, shuffle=False), opt,
+                             schedule=LStepSchedule(iterations=n), penalty=penalty)
+        w = read_parameters(oracle.params)
+        c = perturbed({k: torch.zeros_like(t) for k, t in w.items()}, seed=5)
+        w1 = oracle.lstep(w, c, mu)
+        for k in w:
+            torch.testing.assert_close(w1[k], c[k] + (w[k] - c[k]) * factor, rtol=1e-12,
+                                       atol=1e-14)
+
+
+def test_prox_penalty_decreases_the_penalized_objective(tiny_data):
+    oracle, _, _ = make_oracle(*tiny_data, schedule=LStepSchedule(epochs=20), penalty="prox")
+    w = read_parameters(oracle.params)
+    c = perturbed(w, seed=3)
+    before = penalized(oracle, w, c, 1.0)
+    assert penalized(oracle, oracle.lstep(w, c, 1.0), c, 1.0) < before - 1e-3
+    with pytest.raises(ValueError, match="penalty"):
+        make_oracle(*tiny_data, penalty="l1")
