@@ -155,7 +155,8 @@ def _admm_build(
     if o.get("budget_ratio") is not None or o.get("budget_bits") is not None:
         return _joint_build(config, shapes)
     joint_only = [f"--{k.replace('_', '-')}" for k in ("rho", "rho_growth", "bit_candidates",
-                                                       "init_bits") if o.get(k) is not None]
+                                                       "init_bits", "v_support")
+                  if o.get(k) is not None]
     if joint_only:
         raise ValueError(f"{', '.join(joint_only)}: options of the joint ADMM (with "
                          "--budget-ratio or --budget-bits); the ADMM of --prune/--quantize "
@@ -184,7 +185,8 @@ def _joint_build(
                                                                range(1, 9)))
     solver = JointADMM(rho=o.get("rho") or 0.05, rho_growth=o.get("rho_growth") or 1.0,
                        maxiter=config.steps,
-                       init_bits=o.get("init_bits") or 3, eval_loss=False)
+                       init_bits=o.get("init_bits") or 3, eval_loss=False,
+                       v_support=o.get("v_support") or "w")
     return solver, joint
 
 
@@ -210,6 +212,10 @@ def _admm_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--init-bits", type=int, metavar="B",
                    help="bits of the uniform quantization that starts V, and so of the first "
                    "pruning step (default 3, the authors' LeNet-5 setting)")
+    g.add_argument("--v-support", choices=["w", "free"],
+                   help="the V projection of eq. (10): w (default), W + Y/rho quantized on W's "
+                   "support; free, eq. (10) as written: every entry to 0 or one of the "
+                   "2^b levels (the authors' code), W's nonzeros charged")
     g.add_argument("--penalty-step", choices=["prox", "gradient"],
                    help="how the L step applies rho/2 ||W - V + Y/rho||^2: prox, the proximal "
                    "SGD step of Yang et al.'s eq. (5) (default with --budget-ratio/--budget-bits), "

@@ -104,6 +104,7 @@ from compressopt.projections.quantization import (
     kmeans1d_exact,
     kmeans1d_fast,
     kmeans1d_sweep,
+    quantize_zero_level,
 )
 from compressopt.projections.structured import (
     ChannelPruning,
@@ -188,6 +189,7 @@ __all__ = [
     "project_uniform",
     "prox_group_lasso",
     "prox_l0",
+    "quantize_zero_level",
     "select_ranks",
     "simplex_threshold",
     "soft_threshold",

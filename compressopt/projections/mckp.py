@@ -34,6 +34,7 @@ from compressopt.projections.quantization import (
     Quantized,
     _quantized,
     kmeans1d_sweep,
+    quantize_zero_level,
 )
 from compressopt.tree import Params, tree_check
 
@@ -403,7 +404,9 @@ def _check_candidates(candidates: Iterable[int]) -> tuple[int, ...]:
 
 
 def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = range(1, 9), *,
-                  method: Literal["fast", "exact"] = "fast", iters: int = 30) -> BitAllocation:
+                  method: Literal["fast", "exact"] = "fast", iters: int = 30,
+                  nnz: Mapping[str, int] | None = None,
+                  zero_level: bool = False) -> BitAllocation:
     """Bit allocation across tensors under a storage budget (multiple-choice knapsack).
 
     .. math:: \\min_{b_i \\in B} \\sum_i E_i(b_i) \\;\\text{s.t.}\\;
@@ -426,6 +429,14 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
         k-means, within 1% of optimal on the benchmark layers) or ``"exact"`` (kmeans1d on the
         host; O(2^j n) per entry).
     iters : Lloyd iterations of the fast method.
+    nnz : mapping name -> int, optional
+        The counts ``||W_i||_0`` that the budget charges (default: the nonzeros of `w`). The
+        joint ADMM charges W's nonzeros for V (Yang et al. eq. 10, ``g(V, W)``).
+    zero_level : bool
+        Quantize every entry to 0 or one of the 2^j learned levels (eq. 10 read literally:
+        ``b(V)`` counts distinct nonzeros, so zeros are free and V's support is not W's); E is
+        then :func:`kmeans1d_sweep`'s ``zero_level`` error, and ``theta`` holds
+        :func:`quantize_zero_level` codes. Default: only the nonzeros are quantized.
 
     Returns
     -------
@@ -467,12 +478,20 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
     s = check_nonneg(budget_bits, "budget_bits")
     cands = _check_candidates(candidates)
     ks = [2**j for j in cands]
-    nnz, errors, books = {}, {}, {}
+    if nnz is not None:
+        if set(nnz) != set(w):
+            raise ShapeMismatchError(f"nnz names {sorted(nnz)} differ from w's {sorted(w)}")
+        for name, c in nnz.items():
+            if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
+                raise ValueError(f"nnz[{name!r}] must be an int >= 0, got {c!r}")
+    counts, errors, books = {}, {}, {}
     for name, x in w.items():  # a loop over tensors
-        sweep = kmeans1d_sweep(x, ks, sparse=True, method=method, iters=iters)
-        nnz[name] = count_nonzero(x)
+        sweep = kmeans1d_sweep(x, ks, sparse=True, method=method, iters=iters,
+                               zero_level=zero_level)
+        counts[name] = count_nonzero(x) if nnz is None else int(nnz[name])
         errors[name] = to_numpy(sweep.sse).astype(np.float64)
         books[name] = sweep.codebooks
+    nnz = counts
     minimum = cands[0] * sum(nnz.values())
     if s < minimum:
         raise InfeasibleBudgetError(
@@ -483,8 +502,9 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
     weights = [[j * nnz[n] for j in cands] for n in names]
     res, choice, optimal = mckp_best(profits, weights, s)
     bits = {n: cands[c] for n, c in zip(names, choice, strict=True)}
-    theta = {n: _quantized(w[n], books[n][c], sparse=True)
-             for n, c in zip(names, choice, strict=True)}
+    quantize = (lambda x, c: quantize_zero_level(x, c)) if zero_level else (
+        lambda x, c: _quantized(x, c, sparse=True))
+    theta = {n: quantize(w[n], books[n][c]) for n, c in zip(names, choice, strict=True)}
     return BitAllocation(
         bits=bits, theta=theta, candidates=cands, errors=errors, nnz=nnz,
         error=float(sum(errors[n][c] for n, c in zip(names, choice, strict=True))),

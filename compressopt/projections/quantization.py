@@ -37,6 +37,7 @@ __all__ = [
     "kmeans1d_exact",
     "kmeans1d_fast",
     "kmeans1d_sweep",
+    "quantize_zero_level",
 ]
 
 
@@ -356,6 +357,73 @@ def assign_nearest(x: Array, codebook: Array) -> Array:
     return xp.reshape(xp.astype(a, xp.int64), x.shape)
 
 
+def _with_zero(c: Array) -> tuple[Array, Array]:
+    """The sorted levels ``{0} ∪ c`` and the position of 0 among them (0-d int64)."""
+    xp = array_namespace(c)
+    z = xp.sum(xp.astype(c < 0, xp.int64))
+    return xp.sort(xp.concat([xp.zeros((1,), dtype=c.dtype, device=c.device), c]),
+                   stable=False), z
+
+
+def _lloyd_zero(st: _Stats, c: Array, iters: int) -> Array:
+    """Lloyd iterations for the `k` free centers `c` with a fixed center at 0 (sorted)."""
+    xp = array_namespace(st.s)
+    n, k = st.s.shape[0], c.shape[0]
+    zero = xp.zeros((1,), dtype=xp.int64, device=st.s.device)
+    end = xp.full((1,), n, dtype=xp.int64, device=st.s.device)
+    idx = xp.arange(k + 1, dtype=xp.int64, device=st.s.device)
+    for _ in range(iters):  # a loop over iterations, not over weights
+        cc, z = _with_zero(c)
+        mids = (cc[:-1] + cc[1:]) / 2
+        b = xp.astype(xp.searchsorted(st.s, mids, side="left"), xp.int64)
+        edges = xp.concat([zero, b, end])
+        means = _segment_means(st.cw, st.cs, edges[:-1], edges[1:], cc)
+        # drop the fixed center's segment: k free means, in order
+        keep = xp.argsort(xp.astype(idx == z, xp.int64), stable=True)[:k]
+        c = xp.sort(xp.take(means, keep), stable=False)
+    return c
+
+
+def _zero_level_codebook(x: Array, st: _Stats, c: Array, k: int, method: str,
+                         iters: int, extra: int = 3) -> tuple[Array, Array]:
+    """k levels beside a fixed 0, and their error: the best of ``1 + extra`` Lloyd starts.
+
+    Starts: the k-means codebook `c` of the nonzeros, and for j = 1..`extra` the
+    (k+j)-means codebook without its j entries nearest 0 (the fixed level takes the place of
+    the clusters around 0). All on the device; no host read.
+    """
+    xp = array_namespace(st.s)
+    starts = [xp.astype(c, st.s.dtype)]
+    for j in range(1, extra + 1):
+        if method == "exact":
+            cj = kmeans1d_exact(x, k + j, sparse=True).codebook[1:]
+        else:
+            cj = _fast_codebook(st, k + j, iters)
+        cj = xp.astype(cj, st.s.dtype)
+        far = xp.argsort(xp.abs(cj), stable=True)[j:]  # drop the j entries nearest 0
+        starts.append(xp.sort(xp.take(cj, far), stable=False))
+    best_c, best_e = None, None
+    for start in starts:
+        cz = _lloyd_zero(st, start, iters)
+        e = _sse(st, _with_zero(cz)[0])
+        if best_e is None:
+            best_c, best_e = cz, e
+        else:
+            better = e < best_e
+            best_c, best_e = xp.where(better, cz, best_c), xp.where(better, e, best_e)
+    return xp.astype(best_c, x.dtype), best_e
+
+
+def _quantized_zero(x: Array, c: Array) -> Quantized:
+    """Θ for the levels ``{0} ∪ c``: every entry to its nearest level, ``codebook[0] = 0``."""
+    xp = array_namespace(x)
+    c = xp.sort(xp.astype(c, x.dtype), stable=False)
+    cc, z = _with_zero(c)
+    a = assign_nearest(x, cc)
+    a = xp.where(a == z, xp.zeros_like(a), xp.where(a < z, a + 1, a))
+    return Quantized(xp.concat([xp.zeros((1,), dtype=c.dtype, device=c.device), c]), a)
+
+
 def _quantized(x: Array, c: Array, sparse: bool) -> Quantized:
     """Θ for the codebook `c` (any float dtype): assignments to the nearest entry."""
     xp = array_namespace(x)
@@ -414,6 +482,25 @@ def kmeans1d_fast(x: Array, k: int, *, sparse: bool = False, iters: int = 30) ->
     return _quantized(x, c, sparse)
 
 
+def quantize_zero_level(x: Array, codebook: Array) -> Quantized:
+    """Every entry of `x` to its nearest level among ``{0} ∪ codebook`` (a projection).
+
+    The V of Yang et al.'s eq. (10) for one tensor, given its k learned levels (e.g. from
+    :func:`kmeans1d_sweep` with ``zero_level=True``). Returns Θ with ``codebook[0] = 0`` (code
+    0: the zeros) followed by the sorted levels; assignments int64 shaped like `x`. Exact for
+    the given levels; O(n log k), on `x`'s device.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> q = quantize_zero_level(np.array([-0.9, 0.1, 0.3, 2.0]), np.array([1.0, -1.0]))
+    >>> q.codebook, q.assignments
+    (array([ 0., -1.,  1.]), array([1, 0, 0, 2]))
+    """
+    check_finite(x)
+    return _quantized_zero(x, codebook)
+
+
 class KMeansSweep(NamedTuple):
     """Optimal-or-near codebooks for several sizes on one tensor (:func:`kmeans1d_sweep`).
 
@@ -429,22 +516,34 @@ class KMeansSweep(NamedTuple):
 
 
 def kmeans1d_sweep(x: Array, ks: Sequence[int], *, sparse: bool = False,
-                   method: Literal["exact", "fast"] = "fast", iters: int = 30) -> KMeansSweep:
+                   method: Literal["exact", "fast"] = "fast", iters: int = 30,
+                   zero_level: bool = False) -> KMeansSweep:
     """k-means codebooks and their errors for every size in `ks`, sharing one sort.
 
     .. math:: E_k = \\min_{c \\in \\mathbb{R}^k,\\, a} \\sum_{i : x_i \\ne 0} (x_i - c_{a_i})^2
         \\quad (\\text{all } i \\text{ unless sparse})
 
-    the error table of the bit-allocation knapsack (Yang et al. 2020, Definition 1).
+    the error table of the bit-allocation knapsack (Yang et al. 2020, Definition 1). With
+    `zero_level`, the k learned levels come with a fixed level 0 open to every entry:
+
+    .. math:: E^0_k = \\min_{c \\in \\mathbb{R}^k} \\sum_i \\min(x_i^2, \\min_j (x_i - c_j)^2),
+
+    the error of Yang et al.'s eq. (10) for one tensor (b(V) counts the distinct nonzeros, so
+    a zero costs nothing and V may be zero anywhere). A heuristic for every method: `iters`
+    Lloyd iterations with the level 0 held fixed (each lowers E^0 or keeps it) from four
+    starts, the k-means codebook of the nonzeros and the (k+j)-means ones without their j
+    entries nearest 0 (j = 1, 2, 3), the best kept; so ``E^0_k <= E_k`` of sparse mode.
 
     Parameters
     ----------
     x : array, any shape, real floating.
     ks : codebook sizes, each >= 1.
-    sparse : learn on the nonzeros only (zeros keep their own code).
+    sparse : learn on the nonzeros only (zeros keep their own code); implied by `zero_level`.
     method : ``"fast"`` (:func:`kmeans1d_fast`'s algorithm, on the device, sort and pilot
         shared by all sizes) or ``"exact"`` (:func:`kmeans1d_exact`, on the host).
-    iters : Lloyd iterations of the fast method.
+    iters : Lloyd iterations of the fast method (and of the zero-level refinement).
+    zero_level : a fixed level 0 beside the k learned ones, for every entry; ``codebooks[i]``
+        then holds the k learned levels (quantize with :func:`quantize_zero_level`).
 
     Returns
     -------
@@ -471,6 +570,7 @@ def kmeans1d_sweep(x: Array, ks: Sequence[int], *, sparse: bool = False,
         raise ValueError(f"method must be 'exact' or 'fast', got {method!r}")
     check_finite(x)
     xp = array_namespace(x)
+    sparse = sparse or zero_level
     st = _stats(x, sparse)
     books, errs = [], []
     for k in ks:  # a loop over codebook sizes
@@ -479,6 +579,11 @@ def kmeans1d_sweep(x: Array, ks: Sequence[int], *, sparse: bool = False,
             c = q.codebook[1:] if sparse else q.codebook
         else:
             c = xp.astype(_fast_codebook(st, k, iters), x.dtype)
+        if zero_level and st.s.shape[0]:
+            c, e = _zero_level_codebook(x, st, c, k, method, iters)
+            books.append(c)
+            errs.append(e)
+            continue
         books.append(c)
         errs.append(_sse(st, xp.astype(c, st.s.dtype)) if st.s.shape[0] else
                     xp.zeros((), dtype=st.s.dtype, device=st.s.device))

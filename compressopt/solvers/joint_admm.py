@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from compressopt._array import Array, array_namespace
 from compressopt.projections.base import FLOAT_BITS, count_nonzero
@@ -140,6 +140,13 @@ class JointADMM(Coordinator):
     eval_loss : bool
         Evaluate ℓ(W) and ℓ of the quantized W for the history (two oracle ``value`` calls
         and one quantization per period).
+    v_support : {"w", "free"}
+        The V projection (eq. 10). "w" (default): V quantizes W + Y/ρ on W's support, so V
+        is itself sparse and quantized (a point of problem 1). "free": eq. (10) as written,
+        ``min_V ||V − (W + Y/ρ)||² s.t. Σ b(V_i)||W_i||_0 <= S`` — b(V) counts V's distinct
+        nonzeros, so every entry of W + Y/ρ goes to 0 or one of the 2^b_i levels, V may be
+        nonzero off W's support, and the budget charges W's nonzeros (the authors' code does
+        this); see :func:`~compressopt.projections.allocate_bits` ``(zero_level=True)``.
 
     Notes
     -----
@@ -169,6 +176,7 @@ class JointADMM(Coordinator):
     init_bits: int | None = None
     tol: float | None = None
     eval_loss: bool = True
+    v_support: Literal["w", "free"] = "w"
     name = "JointADMM"
 
     def __post_init__(self) -> None:
@@ -182,6 +190,8 @@ class JointADMM(Coordinator):
             raise ValueError(f"init_bits must be an int in [1, 16], got {b!r}")
         if self.tol is not None and not self.tol >= 0:
             raise ValueError(f"tol must be >= 0, got {self.tol}")
+        if self.v_support not in ("w", "free"):
+            raise ValueError(f"v_support must be 'w' or 'free', got {self.v_support!r}")
 
     @staticmethod
     def _joint(compression: Any) -> SparseQuantized:
@@ -215,14 +225,18 @@ class JointADMM(Coordinator):
         with Timer() as t_c:
             kn = project_knapsack(w, state.bits, S)  # eq. (8)
             w = kn.w
-            # eq. (10): V quantizes W + Y/ρ on W's sparsity pattern
-            target = tree_map(
-                lambda wi, yi, m: array_namespace(wi).where(m, wi + yi / rho, 0 * wi),
-                w,
-                y,
-                kn.masks,
-            )
-            alloc = allocate_bits(target, S, J.candidates, method=J.method)
+            if self.v_support == "w":  # eq. (10) on W's sparsity pattern
+                target = tree_map(
+                    lambda wi, yi, m: array_namespace(wi).where(m, wi + yi / rho, 0 * wi),
+                    w,
+                    y,
+                    kn.masks,
+                )
+                alloc = allocate_bits(target, S, J.candidates, method=J.method)
+            else:  # eq. (10) as written: zeros free anywhere, W's nonzeros charged
+                alloc = allocate_bits(tree_axpy(1.0 / rho, y, w), S, J.candidates,
+                                      method=J.method, zero_level=True,
+                                      nnz={n: count_nonzero(x) for n, x in w.items()})
             v = alloc.decompress()
         with Timer() as t_m:
             y = tree_axpy(rho, tree_sub(w, v), y)  # eq. (7)

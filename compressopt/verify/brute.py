@@ -22,6 +22,7 @@ __all__ = [
     "brute_cardinality",
     "brute_channels",
     "brute_kmeans",
+    "brute_kmeans_zero",
     "brute_knapsack",
     "brute_mckp",
     "brute_scaled_grid",
@@ -201,6 +202,43 @@ def brute_kmeans(x, k: int) -> BruteResult:
             val += float(np.sum((s[a:b] - c) ** 2))
         if val < best_val:
             best_val, best_q = val, q
+    out = np.empty(n)
+    out[order] = best_q
+    return BruteResult(out.reshape(v.shape), round(best_val, 15), count)
+
+
+def brute_kmeans_zero(x, k: int) -> BruteResult:
+    """Exact ``min_c Σ_i min(x_i², min_j (x_i - c_j)²)``, k free levels beside a fixed 0.
+
+    The V projection of Yang et al.'s eq. (10) for one tensor. With nearest-level
+    assignment the clusters, the one of 0 included, are intervals of the sorted values, so
+    enumerating the cuts into at most k + 1 intervals and which one (if any) goes to 0
+    covers the optimum. ``x`` of the result is the quantized array. n <= 12 or so.
+
+    Examples
+    --------
+    >>> brute_kmeans_zero([-0.1, 0.05, 2.0, 2.2], 1).objective
+    0.0325
+    """
+    v = _host(x)
+    f = v.reshape(-1)
+    order = np.argsort(f, kind="stable")
+    s = f[order]
+    n = s.size
+    best_val, best_q, count = float(np.sum(s**2)), np.zeros(n), 1  # everything to 0
+    for m in range(1, min(k + 1, n) + 1):  # intervals
+        for cuts in itertools.combinations(range(1, n), m - 1):
+            edges = list(itertools.pairwise((0, *cuts, n)))
+            for z in ([None] if m <= k else []) + list(range(m)):  # the interval at 0
+                count += 1
+                q = np.empty(n)
+                val = 0.0
+                for i, (a, b) in enumerate(edges):
+                    c = 0.0 if i == z else s[a:b].mean()
+                    q[a:b] = c
+                    val += float(np.sum((s[a:b] - c) ** 2))
+                if val < best_val:
+                    best_val, best_q = val, q
     out = np.empty(n)
     out[order] = best_q
     return BruteResult(out.reshape(v.shape), round(best_val, 15), count)

@@ -12,6 +12,7 @@ from compressopt.projections import (
     StorageCost,
     allocate_bits,
     kmeans1d_exact,
+    kmeans1d_sweep,
     mckp_best,
     mckp_greedy,
     mckp_pareto,
@@ -177,6 +178,29 @@ def test_allocate_bits_error_table_and_choice():
     ilp = mckp_ilp([-r.errors[k] for k in w], [[j * nnz[k] for j in r.candidates] for k in w],
                    budget)
     assert r.lp_bound <= -ilp.objective + 1e-9 <= r.error + 1e-9
+
+
+def test_allocate_bits_zero_level_charges_the_given_counts():
+    # eq. (10) as written: every entry to 0 or one of the levels, the budget charging the
+    # counts given (W's nonzeros), not the target's nonzeros
+    rng = np.random.default_rng(3)
+    w = {"a": rng.standard_normal(40) * (rng.random(40) < 0.5), "b": rng.standard_normal(30)}
+    counts = {"a": 5, "b": 7}
+    r = allocate_bits(w, 3 * 12, candidates=(1, 2, 3), method="exact", nnz=counts,
+                      zero_level=True)
+    assert r.nnz == counts and r.budget_used == sum(r.bits[k] * counts[k] for k in w) <= 36
+    plain = allocate_bits(w, 10_000, candidates=(1, 2, 3), method="exact")
+    out = r.decompress()
+    for k in w:
+        sw = kmeans1d_sweep(w[k], [2, 4, 8], zero_level=True, method="exact")
+        np.testing.assert_allclose(r.errors[k], sw.sse)
+        assert np.all(r.errors[k] <= plain.errors[k] + 1e-12)  # a free 0 never hurts
+        assert np.unique(out[k][out[k] != 0]).size <= 2 ** r.bits[k]
+    assert sum(np.sum((out[k] - w[k]) ** 2) for k in w) == pytest.approx(r.error)
+    with pytest.raises(ShapeMismatchError, match="nnz names"):
+        allocate_bits(w, 36, nnz={"a": 5})
+    with pytest.raises(ValueError, match="nnz"):
+        allocate_bits(w, 36, nnz={"a": 5, "b": -1})
 
 
 def test_allocate_bits_infeasible_budget():
