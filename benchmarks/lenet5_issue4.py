@@ -62,6 +62,14 @@ APGD_ADAPTIVE = ["--milestones", "4", "8", "--lambda1-factors", "1", "0.2", "0.0
 #: first six cases, run before the proximal step of eq. (5) became the joint default)
 JOINT_GRAD = ["--method", "admm", "--penalty-step", "gradient", "--budget-ratio", "2000"]
 
+#: Yang et al.'s own LeNet-5 recipe (their repository's README command): rho = 0.05, the
+#: proximal L step of eq. (5), SGD lr 0.1 with momentum 0.93 kept across epochs, weight
+#: decay 5e-4, 10 warm-up epochs then a cosine, 120 epochs, batch 256
+YANG = ["--method", "admm", "--budget-ratio", "2000", "--init-bits", "3", "--rho", "0.05",
+        *EPOCH, "--steps", "120", "--lstep-lr", "0.1", "--lr-schedule", "cos", "--warmup",
+        "10", "--momentum", "0.93", "--weight-decay", "5e-4", "--keep-momentum",
+        "--batch-size", "256"]
+
 #: name -> (table, arguments after the common ones)
 CASES: dict[str, tuple[str, list[str]]] = {
     "ref": ("ref", REF_ARGS),
@@ -91,14 +99,14 @@ CASES: dict[str, tuple[str, list[str]]] = {
                             "--bit-candidates", "1", "2", "--rho", "0.005", *EPOCH, "--steps",
                             "60", "--lstep-lr", "0.01", "--lr-decay", "0.97", "--batch-size",
                             "256"]),
-    # Yang et al.'s own LeNet-5 recipe (their repository's README command): rho = 0.05, the
-    # proximal L step of eq. (5), SGD lr 0.1 with momentum 0.93 kept across epochs, weight
-    # decay 5e-4, 10 warm-up epochs then a cosine, 120 epochs, batch 256
-    "joint2000_yang": ("a", ["--method", "admm", "--budget-ratio", "2000", "--init-bits", "3",
-                             "--rho", "0.05", *EPOCH, "--steps", "120", "--lstep-lr", "0.1",
-                             "--lr-schedule", "cos", "--warmup", "10", "--momentum", "0.93",
-                             "--weight-decay", "5e-4", "--keep-momentum", "--batch-size",
-                             "256"]),
+    # Yang et al.'s own recipe (YANG above)
+    "joint2000_yang": ("a", YANG),
+    # the same with another seed (minibatch order)
+    "joint2000_yang_seed1": ("a", [*YANG, "--seed", "1"]),
+    # the same with eq. (10) as written: V quantizes every entry of W + Y/rho, zeros free
+    "joint2000_yang_free": ("a", [*YANG, "--v-support", "free"]),
+    # the same with bit widths 1 and 2 only (the paper's 1.46 average bits)
+    "joint2000_yang_b12": ("a", [*YANG, "--init-bits", "2", "--bit-candidates", "1", "2"]),
     "slr_2": ("b", [*SLR_ARGS, "--prune", "0.02", *PRUNE_COMMON]),
     "admm_2": ("b", [*ADMM_ARGS, "--prune", "0.02", *PRUNE_COMMON]),
     "slr_1": ("b", [*SLR_ARGS, "--prune", "0.01", *PRUNE_COMMON]),
@@ -309,6 +317,9 @@ OVERHEAD = {
     "joint2000_b12": ("joint ADMM", "time_lstep", "time_multipliers", True),
     "joint2000_rho05": ("joint ADMM", "time_lstep", "time_multipliers", True),
     "joint2000_yang": ("joint ADMM", "time_lstep", "time_multipliers", True),
+    "joint2000_yang_seed1": ("joint ADMM", "time_lstep", "time_multipliers", True),
+    "joint2000_yang_free": ("joint ADMM", "time_lstep", "time_multipliers", True),
+    "joint2000_yang_b12": ("joint ADMM", "time_lstep", "time_multipliers", True),
     "apgdsm": ("APGDSM", "time_grad", "time_prox", False),
     "apgdssm": ("APGDSSM", "time_grad", "time_prox", False),
     "apgdsm_adaptive": ("APGDSM", "time_grad", "time_prox", False),

@@ -155,8 +155,10 @@ def _admm_build(
     if o.get("budget_ratio") is not None or o.get("budget_bits") is not None:
         return _joint_build(config, shapes)
     joint_only = [f"--{k.replace('_', '-')}" for k in ("rho", "rho_growth", "bit_candidates",
-                                                       "init_bits", "v_support")
+                                                       "init_bits", "v_support", "finetune_lr")
                   if o.get(k) is not None]
+    if o.get("finetune_epochs"):
+        joint_only.append("--finetune-epochs")
     if joint_only:
         raise ValueError(f"{', '.join(joint_only)}: options of the joint ADMM (with "
                          "--budget-ratio or --budget-bits); the ADMM of --prune/--quantize "
@@ -216,6 +218,11 @@ def _admm_arguments(g: argparse._ArgumentGroup) -> None:
                    help="the V projection of eq. (10): w (default), W + Y/rho quantized on W's "
                    "support; free, eq. (10) as written: every entry to 0 or one of the "
                    "2^b levels (the authors' code), W's nonzeros charged")
+    g.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
+                   help="after the joint ADMM: N epochs of straight-through fine-tuning with "
+                   "the nonzeros and bit widths fixed, codebooks refitted (default 0)")
+    g.add_argument("--finetune-lr", type=float, metavar="LR",
+                   help="learning rate of the fine-tuning (default: --lstep-lr / 10)")
     g.add_argument("--penalty-step", choices=["prox", "gradient"],
                    help="how the L step applies rho/2 ||W - V + Y/rho||^2: prox, the proximal "
                    "SGD step of Yang et al.'s eq. (5) (default with --budget-ratio/--budget-bits), "
@@ -231,6 +238,19 @@ def _admm_adapt(solver: ADMM | JointADMM, oracle: Any, config: JobConfig) -> tup
     step = config.options.get("penalty_step")
     oracle.penalty = step or ("prox" if isinstance(solver, JointADMM) else "gradient")
     return solver, oracle
+
+
+def _admm_finish(
+    solver: ADMM | JointADMM, result: SolveResult, oracle: Any, config: JobConfig
+) -> tuple[Any, dict[str, Any]]:
+    """``--finetune-epochs N``: the joint ADMM's output fine-tuned with its nonzeros and bits."""
+    n = config.options.get("finetune_epochs") or 0
+    if n <= 0 or not isinstance(solver, JointADMM):
+        return result.x, {}
+    _, joint = _joint_build(config, {k: tuple(t.shape) for k, t in result.x.items()})
+    lr = config.options.get("finetune_lr") or config.lstep_lr / 10
+    x = solver.finetune(result.x, result.state.bits, oracle, joint, steps=n, lr=lr)
+    return x, {"finetune_epochs": n, "finetune_lr": lr}
 
 
 def _slr_build(
@@ -347,6 +367,7 @@ register(Method(
                else final_values("rho", "primal_residual", "dual_residual")(r)),
     _admm_arguments,
     adapt=_admm_adapt,
+    finish=_admm_finish,
     prunes=lambda c: c.options.get("budget_ratio") is None and c.options.get("budget_bits") is None,
 ))
 register(Method(

@@ -387,28 +387,48 @@ class TorchOracle:
         mask: Mapping[str, torch.Tensor],
         *,
         steps: int | None = None,
+        project: Callable[[dict[str, torch.Tensor]], Mapping[str, torch.Tensor]] | None = None,
+        lr: float | None = None,
     ) -> dict[str, torch.Tensor]:
         """Masked retraining: train L with the zeros of `mask` held at zero.
 
         The :class:`~compressopt.solvers.base.RetrainOracle` method (e.g. after SLR's hard
         pruning, Zhou et al. §4): `steps` epochs (default: the schedule's ``epochs``) of the
-        optimizer at its base learning rates, with the compressed parameters' gradients
-        multiplied by the mask and the masked entries reset to 0 after every step (momentum
-        cannot revive them). Other parameters train freely. Returns fresh tensors.
+        optimizer at its base learning rates (or `lr` for every group), with the compressed
+        parameters' gradients multiplied by the mask and the masked entries reset to 0 after
+        every step (momentum cannot revive them). Other parameters train freely. Returns
+        fresh tensors.
+
+        With `project` (a map onto a set, e.g. quantization with fixed bit widths), the
+        retraining is straight-through (BinaryConnect; the fine-tuning of Yang et al.'s
+        code): the model computes with ``q = project(u)`` of latent weights u (masked), the
+        optimizer's step on q is added to u, and q is recomputed after every step. The
+        result is ``project(u)`` of the last step. `project` takes and returns dicts of
+        tensors shaped like `w`, on the model's device; it is called once per minibatch.
 
         Raises
         ------
         ShapeMismatchError, TypeError
             `w` or `mask` does not match the compressed parameters.
         ValueError
-            `steps` < 1.
+            `steps` < 1 or `lr` not positive.
         """
         check_like(w, self.params)
         check_like(mask, self.params, "mask")
         epochs = self.schedule.epochs if steps is None else steps
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"steps must be a positive int, got {steps!r}")
+        if lr is not None and not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"lr must be positive and finite, got {lr}")
         keep = {n: m.to(device=self.device, dtype=self.params[n].dtype) for n, m in mask.items()}
+        lrs = list(self.base_lrs) if lr is None else [lr] * len(self.base_lrs)
+        latent = {n: t.detach().to(self.device) * keep[n] for n, t in w.items()}
+
+        def masked_projection() -> dict[str, torch.Tensor]:
+            q = project(latent)  # type: ignore[misc]
+            return {n: q[n] * keep[n] for n in latent}
+
+        q = masked_projection() if project is not None else latent
 
         def mask_grads(named: list[tuple[str, nn.Parameter]]) -> None:
             for n, p in named:
@@ -419,10 +439,17 @@ class TorchOracle:
             for n, p in named:
                 p.mul_(keep[n])
 
+        def straight_through(named: list[tuple[str, nn.Parameter]]) -> None:
+            for n, p in named:  # u += (the optimizer's step on q), masked
+                latent[n].add_(p - q[n]).mul_(keep[n])
+            q.update(masked_projection())
+            for n, p in named:
+                p.copy_(q[n])
+
         self._train(
-            {n: t * keep[n] for n, t in w.items()}, list(self.base_lrs),
-            (iter(self.loader) for _ in range(epochs)), -1,
-            after_backward=mask_grads, after_step=mask_weights,
+            q, lrs, (iter(self.loader) for _ in range(epochs)), -1,
+            after_backward=mask_grads,
+            after_step=mask_weights if project is None else straight_through,
         )
         return read_parameters(self.params)
 

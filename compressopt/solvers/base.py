@@ -73,11 +73,14 @@ class LossOracle(Protocol):
 class RetrainOracle(LossOracle, Protocol):
     """A loss oracle that can retrain with a fixed sparsity pattern (masked retraining)."""
 
-    def retrain(self, w: Params, mask: Params, *, steps: int | None = None) -> dict[str, Array]:
+    def retrain(self, w: Params, mask: Params, *, steps: int | None = None,
+                project: Any = None) -> dict[str, Array]:
         """Approximately minimize L(v) over v with ``v = 0`` where `mask` is False.
 
         Starts from `w` (zero off the mask); `mask` holds boolean arrays shaped like `w`.
-        `steps` bounds the work (epochs, iterations) where the oracle is iterative.
+        `steps` bounds the work (epochs, iterations) where the oracle is iterative. With
+        `project` (a callable on dicts of arrays), minimize L(project(v)) straight-through:
+        the result is a point ``project(v)`` (e.g. quantized with fixed bit widths).
         """
         ...
 

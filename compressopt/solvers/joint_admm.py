@@ -271,6 +271,35 @@ class JointADMM(Coordinator):
     def finite(self, record: JointADMMRecord) -> bool:
         return math.isfinite(record.mse) and (not self.eval_loss or math.isfinite(record.loss))
 
+    def finetune(
+        self,
+        x: Params,
+        bits: Mapping[str, int],
+        oracle: Any,
+        compression: SparseQuantized,
+        *,
+        steps: int | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Array]:
+        """Fine-tune the output with its sparsity and bit widths fixed (budget kept).
+
+        Straight-through retraining of ``min L(Q(u))`` over latent u on the support of `x`,
+        Q = :func:`quantize_with_bits` with widths `bits` (each tensor's nonzeros to a
+        ``2**bits[name]``-entry k-means codebook, refitted at every call): the fine-tuning
+        stage of Yang et al.'s code (not in the paper's Algorithm 1). The result has at most
+        the nonzeros of `x` and ``2**bits`` values per tensor, so it still meets the budget.
+        `oracle` needs ``retrain(w, mask, steps=..., project=...)`` (the torch adapter's
+        :meth:`~compressopt.dnn.oracle.TorchOracle.retrain`); `kwargs` go to it (e.g. ``lr``).
+        """
+        J = self._joint(compression)
+        x = tree_check(x)
+        mask = {n: t != 0 for n, t in x.items()}
+
+        def project(w: Params) -> dict[str, Array]:
+            return _dequantize(quantize_with_bits(w, bits, method=J.method))
+
+        return oracle.retrain(x, mask, steps=steps, project=project, **kwargs)
+
     def output(
         self, state: JointADMMState, compression: SparseQuantized
     ) -> tuple[dict[str, Array], dict[str, Quantized]]:

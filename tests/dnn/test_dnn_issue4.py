@@ -15,7 +15,8 @@ from compressopt.dnn.data import make_loader
 from compressopt.dnn.oracle import MinibatchOracle, TorchOracle
 from compressopt.dnn.params import read_parameters
 from compressopt.errors import ShapeMismatchError
-from compressopt.solvers import RetrainOracle
+from compressopt.projections import SparseQuantized, project_knapsack
+from compressopt.solvers import JointADMM, RetrainOracle
 
 from .conftest import tiny_net
 
@@ -48,6 +49,31 @@ def test_retrain_keeps_the_zeros_and_lowers_the_loss(tiny_data):
         oracle.retrain(pruned, mask, steps=0)
     with pytest.raises(ShapeMismatchError):
         oracle.retrain(pruned, {"fc1.weight": mask["fc1.weight"]})
+
+
+def test_straight_through_retraining_stays_on_the_set_and_lowers_the_loss(tiny_data):
+    # JointADMM.finetune: retrain(project=Q) with Q the quantization of the nonzeros with
+    # fixed widths; the result is a point of the set (support within the mask, <= 2^b values)
+    oracle, _, _ = _oracle(*tiny_data)
+    w = read_parameters(oracle.params)
+    joint = SparseQuantized(budget_bits=40, candidates=(1, 2))
+    bits = {n: 1 for n in w}
+    x = JointADMM().output(
+        JointADMM(init_bits=1).init(w, joint)._replace(
+            w=project_knapsack(w, bits, 40).w, bits=bits), joint)[0]
+    before = oracle.value(x)
+    out = JointADMM().finetune(x, bits, oracle, joint, steps=10, lr=0.05)
+    for n in out:
+        assert torch.all(out[n][x[n] == 0] == 0)
+        assert torch.unique(out[n][out[n] != 0]).numel() <= 2
+    used = sum(int(torch.count_nonzero(out[n])) * bits[n] for n in out)
+    assert used <= 40 and oracle.value(out) < before
+    # the joint set's projection keeps the fine-tuned point (what the job reports)
+    again = joint.decompress(joint.compress(out))
+    for n in out:
+        torch.testing.assert_close(again[n], out[n])
+    with pytest.raises(ValueError, match="lr"):
+        oracle.retrain(x, {n: t != 0 for n, t in x.items()}, lr=-1.0)
 
 
 def test_minibatch_gradient_is_autograd_on_the_next_batch(tiny_data):
@@ -127,6 +153,18 @@ def test_joint_admm_l_step_is_the_proximal_step_of_eq5_by_default():
         assert oracle.penalty == expected, options
 
 
+def test_cli_joint_admm_finetuning_keeps_the_budget(tmp_path):
+    r = _run(tmp_path, "--method", "admm", "--budget-ratio", "40", "--steps", "2",
+             "--bit-candidates", "1", "2", "3", "--rho", "0.01", "--finetune-epochs", "2")
+    d = r["diagnostics"]
+    assert d["finetune_epochs"] == 2 and d["finetune_lr"] == pytest.approx(0.005)
+    assert r["weight_bits"] <= 32 * r["compressed_numel"] / 40
+    for x in r["layers"]:  # the widths of the last V, the nonzeros of the last W at most
+        assert x["bits"] == d["layers"][x["name"]]["bits"]
+        assert x["nonzeros"] <= d["layers"][x["name"]]["nnz"]
+    assert 0 <= d["accuracy_before_finish"] <= 1
+
+
 def test_cli_admm_eval_projected_records_the_hard_pruned_w(tmp_path):
     r = _run(tmp_path, "--method", "admm", "--prune", "0.2", "--steps", "2",
              "--eval-projected")
@@ -153,7 +191,9 @@ def test_cli_apgdssm_reports_sparsity(tmp_path):
     [(["--method", "lc", "--budget-ratio", "10"], "does not take --budget-ratio"),
      (["--method", "apgdssm", "--prune", "0.1"], "drop --prune"),
      (["--method", "admm", "--budget-ratio", "10", "--quantize", "4"], "drop --prune and"),
-     (["--method", "admm", "--prune", "0.1", "--rho", "0.1"], "--rho: options of the joint")],
+     (["--method", "admm", "--prune", "0.1", "--rho", "0.1"], "--rho: options of the joint"),
+     (["--method", "admm", "--prune", "0.1", "--finetune-epochs", "1"],
+      "--finetune-epochs: options of the joint")],
 )
 def test_cli_method_option_errors(tmp_path, capsys, args, msg):
     try:
