@@ -6,11 +6,12 @@ Usage, from the repository root::
         [--out runs/lenet5_issue4] [--data-dir ../shared/data/mnist]
 
 For each ``OUT/CASE`` written by ``benchmarks/lenet5_issue4.py`` (its ``compressed.pt`` and
-``report.json``), this runs :meth:`compressopt.solvers.JointADMM.finetune`, the function that
-``compressopt compress --method admm --budget-ratio R --finetune-epochs N`` runs at the end
-of the joint ADMM, on the stored result: straight-through SGD (the job's momentum and weight
-decay, Nesterov) with every tensor's zeros held and its nonzeros quantized with the run's bit
-widths (k-means codebook refitted at every minibatch). So the fine-tuning is measured without
+``report.json``), this runs :func:`compressopt.dnn.methods.finetune_joint`, the function that
+``compressopt compress --method admm --budget-ratio R --finetune-epochs N --finetune-lr LR``
+runs at the end of the joint ADMM, on the stored result: straight-through SGD (the job's
+momentum and weight decay, Nesterov; learning rate a cosine from LR over the N epochs) with
+every tensor's zeros held and its nonzeros quantized with the run's bit widths (k-means
+codebook refitted at every minibatch). So the fine-tuning is measured without
 repeating the two-hour ADMM runs. The budget cannot grow: the nonzeros and widths are fixed.
 Writes ``OUT/CASE/finetune.json`` and prints one row per case and per epoch count.
 """
@@ -35,8 +36,8 @@ from compressopt.dnn import (
     read_parameters,
     select_parameters,
 )
+from compressopt.dnn.methods import finetune_joint
 from compressopt.projections import SparseQuantized
-from compressopt.solvers import JointADMM
 
 
 def finetune(out: Path, case: str, data_dir: str, epochs: int, lr: float) -> dict:
@@ -58,15 +59,16 @@ def finetune(out: Path, case: str, data_dir: str, epochs: int, lr: float) -> dic
     )
     joint = SparseQuantized(budget_bits=32 * report["compressed_numel"] / report[
         "config"]["options"]["budget_ratio"])
-    x = read_parameters(params)
     rows = []
     t0 = time.perf_counter()
-    for e in range(1, epochs + 1):  # one epoch at a time, to print the curve
-        x = JointADMM().finetune(x, bits, oracle, joint, steps=1, lr=lr)
+
+    def record(e: int, x: dict) -> None:
         _, acc = evaluate(model, data.x_test, data.y_test, params=x)
         used = sum(int(torch.count_nonzero(x[n])) * bits[n] for n in x)
-        rows.append({"epoch": e, "accuracy": acc, "weight_bits": used,
+        rows.append({"epoch": e + 1, "accuracy": acc, "weight_bits": used,
                      "seconds": time.perf_counter() - t0})
+
+    finetune_joint(read_parameters(params), bits, oracle, joint, epochs, lr, on_epoch=record)
     result = {"case": case, "reference_accuracy": report["reference_accuracy"],
               "accuracy_before": before, "epochs": epochs, "lr": lr, "curve": rows,
               "budget_bits": joint.budget_bits}

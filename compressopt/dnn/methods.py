@@ -41,7 +41,7 @@ from compressopt.solvers import (
 if TYPE_CHECKING:
     from compressopt.dnn.experiment import JobConfig
 
-__all__ = ["METHODS", "Method", "build_compression", "final_values", "register"]
+__all__ = ["METHODS", "Method", "build_compression", "final_values", "finetune_joint", "register"]
 
 
 def build_compression(prune: float | None, quantize: int | None) -> Compression:
@@ -220,9 +220,10 @@ def _admm_arguments(g: argparse._ArgumentGroup) -> None:
                    "2^b levels (the authors' code), W's nonzeros charged")
     g.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
                    help="after the joint ADMM: N epochs of straight-through fine-tuning with "
-                   "the nonzeros and bit widths fixed, codebooks refitted (default 0)")
+                   "the nonzeros and bit widths fixed, codebooks refitted, learning rate "
+                   "a cosine from --finetune-lr (default 0)")
     g.add_argument("--finetune-lr", type=float, metavar="LR",
-                   help="learning rate of the fine-tuning (default: --lstep-lr / 10)")
+                   help="first learning rate of the fine-tuning (default: --lstep-lr / 10)")
     g.add_argument("--penalty-step", choices=["prox", "gradient"],
                    help="how the L step applies rho/2 ||W - V + Y/rho||^2: prox, the proximal "
                    "SGD step of Yang et al.'s eq. (5) (default with --budget-ratio/--budget-bits), "
@@ -240,6 +241,23 @@ def _admm_adapt(solver: ADMM | JointADMM, oracle: Any, config: JobConfig) -> tup
     return solver, oracle
 
 
+def finetune_joint(
+    x: Mapping[str, Any], bits: Mapping[str, int], oracle: Any, joint: SparseQuantized,
+    epochs: int, lr: float, on_epoch: Callable[[int, Any], None] | None = None,
+) -> Any:
+    """`epochs` epochs of :meth:`JointADMM.finetune` at a cosine rate from `lr` down.
+
+    Epoch e (0-based) runs at ``lr · ½(1 + cos(π e / epochs))``, so the last epochs settle;
+    ``on_epoch(e, x)`` sees each epoch's result. Returns the last one (the budget is kept).
+    """
+    for e in range(epochs):
+        x = JointADMM().finetune(x, bits, oracle, joint, steps=1,
+                                 lr=lr * 0.5 * (1.0 + math.cos(math.pi * e / epochs)))
+        if on_epoch is not None:
+            on_epoch(e, x)
+    return x
+
+
 def _admm_finish(
     solver: ADMM | JointADMM, result: SolveResult, oracle: Any, config: JobConfig
 ) -> tuple[Any, dict[str, Any]]:
@@ -249,7 +267,7 @@ def _admm_finish(
         return result.x, {}
     _, joint = _joint_build(config, {k: tuple(t.shape) for k, t in result.x.items()})
     lr = config.options.get("finetune_lr") or config.lstep_lr / 10
-    x = solver.finetune(result.x, result.state.bits, oracle, joint, steps=n, lr=lr)
+    x = finetune_joint(result.x, result.state.bits, oracle, joint, n, lr)
     return x, {"finetune_epochs": n, "finetune_lr": lr}
 
 

@@ -76,6 +76,29 @@ def test_straight_through_retraining_stays_on_the_set_and_lowers_the_loss(tiny_d
         oracle.retrain(x, {n: t != 0 for n, t in x.items()}, lr=-1.0)
 
 
+def test_finetune_joint_runs_a_cosine_over_the_epochs():
+    import math
+
+    import numpy as np
+
+    from compressopt.dnn.methods import finetune_joint
+
+    seen = []
+
+    class Stub:  # records the rates; returns the projected point like the torch adapter
+        def retrain(self, w, mask, *, steps, project, lr):
+            seen.append((steps, lr))
+            return project(w)
+
+    x = {"a": np.array([0.0, 1.0, 1.1, -2.0])}
+    out = finetune_joint(x, {"a": 1}, Stub(), SparseQuantized(budget_bits=3), 4, 0.2,
+                         on_epoch=lambda e, y: seen.append(("epoch", e)))
+    lrs = [lr for s, lr in seen if s == 1]
+    assert lrs == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 4)) for e in range(4)])
+    assert [e for s, e in seen if s == "epoch"] == [0, 1, 2, 3]
+    assert out["a"][0] == 0 and np.unique(out["a"][out["a"] != 0]).size <= 2
+
+
 def test_minibatch_gradient_is_autograd_on_the_next_batch(tiny_data):
     oracle, _, _ = _oracle(*tiny_data, batch_size=16)
     mb = MinibatchOracle(oracle, lr=0.05)
