@@ -81,7 +81,7 @@ DEFAULTS: dict[tuple[str, str], TrainingDefaults] = {
     ),
     ("mnist", "lenet5"): TrainingDefaults(
         pretrain_epochs=15, lr=0.01, batch_size=128, epochs=2, first_epochs=4, lstep_lr=0.01,
-        lr_decay=0.98, steps=20, mu0=9.76e-5, mu_growth=1.3,
+        lr_decay=0.98, steps=20, mu0=9.76e-5, mu_growth=1.45,
     ),
 }
 
