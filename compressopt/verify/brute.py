@@ -171,6 +171,40 @@ def brute_channels(x, k: int, axis: int = 0) -> BruteResult:
     return best._replace(candidates=count)
 
 
+def _best_intervals(x, k: int, zero: bool) -> BruteResult:
+    """The best quantization of `x` by intervals of its sorted values (enumeration).
+
+    Each candidate cuts the sorted values into at most k intervals quantized to their means
+    (exactly k unless `zero`) plus, if `zero`, one more interval quantized to 0. Returns the
+    quantized array in the input's order and shape.
+    """
+    v = _host(x)
+    f = v.reshape(-1)
+    order = np.argsort(f, kind="stable")
+    s = f[order]
+    n = s.size
+    if n == 0 or (n <= k and not zero):
+        return BruteResult(v.copy(), 0.0, 1)
+    best_val, best_q, count = np.inf, None, 0
+    for m in range(1 if zero else k, min(k + int(zero), n) + 1):  # number of intervals
+        for cuts in itertools.combinations(range(1, n), m - 1):
+            edges = list(itertools.pairwise((0, *cuts, n)))
+            # which interval is the one at 0 (None: no such interval)
+            for z in ([None] if m <= k else []) + (list(range(m)) if zero else []):
+                count += 1
+                q = np.empty(n)
+                val = 0.0
+                for i, (a, b) in enumerate(edges):
+                    c = 0.0 if i == z else s[a:b].mean()
+                    q[a:b] = c
+                    val += float(np.sum((s[a:b] - c) ** 2))
+                if val < best_val:
+                    best_val, best_q = val, q
+    out = np.empty(n)
+    out[order] = best_q
+    return BruteResult(out.reshape(v.shape), round(best_val, 15), count)
+
+
 def brute_kmeans(x, k: int) -> BruteResult:
     """Exact 1-D k-means ``min Σ (x_i - c_{a_i})²`` by enumerating contiguous partitions.
 
@@ -183,28 +217,7 @@ def brute_kmeans(x, k: int) -> BruteResult:
     >>> brute_kmeans([0.0, 0.1, 0.9, 1.0, 5.0], 2).objective
     0.82
     """
-    v = _host(x)
-    f = v.reshape(-1)
-    order = np.argsort(f, kind="stable")
-    s = f[order]
-    n = s.size
-    if n <= k:
-        return BruteResult(v.copy(), 0.0, 1)
-    best_val, best_q, count = np.inf, None, 0
-    for cuts in itertools.combinations(range(1, n), k - 1):
-        count += 1
-        edges = (0, *cuts, n)
-        q = np.empty(n)
-        val = 0.0
-        for a, b in itertools.pairwise(edges):
-            c = s[a:b].mean()
-            q[a:b] = c
-            val += float(np.sum((s[a:b] - c) ** 2))
-        if val < best_val:
-            best_val, best_q = val, q
-    out = np.empty(n)
-    out[order] = best_q
-    return BruteResult(out.reshape(v.shape), round(best_val, 15), count)
+    return _best_intervals(x, k, zero=False)
 
 
 def brute_kmeans_zero(x, k: int) -> BruteResult:
@@ -220,28 +233,7 @@ def brute_kmeans_zero(x, k: int) -> BruteResult:
     >>> brute_kmeans_zero([-0.1, 0.05, 2.0, 2.2], 1).objective
     0.0325
     """
-    v = _host(x)
-    f = v.reshape(-1)
-    order = np.argsort(f, kind="stable")
-    s = f[order]
-    n = s.size
-    best_val, best_q, count = float(np.sum(s**2)), np.zeros(n), 1  # everything to 0
-    for m in range(1, min(k + 1, n) + 1):  # intervals
-        for cuts in itertools.combinations(range(1, n), m - 1):
-            edges = list(itertools.pairwise((0, *cuts, n)))
-            for z in ([None] if m <= k else []) + list(range(m)):  # the interval at 0
-                count += 1
-                q = np.empty(n)
-                val = 0.0
-                for i, (a, b) in enumerate(edges):
-                    c = 0.0 if i == z else s[a:b].mean()
-                    q[a:b] = c
-                    val += float(np.sum((s[a:b] - c) ** 2))
-                if val < best_val:
-                    best_val, best_q = val, q
-    out = np.empty(n)
-    out[order] = best_q
-    return BruteResult(out.reshape(v.shape), round(best_val, 15), count)
+    return _best_intervals(x, k, zero=True)
 
 
 def brute_scaled_grid(x, codes) -> BruteResult:
