@@ -491,6 +491,11 @@ def quantize_zero_level(x: Array, codebook: Array) -> Quantized:
     0: the zeros) followed by the sorted levels; assignments int64 shaped like `x`. Exact for
     the given levels; O(n log k), on `x`'s device.
 
+    Raises
+    ------
+    UnsupportedDTypeError, NonFiniteError
+        `x` is not real floating, or holds NaN/Inf.
+
     Examples
     --------
     >>> import numpy as np
@@ -534,7 +539,10 @@ def kmeans1d_sweep(x: Array, ks: Sequence[int], *, sparse: bool = False,
     Lloyd iterations with the level 0 held fixed (each lowers E^0 or keeps it) from the
     k-means codebook of the nonzeros and, for k <= 16, also from the (k+j)-means ones without
     their j entries nearest 0 (j = 1, 2, 3), the best kept; so ``E^0_k <= E_k`` of sparse
-    mode. It matched enumeration on every tiny instance tested (k <= 3).
+    mode (same method). Not always optimal: on 600 random instances with n <= 11, k <= 3 it
+    matched enumeration (:func:`~compressopt.verify.brute_kmeans_zero`) in 98 % and stayed
+    within 10 % of it; e.g. x = (0.625, 0.875, 2), k = 1 ends at the level 7/6 (error 1.073)
+    instead of 1.4375 (error 1.023), since 0.625 is nearer 7/6 than 0.
 
     Parameters
     ----------
