@@ -36,6 +36,7 @@ from compressopt.dnn import (
     read_parameters,
     select_parameters,
 )
+from compressopt.dnn.experiment import lstep_optimizer
 from compressopt.dnn.methods import finetune_joint
 from compressopt.projections import SparseQuantized
 
@@ -49,16 +50,14 @@ def finetune(out: Path, case: str, data_dir: str, epochs: int, lr: float) -> dic
     params = select_parameters(model)
     _, before = evaluate(model, data.x_test, data.y_test)
     bits = {x["name"]: x["bits"] for x in report["layers"]}
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg["momentum"],
-                          nesterov=cfg["momentum"] > 0, weight_decay=cfg["weight_decay"])
     oracle = TorchOracle(
         model, nn.CrossEntropyLoss(),
         make_loader(data.x_train, data.y_train, cfg["batch_size"], shuffle=True,
                     seed=cfg["seed"] + 2),
-        opt, params=params, schedule=LStepSchedule(clip=False),
+        lstep_optimizer(model, lr, cfg["momentum"], cfg["weight_decay"]),
+        params=params, schedule=LStepSchedule(clip=False),
     )
-    joint = SparseQuantized(budget_bits=32 * report["compressed_numel"] / report[
-        "config"]["options"]["budget_ratio"])
+    joint = SparseQuantized(budget_bits=report["diagnostics"]["final_budget"])
     rows = []
     t0 = time.perf_counter()
 

@@ -210,6 +210,15 @@ class JobConfig:
         return tuple(self.mu0 * self.mu_growth**k for k in range(self.steps))  # type: ignore[operator]
 
 
+def lstep_optimizer(model: nn.Module, lr: float, momentum: float = 0.9,
+                    weight_decay: float = 0.0) -> torch.optim.SGD:
+    """The L steps' optimizer of the job: SGD over all of `model`'s parameters, Nesterov
+    momentum (plain SGD when `momentum` is 0), weight decay as an ℓ2 term on every parameter.
+    """
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                           nesterov=momentum > 0, weight_decay=weight_decay)
+
+
 def _check_device(name: str) -> None:
     """Raise ValueError unless `name` is a torch device this process can use."""
     try:
@@ -340,8 +349,7 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
     oracle = TorchOracle(
         model, loss_fn,
         make_loader(data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed + 1),
-        torch.optim.SGD(model.parameters(), lr=cfg.lstep_lr, momentum=cfg.momentum,
-                        nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay),
+        lstep_optimizer(model, cfg.lstep_lr, cfg.momentum, cfg.weight_decay),
         params=params,
         schedule=LStepSchedule(
             epochs=cfg.epochs, first_epochs=cfg.first_epochs, lr_decay=cfg.lr_decay,
@@ -389,7 +397,7 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
         _, extra["accuracy_before_finish"] = evaluate(
             model, data.x_test, data.y_test, params=result.x
         )
-        x, more = method.finish(solver, result, oracle, cfg)
+        x, more = method.finish(solver, result, oracle, compression, cfg)
         extra.update(more)
         theta = compression.compress(x) if x is not result.x else theta
         x = compression.decompress(theta)

@@ -102,9 +102,10 @@ class Method:
     adapt : callable(solver, oracle, config) -> (solver, oracle), optional
         Adapts the job's :class:`~compressopt.dnn.oracle.TorchOracle` (and the solver) before
         the run, e.g. minibatch gradients for a gradient-step coordinator.
-    finish : callable(solver, result, oracle, config) -> (x, extra), optional
+    finish : callable(solver, result, oracle, compression, config) -> (x, extra), optional
         After the run: the weights to write into the model (default ``result.x``) and extra
-        report entries (e.g. masked retraining after hard pruning).
+        report entries (e.g. masked retraining after hard pruning, fine-tuning with the
+        compression's structure fixed).
     prunes : callable(config) -> bool
         Whether the method takes ``--prune`` (and the data set's default KEEP when neither
         ``--prune`` nor ``--quantize`` is given).
@@ -116,7 +117,8 @@ class Method:
     diagnostics: Callable[[SolveResult], dict[str, Any]] = field(default=lambda r: {})
     add_arguments: Callable[[argparse._ArgumentGroup], None] | None = None
     adapt: Callable[[Any, Any, JobConfig], tuple[Any, Any]] | None = None
-    finish: Callable[[Any, SolveResult, Any, JobConfig], tuple[Any, dict[str, Any]]] | None = None
+    finish: Callable[[Any, SolveResult, Any, Compression, JobConfig],
+                     tuple[Any, dict[str, Any]]] | None = None
     prunes: Callable[[JobConfig], bool] = field(default=lambda config: True)
 
 
@@ -259,15 +261,15 @@ def finetune_joint(
 
 
 def _admm_finish(
-    solver: ADMM | JointADMM, result: SolveResult, oracle: Any, config: JobConfig
+    solver: ADMM | JointADMM, result: SolveResult, oracle: Any, compression: Compression,
+    config: JobConfig,
 ) -> tuple[Any, dict[str, Any]]:
     """``--finetune-epochs N``: the joint ADMM's output fine-tuned with its nonzeros and bits."""
     n = config.options.get("finetune_epochs") or 0
     if n <= 0 or not isinstance(solver, JointADMM):
         return result.x, {}
-    _, joint = _joint_build(config, {k: tuple(t.shape) for k, t in result.x.items()})
     lr = config.options.get("finetune_lr") or config.lstep_lr / 10
-    x = finetune_joint(result.x, result.state.bits, oracle, joint, n, lr)
+    x = finetune_joint(result.x, result.state.bits, oracle, compression, n, lr)
     return x, {"finetune_epochs": n, "finetune_lr": lr}
 
 
@@ -302,7 +304,7 @@ def _slr_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def _slr_finish(
-    solver: SLR, result: SolveResult, oracle: Any, config: JobConfig
+    solver: SLR, result: SolveResult, oracle: Any, compression: Compression, config: JobConfig
 ) -> tuple[Any, dict[str, Any]]:
     n = config.options.get("retrain_epochs") or 0
     if n <= 0:

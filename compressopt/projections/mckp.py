@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -484,31 +485,30 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
         for name, c in nnz.items():
             if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
                 raise ValueError(f"nnz[{name!r}] must be an int >= 0, got {c!r}")
-    counts, errors, books = {}, {}, {}
-    for name, x in w.items():  # a loop over tensors
-        sweep = kmeans1d_sweep(x, ks, sparse=True, method=method, iters=iters,
-                               zero_level=zero_level)
-        counts[name] = count_nonzero(x) if nnz is None else int(nnz[name])
-        errors[name] = to_numpy(sweep.sse).astype(np.float64)
-        books[name] = sweep.codebooks
-    nnz = counts
-    minimum = cands[0] * sum(nnz.values())
+    charged = {n: int(nnz[n]) for n in w} if nnz is not None else {
+        n: count_nonzero(x) for n, x in w.items()}
+    minimum = cands[0] * sum(charged.values())
     if s < minimum:
         raise InfeasibleBudgetError(
             f"budget {s:g} bits is below the cheapest allocation, {cands[0]} bits for each of "
-            f"the {sum(nnz.values())} nonzeros = {minimum} bits", budget=s, minimum=minimum)
+            f"the {sum(charged.values())} nonzeros = {minimum} bits", budget=s, minimum=minimum)
+    errors, books = {}, {}
+    for name, x in w.items():  # a loop over tensors
+        sweep = kmeans1d_sweep(x, ks, sparse=True, method=method, iters=iters,
+                               zero_level=zero_level)
+        errors[name] = to_numpy(sweep.sse).astype(np.float64)
+        books[name] = sweep.codebooks
     names = list(w)
     profits = [-errors[n] for n in names]
-    weights = [[j * nnz[n] for j in cands] for n in names]
+    weights = [[j * charged[n] for j in cands] for n in names]
     res, choice, optimal = mckp_best(profits, weights, s)
     bits = {n: cands[c] for n, c in zip(names, choice, strict=True)}
-    quantize = (lambda x, c: quantize_zero_level(x, c)) if zero_level else (
-        lambda x, c: _quantized(x, c, sparse=True))
+    quantize = quantize_zero_level if zero_level else partial(_quantized, sparse=True)
     theta = {n: quantize(w[n], books[n][c]) for n, c in zip(names, choice, strict=True)}
     return BitAllocation(
-        bits=bits, theta=theta, candidates=cands, errors=errors, nnz=nnz,
+        bits=bits, theta=theta, candidates=cands, errors=errors, nnz=charged,
         error=float(sum(errors[n][c] for n, c in zip(names, choice, strict=True))),
-        lp_bound=0.0 - res.lp_bound, budget_used=sum(bits[n] * nnz[n] for n in names),
+        lp_bound=0.0 - res.lp_bound, budget_used=sum(bits[n] * charged[n] for n in names),
         budget=s, integral=res.integral, optimal=optimal,
     )
 

@@ -225,6 +225,7 @@ class JointADMM(Coordinator):
         with Timer() as t_c:
             kn = project_knapsack(w, state.bits, S)  # eq. (8)
             w = kn.w
+            nnz = {n: count_nonzero(x) for n, x in w.items()}  # ||W_i||_0, one host read each
             if self.v_support == "w":  # eq. (10) on W's sparsity pattern
                 target = tree_map(
                     lambda wi, yi, m: array_namespace(wi).where(m, wi + yi / rho, 0 * wi),
@@ -235,12 +236,10 @@ class JointADMM(Coordinator):
                 alloc = allocate_bits(target, S, J.candidates, method=J.method)
             else:  # eq. (10) as written: zeros free anywhere, W's nonzeros charged
                 alloc = allocate_bits(tree_axpy(1.0 / rho, y, w), S, J.candidates,
-                                      method=J.method, zero_level=True,
-                                      nnz={n: count_nonzero(x) for n, x in w.items()})
+                                      method=J.method, zero_level=True, nnz=nnz)
             v = alloc.decompress()
         with Timer() as t_m:
             y = tree_axpy(rho, tree_sub(w, v), y)  # eq. (7)
-        nnz = {n: count_nonzero(x) for n, x in w.items()}
         if self.eval_loss:
             loss_q = oracle.value(_dequantize(quantize_with_bits(w, alloc.bits, method=J.method)))
         else:

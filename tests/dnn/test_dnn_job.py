@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from compressopt.dnn.experiment import JobConfig, run_job
+from compressopt.dnn.experiment import JobConfig, lstep_optimizer, run_job
 from compressopt.dnn.methods import METHODS, Method, build_compression
 from compressopt.errors import DataError, ShapeMismatchError
 from compressopt.projections import AdaptiveQuantization, Chain, GlobalCardinality, PerTensor
@@ -172,12 +172,16 @@ def test_resolved_defaults():
 
 
 def test_training_recipe_options(tmp_path):
-    # warm-up over 2 L steps, then a cosine over the remaining 2; momentum and weight decay
-    # reach the optimizer (the run's learning rates are recorded per iteration)
+    # warm-up over 2 L steps, then a cosine over the remaining 2 (the run's learning rates
+    # are recorded per iteration); momentum and weight decay reach the L-step optimizer
     r, _ = job(tmp_path, steps=4, lstep_lr=0.1, lr_schedule="cos", warmup=2, momentum=0.5,
                weight_decay=1e-3, keep_momentum=True)
     assert [x["lr"] for x in r["iterations"]] == pytest.approx([0.05, 0.1, 0.1, 0.05])
     assert r["config"]["momentum"] == 0.5 and r["config"]["keep_momentum"] is True
+    net = torch.nn.Linear(3, 2)
+    g = lstep_optimizer(net, 0.1, 0.5, 1e-3).param_groups[0]
+    assert (g["momentum"], g["nesterov"], g["weight_decay"]) == (0.5, True, 1e-3)
+    assert lstep_optimizer(net, 0.1, 0.0).param_groups[0]["nesterov"] is False
     plain, _ = job(tmp_path / "plain", steps=2, lstep_lr=0.1, lr_decay=0.5)
     assert [x["lr"] for x in plain["iterations"]] == pytest.approx([0.1, 0.05])
 

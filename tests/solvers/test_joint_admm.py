@@ -91,16 +91,26 @@ def test_eq10_v_projection_off_the_support(seed):
         assert rec.budget_used == sum(rec.bits[n] * rec.nnz[n] for n in rec.nnz) <= 3
     _, best, _ = best_sparse_quantized_ls(ls.A, ls.b, 3)
     assert best * (1 - 1e-9) <= ls.value(res.x) <= 1.05 * best
-    # one step by hand: V = the zero-level quantization of W + Y/rho with V's widths
-    s0 = JointADMM(rho=20.0, init_bits=1, v_support="free").init(w0, joint)
-    s1, rec = JointADMM(rho=20.0, init_bits=1, v_support="free", eval_loss=False).step(
-        s0, ls, joint)
-    v = s1.v["w"]
-    assert np.unique(v[v != 0]).size <= 2 ** s1.bits["w"]
-    target = s1.w["w"] + s0.y["w"] / 20.0
-    levels = np.concatenate([[0.0], np.unique(v[v != 0])])
-    np.testing.assert_allclose(np.abs(target - v),
-                               np.abs(target[:, None] - levels[None, :]).min(axis=1))
+    # one step by hand from duals that are nonzero everywhere: V is the zero-level
+    # quantization of W + Y/rho on every entry, so it is nonzero where the new W is zero
+    # (the default v_support="w" keeps V on W's support)
+    rng = np.random.default_rng(seed)
+    s0 = JointADMM(rho=20.0, init_bits=1).init(w0, joint)
+    s0 = s0._replace(y={"w": 30.0 * rng.standard_normal(w0["w"].shape)})
+    for support in ("free", "w"):
+        s1, rec = JointADMM(rho=20.0, v_support=support, eval_loss=False).step(s0, ls, joint)
+        v, w1 = s1.v["w"], s1.w["w"]
+        assert np.unique(v[v != 0]).size <= 2 ** s1.bits["w"]
+        assert rec.budget_used == s1.bits["w"] * np.count_nonzero(w1) <= 3
+        off = (w1 == 0) & (v != 0)
+        if support == "w":
+            assert not off.any()
+            continue
+        assert off.any()
+        target = w1 + s0.y["w"] / 20.0
+        levels = np.concatenate([[0.0], np.unique(v[v != 0])])
+        np.testing.assert_allclose(np.abs(target - v),
+                                   np.abs(target[:, None] - levels[None, :]).min(axis=1))
     with pytest.raises(ValueError, match="v_support"):
         JointADMM(v_support="all")
 
