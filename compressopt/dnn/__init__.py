@@ -6,7 +6,8 @@
   :func:`read_parameters` / :func:`write_parameters` move values out of and into a model;
 * :class:`LeNet300`, :class:`LeNet5` and the data sets (:func:`load_digits`,
   :func:`load_mnist`, :func:`read_idx`) of the main job, :func:`run_job`, which
-  ``compressopt compress`` runs.
+  ``compressopt compress`` runs;
+* :class:`Distillation`, a knowledge-distillation term from the reference added to L.
 """
 
 import torch  # noqa: F401  (this subpackage requires torch)
@@ -19,6 +20,7 @@ from compressopt.dnn.data import (
     make_loader,
     read_idx,
 )
+from compressopt.dnn.distill import Distillation
 from compressopt.dnn.experiment import JobConfig, run_job
 from compressopt.dnn.methods import METHODS, Method, build_compression, register
 from compressopt.dnn.models import LeNet5, LeNet300, build_model, count_parameters
@@ -28,6 +30,7 @@ from compressopt.dnn.train import cosine_lr, evaluate, train
 
 __all__ = [
     "METHODS",
+    "Distillation",
     "JobConfig",
     "LStepSchedule",
     "LeNet5",

@@ -6,6 +6,7 @@ with per-data-set defaults (:data:`DEFAULTS`) filled in by :meth:`JobConfig.reso
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from compressopt.dnn.data import load_dataset, make_loader
+from compressopt.dnn.distill import Distillation
 from compressopt.dnn.methods import METHODS
 from compressopt.dnn.models import MODELS, build_model
 from compressopt.dnn.oracle import LStepSchedule, TorchOracle
@@ -118,6 +120,9 @@ class JobConfig:
     lr_schedule : "exp" (η0·lr_decay^k) or "cos" (a cosine over the L steps after the warm-up;
         lr_decay then defaults to 1); warmup : L steps of linear warm-up (default 0).
     keep_momentum : carry the optimizer's momentum across L steps instead of clearing it.
+    distill : temperature T of knowledge distillation from the reference
+        (:class:`~compressopt.dnn.distill.Distillation`, weight T) added to L in the L steps
+        and any retraining; 0 (default) trains on the labels alone.
     options : method-specific options (from the method's ``add_arguments``).
     """
 
@@ -148,6 +153,7 @@ class JobConfig:
     lr_schedule: str = "exp"
     warmup: int = 0
     keep_momentum: bool = False
+    distill: float = 0.0
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> JobConfig:
@@ -197,6 +203,8 @@ class JobConfig:
             raise ValueError(f"--momentum must be in [0, 1), got {c.momentum}")
         if not (c.weight_decay >= 0.0 and math.isfinite(c.weight_decay)):
             raise ValueError(f"--weight-decay must be >= 0, got {c.weight_decay}")
+        if not (c.distill >= 0.0 and math.isfinite(c.distill)):
+            raise ValueError(f"--distill must be >= 0, got {c.distill}")
         if c.lr_schedule not in ("exp", "cos"):
             raise ValueError(f"--lr-schedule must be 'exp' or 'cos', got {c.lr_schedule!r}")
         if not 0 <= c.warmup < c.steps:
@@ -357,6 +365,8 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
             cosine=cfg.steps - cfg.warmup if cfg.lr_schedule == "cos" else None,
         ),
         on_epoch=lambda k, e, loss: emit("lstep_epoch", {"step": k, "epoch": e, "loss": loss}),
+        # a frozen copy of the reference as the teacher (the model itself is compressed)
+        distill=Distillation(copy.deepcopy(model), cfg.distill) if cfg.distill > 0 else None,
     )
     run_oracle: Any = oracle
     if method.adapt is not None:  # e.g. minibatch gradients for a gradient-step coordinator

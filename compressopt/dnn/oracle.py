@@ -17,6 +17,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import default_collate
 
+from compressopt.dnn.distill import Distillation
 from compressopt.dnn.params import check_like, read_parameters, select_parameters, write_parameters
 
 __all__ = ["LStepSchedule", "MinibatchOracle", "TorchOracle", "clipped_lr"]
@@ -161,6 +162,10 @@ class TorchOracle:
         the penalty's proximal map with the step's learning rate η,
         ``w ← (w + ημ c)/(1 + ημ)`` (Yang et al. 2020, eq. 5: proximal SGD; momentum then
         acts on L's gradients only). The attribute may be changed between L steps.
+    distill : Distillation, optional
+        Knowledge distillation (:class:`~compressopt.dnn.distill.Distillation`): its term
+        ``weight·KL(teacher || model)`` on each batch's inputs is added to `loss_fn`
+        everywhere L is evaluated or trained, so L = data loss + distillation term.
 
     Attributes
     ----------
@@ -205,12 +210,14 @@ class TorchOracle:
         eval_size: int = 2048,
         on_epoch: Callable[[int, int, float], None] | None = None,
         penalty: str = "gradient",
+        distill: Distillation | None = None,
     ) -> None:
         if penalty not in ("gradient", "prox"):
             raise ValueError(f"penalty must be 'gradient' or 'prox', got {penalty!r}")
         self.penalty = penalty
         self.model = model
         self.loss_fn = loss_fn
+        self.distill = distill
         self.loader = loader
         self.optimizer = optimizer
         self.params = dict(select_parameters(model) if params is None else params)
@@ -267,14 +274,24 @@ class TorchOracle:
 
     # -- the oracle ------------------------------------------------------------------------
 
+    def objective(
+        self, logits: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """L on one batch: ``loss_fn(logits, targets)`` plus the distillation term if any."""
+        loss = self.loss_fn(logits, targets)
+        if self.distill is not None:
+            loss = loss + self.distill(logits, inputs)
+        return loss
+
     def _loss(self, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Mean loss over the evaluation subset with `w` substituted (a 0-d tensor)."""
         x, y = self.eval_data
         total = torch.zeros((), device=self.device)
         chunk = 4096
         for i in range(0, x.shape[0], chunk):
-            out = functional_call(self.model, dict(w), (x[i : i + chunk],))
-            total = total + self.loss_fn(out, y[i : i + chunk]) * out.shape[0]
+            xi = x[i : i + chunk]
+            out = functional_call(self.model, dict(w), (xi,))
+            total = total + self.objective(out, xi, y[i : i + chunk]) * out.shape[0]
         return total / x.shape[0]
 
     def _in_eval_mode(self, f: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -483,7 +500,7 @@ class TorchOracle:
             for x, y in batches:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = self.loss_fn(self.model(x), y)
+                loss = self.objective(self.model(x), x, y)
                 loss.backward()
                 with torch.no_grad():
                     after_backward(named)
@@ -571,7 +588,7 @@ class MinibatchOracle:
             self.free_optimizer.zero_grad(set_to_none=True)
             for g in self.free_optimizer.param_groups:
                 g["lr"] = self.lr * self.lr_decay ** (self.calls // self.steps_per_epoch)
-        loss = o.loss_fn(functional_call(o.model, dict(leaves), (x,)), y)
+        loss = o.objective(functional_call(o.model, dict(leaves), (x,)), x, y)
         grads = torch.autograd.grad(loss, list(leaves.values()) + self.free, allow_unused=True)
         if self.free_optimizer is not None:
             for p, g in zip(self.free, grads[len(leaves):], strict=True):
