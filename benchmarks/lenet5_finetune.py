@@ -3,7 +3,7 @@
 Usage, from the repository root::
 
     python benchmarks/lenet5_finetune.py CASE [CASE ...] [--epochs 10] [--lr 0.01]
-        [--out runs/lenet5_issue4] [--data-dir ../shared/data/mnist]
+        [--distill T] [--out runs/lenet5_issue4] [--data-dir ../shared/data/mnist]
 
 For each ``OUT/CASE`` written by ``benchmarks/lenet5_issue4.py`` (its ``compressed.pt`` and
 ``report.json``), this runs :func:`compressopt.dnn.methods.finetune_joint`, the function that
@@ -13,7 +13,10 @@ momentum and weight decay, Nesterov; learning rate a cosine from LR over the N e
 every tensor's zeros held and its nonzeros quantized with the run's bit widths (k-means
 codebook refitted at every minibatch). So the fine-tuning is measured without
 repeating the two-hour ADMM runs. The budget cannot grow: the nonzeros and widths are fixed.
-Writes ``OUT/CASE/finetune.json`` and prints one row per case and per epoch count.
+``--distill T`` adds knowledge distillation from the run's reference model (``--distill``
+of the command line: L = cross-entropy + T·KL(reference || model) at temperature T).
+Writes ``OUT/CASE/finetune.json`` (``finetune_T.json`` with ``--distill T``) and prints one
+row per case and per epoch count.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 from torch import nn
 
 from compressopt.dnn import (
+    Distillation,
     LStepSchedule,
     TorchOracle,
     build_model,
@@ -41,7 +45,8 @@ from compressopt.dnn.methods import finetune_joint
 from compressopt.projections import SparseQuantized
 
 
-def finetune(out: Path, case: str, data_dir: str, epochs: int, lr: float) -> dict:
+def finetune(out: Path, case: str, data_dir: str, epochs: int, lr: float,
+             distill: float = 0.0) -> dict:
     report = json.loads((out / case / "report.json").read_text())
     cfg = report["config"]
     data = load_dataset(cfg["dataset"], data_dir)
@@ -50,12 +55,17 @@ def finetune(out: Path, case: str, data_dir: str, epochs: int, lr: float) -> dic
     params = select_parameters(model)
     _, before = evaluate(model, data.x_test, data.y_test)
     bits = {x["name"]: x["bits"] for x in report["layers"]}
+    teacher = None
+    if distill > 0:
+        teacher = build_model(cfg["model"], data.input_shape, data.num_classes)
+        teacher.load_state_dict(torch.load(cfg["reference"], weights_only=True))
     oracle = TorchOracle(
         model, nn.CrossEntropyLoss(),
         make_loader(data.x_train, data.y_train, cfg["batch_size"], shuffle=True,
                     seed=cfg["seed"] + 2),
         lstep_optimizer(model, lr, cfg["momentum"], cfg["weight_decay"]),
         params=params, schedule=LStepSchedule(clip=False),
+        distill=Distillation(teacher, distill) if teacher is not None else None,
     )
     joint = SparseQuantized(budget_bits=report["diagnostics"]["final_budget"])
     rows = []
@@ -70,8 +80,9 @@ def finetune(out: Path, case: str, data_dir: str, epochs: int, lr: float) -> dic
     finetune_joint(read_parameters(params), bits, oracle, joint, epochs, lr, on_epoch=record)
     result = {"case": case, "reference_accuracy": report["reference_accuracy"],
               "accuracy_before": before, "epochs": epochs, "lr": lr, "curve": rows,
-              "budget_bits": joint.budget_bits}
-    (out / case / "finetune.json").write_text(json.dumps(result, indent=2) + "\n")
+              "budget_bits": joint.budget_bits, "distill": distill}
+    name = f"finetune_T{distill:g}.json" if distill > 0 else "finetune.json"
+    (out / case / name).write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -82,13 +93,15 @@ def main() -> None:
     p.add_argument("--data-dir", default="../shared/data/mnist")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--distill", type=float, default=0.0, metavar="T",
+                   help="distil from the run's reference at temperature T (default 0: off)")
     a = p.parse_args()
     torch.manual_seed(0)
     print("| case | reference % | before % | after % (epochs) | drop after | bits used / budget "
           "| time |")
     print("|---|---|---|---|---|---|---|")
     for case in a.cases:
-        r = finetune(Path(a.out), case, a.data_dir, a.epochs, a.lr)
+        r = finetune(Path(a.out), case, a.data_dir, a.epochs, a.lr, a.distill)
         last = r["curve"][-1]
         print(f"| {case} | {100 * r['reference_accuracy']:.2f} | {100 * r['accuracy_before']:.2f}"
               f" | {100 * last['accuracy']:.2f} ({r['epochs']}) | "

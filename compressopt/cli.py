@@ -126,6 +126,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
                    help="knowledge distillation from the reference at temperature T: "
                    "L = cross-entropy + T * KL(reference || model) in the L steps and any "
                    "retraining (default 0: off)")
+    g.add_argument("--distill-phase", choices=["all", "finish"], default="all",
+                   help="distil in the L steps and the final retraining/fine-tuning (all, "
+                   "default) or in the latter only (finish)")
     g.add_argument("--batch-size", type=_positive_int, metavar="B")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -181,7 +184,7 @@ def _config(args: argparse.Namespace, option_dests: dict[str, list[str]]) -> Any
         reference=args.reference, include=tuple(args.include), exclude=tuple(args.exclude),
         device=args.device, momentum=args.momentum, weight_decay=args.weight_decay,
         lr_schedule=args.lr_schedule, warmup=args.warmup, keep_momentum=args.keep_momentum,
-        distill=args.distill,
+        distill=args.distill, distill_phase=args.distill_phase,
         options={d: getattr(args, d) for d in option_dests.get(args.method, [])},
     )
 

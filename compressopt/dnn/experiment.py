@@ -121,8 +121,9 @@ class JobConfig:
         lr_decay then defaults to 1); warmup : L steps of linear warm-up (default 0).
     keep_momentum : carry the optimizer's momentum across L steps instead of clearing it.
     distill : temperature T of knowledge distillation from the reference
-        (:class:`~compressopt.dnn.distill.Distillation`, weight T) added to L in the L steps
-        and any retraining; 0 (default) trains on the labels alone.
+        (:class:`~compressopt.dnn.distill.Distillation`, weight T) added to L; 0 (default)
+        trains on the labels alone. distill_phase : where: "all" (default) the L steps and
+        the method's final retraining or fine-tuning, "finish" the latter only.
     options : method-specific options (from the method's ``add_arguments``).
     """
 
@@ -154,6 +155,7 @@ class JobConfig:
     warmup: int = 0
     keep_momentum: bool = False
     distill: float = 0.0
+    distill_phase: str = "all"
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> JobConfig:
@@ -205,6 +207,10 @@ class JobConfig:
             raise ValueError(f"--weight-decay must be >= 0, got {c.weight_decay}")
         if not (c.distill >= 0.0 and math.isfinite(c.distill)):
             raise ValueError(f"--distill must be >= 0, got {c.distill}")
+        if c.distill_phase not in ("all", "finish"):
+            raise ValueError(
+                f"--distill-phase must be 'all' or 'finish', got {c.distill_phase!r}"
+            )
         if c.lr_schedule not in ("exp", "cos"):
             raise ValueError(f"--lr-schedule must be 'exp' or 'cos', got {c.lr_schedule!r}")
         if not 0 <= c.warmup < c.steps:
@@ -354,6 +360,8 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
 
     # The coordinator over the selected weights; biases are trained inside the L steps.
     t_comp = time.perf_counter()
+    # a frozen copy of the reference as the teacher (the model itself is compressed)
+    distill = Distillation(copy.deepcopy(model), cfg.distill) if cfg.distill > 0 else None
     oracle = TorchOracle(
         model, loss_fn,
         make_loader(data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed + 1),
@@ -365,8 +373,7 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
             cosine=cfg.steps - cfg.warmup if cfg.lr_schedule == "cos" else None,
         ),
         on_epoch=lambda k, e, loss: emit("lstep_epoch", {"step": k, "epoch": e, "loss": loss}),
-        # a frozen copy of the reference as the teacher (the model itself is compressed)
-        distill=Distillation(copy.deepcopy(model), cfg.distill) if cfg.distill > 0 else None,
+        distill=distill if cfg.distill_phase == "all" else None,
     )
     run_oracle: Any = oracle
     if method.adapt is not None:  # e.g. minibatch gradients for a gradient-step coordinator
@@ -407,6 +414,7 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
         _, extra["accuracy_before_finish"] = evaluate(
             model, data.x_test, data.y_test, params=result.x
         )
+        oracle.distill = distill
         x, more = method.finish(solver, result, oracle, compression, cfg)
         extra.update(more)
         theta = compression.compress(x) if x is not result.x else theta

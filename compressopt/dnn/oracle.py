@@ -165,7 +165,8 @@ class TorchOracle:
     distill : Distillation, optional
         Knowledge distillation (:class:`~compressopt.dnn.distill.Distillation`): its term
         ``weight·KL(teacher || model)`` on each batch's inputs is added to `loss_fn`
-        everywhere L is evaluated or trained, so L = data loss + distillation term.
+        everywhere L is evaluated or trained, so L = data loss + distillation term. The
+        attribute may be changed between calls (e.g. set only for a final retraining).
 
     Attributes
     ----------

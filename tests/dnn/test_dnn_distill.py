@@ -126,3 +126,23 @@ def test_job_option_reaches_the_report_and_changes_the_training():
     assert kd["iterations"][0]["train_loss"] != plain["iterations"][0]["train_loss"]
     with pytest.raises(ValueError, match="--distill"):
         JobConfig(**base, distill=-1.0).resolved()
+    with pytest.raises(ValueError, match="--distill-phase"):
+        JobConfig(**base, distill=1.0, distill_phase="never").resolved()
+
+
+def test_finish_phase_distils_only_the_final_retraining(tmp_path):
+    """SLR with masked retraining: 'finish' leaves the L steps as without distillation."""
+    base = dict(model="lenet300", dataset="digits", method="slr", prune=0.2, steps=2,
+                epochs=1, pretrain_epochs=2, seed=0, options={"retrain_epochs": 1})
+    plain = run_job(JobConfig(**base, out=str(tmp_path / "plain")))
+    fin = run_job(JobConfig(**base, distill=3.0, distill_phase="finish",
+                            out=str(tmp_path / "fin")))
+    every = run_job(JobConfig(**base, distill=3.0))
+    loss = [[i["train_loss"] for i in r["iterations"]] for r in (plain, fin, every)]
+    assert loss[1] == loss[0] and loss[2] != loss[0]
+    d = [r["diagnostics"]["accuracy_before_finish"] for r in (plain, fin)]
+    assert d[0] == d[1]  # the same point before the retraining
+    assert fin["config"]["distill_phase"] == "finish"
+    w = [torch.load(tmp_path / k / "compressed.pt", weights_only=True) for k in ("plain", "fin")]
+    assert not torch.equal(w[0]["fc1.weight"], w[1]["fc1.weight"])  # the retraining differs
+    assert torch.equal(w[0]["fc1.weight"] != 0, w[1]["fc1.weight"] != 0)  # same zeros
