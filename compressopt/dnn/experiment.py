@@ -333,6 +333,9 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
     shapes = {n: tuple(p.shape) for n, p in params.items()}
     method = METHODS[cfg.method]
     solver, compression = method.build(cfg, shapes)
+    if cfg.distill > 0 and cfg.distill_phase == "finish" and method.finish is None:
+        raise ValueError(f"--distill-phase finish: --method {cfg.method} has no final "
+                         "retraining or fine-tuning to distil")
 
     t_ref = time.perf_counter()
     if cfg.reference is not None:

@@ -128,6 +128,8 @@ def test_job_option_reaches_the_report_and_changes_the_training():
         JobConfig(**base, distill=-1.0).resolved()
     with pytest.raises(ValueError, match="--distill-phase"):
         JobConfig(**base, distill=1.0, distill_phase="never").resolved()
+    with pytest.raises(ValueError, match="no final retraining"):  # LC has no finish stage
+        run_job(JobConfig(**base, distill=1.0, distill_phase="finish"))
 
 
 def test_finish_phase_distils_only_the_final_retraining(tmp_path):
