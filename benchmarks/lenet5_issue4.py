@@ -177,13 +177,18 @@ def table_a(out: Path, data_dir: str) -> str:
         return ""
     rows = []
     for name, r in runs.items():
-        drop = r["accuracy_drop"]
-        rows.append([name, pct(r["reference_accuracy"]), pct(r["accuracy"]),
+        drop, d = r["accuracy_drop"], r["diagnostics"]
+        ft = d.get("finetune_epochs")  # the --finetune-epochs stage ran: accuracy before it
+        rows.append([name, pct(r["reference_accuracy"]),
+                     pct(d["accuracy_before_finish"]) if ft else "-", pct(r["accuracy"]),
                      f"{100 * drop:.2f} {'✓' if drop <= 0.002 else '✗'}", "<= 0.20",
                      f"{r['compression_ratio']:.0f}×", pct(r["nonzero_fraction"], 3),
-                     f"{r['average_bits']:.2f}", len(r["iterations"]), minutes(out, name, r)])
-    parts = [md(["case", "reference acc. %", "compressed acc. %", "drop (points)", "target",
-                 "ratio", "nonzeros %", "avg bits", "epochs", "time"], rows)]
+                     f"{r['average_bits']:.2f}",
+                     f"{len(r['iterations'])} + {ft}" if ft else len(r["iterations"]),
+                     minutes(out, name, r)])
+    parts = [md(["case", "reference acc. %", "before fine-tuning %", "compressed acc. %",
+                 "drop (points)", "target", "ratio", "nonzeros %", "avg bits",
+                 "epochs (+ fine-tuning)", "time"], rows)]
     name, r = max(runs.items(), key=lambda kv: kv[1]["accuracy"])  # details of the best
     parts.append(f"Per layer ({name}; Yang et al. Fig. 3):\n\n" + md(
         ["layer", "weights", "nonzeros", "kept %", "bits"],
