@@ -116,14 +116,17 @@ def test_lstep_moves_the_student_toward_the_teacher(tiny_data):
     assert kl1 < 0.5 * kl0
 
 
-def test_job_option_reaches_the_report_and_changes_the_training():
+def test_job_option_reaches_the_report_and_changes_the_training(tmp_path):
     base = dict(model="lenet300", dataset="digits", method="lc", prune=0.2, steps=2,
                 epochs=1, pretrain_epochs=2, seed=0)
-    plain = run_job(JobConfig(**base))
-    kd = run_job(JobConfig(**base, distill=3.0))
+    plain = run_job(JobConfig(**base, out=str(tmp_path / "plain")))
+    kd = run_job(JobConfig(**base, distill=3.0, out=str(tmp_path / "kd")))
     assert kd["config"]["distill"] == 3.0 and plain["config"]["distill"] == 0.0
     assert kd["reference_accuracy"] == plain["reference_accuracy"]  # same reference
-    assert kd["iterations"][0]["train_loss"] != plain["iterations"][0]["train_loss"]
+    # the L steps' loss includes the term, and the trained weights differ
+    assert kd["iterations"][0]["train_loss"] > plain["iterations"][0]["train_loss"]
+    w = [torch.load(tmp_path / k / "compressed.pt", weights_only=True) for k in ("plain", "kd")]
+    assert not torch.equal(w[0]["fc1.weight"], w[1]["fc1.weight"])
     with pytest.raises(ValueError, match="--distill"):
         JobConfig(**base, distill=-1.0).resolved()
     with pytest.raises(ValueError, match="--distill-phase"):
