@@ -120,6 +120,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
                    help="L-step SGD momentum, Nesterov (default 0.9)")
     g.add_argument("--weight-decay", type=float, default=0.0, metavar="WD",
                    help="L-step weight decay on all parameters (default 0)")
+    g.add_argument("--heavy-ball", dest="nesterov", action="store_false",
+                   help="L-step momentum of the heavy-ball kind instead of Nesterov's (a "
+                   "wider stable range of learning rates; Yang et al.'s code)")
     g.add_argument("--keep-momentum", action="store_true",
                    help="carry the momentum over from one L step to the next (default: clear)")
     g.add_argument("--distill", type=float, default=0.0, metavar="T",
@@ -184,7 +187,7 @@ def _config(args: argparse.Namespace, option_dests: dict[str, list[str]]) -> Any
         reference=args.reference, include=tuple(args.include), exclude=tuple(args.exclude),
         device=args.device, momentum=args.momentum, weight_decay=args.weight_decay,
         lr_schedule=args.lr_schedule, warmup=args.warmup, keep_momentum=args.keep_momentum,
-        distill=args.distill, distill_phase=args.distill_phase,
+        nesterov=args.nesterov, distill=args.distill, distill_phase=args.distill_phase,
         options={d: getattr(args, d) for d in option_dests.get(args.method, [])},
     )
 

@@ -115,7 +115,8 @@ class JobConfig:
         instead of training one.
     include, exclude : parameter name patterns (:func:`~compressopt.dnn.params.select_parameters`).
     device : torch device, e.g. "cpu" or "cuda".
-    momentum : of the L steps' SGD (Nesterov), default 0.9; weight_decay : their weight decay
+    momentum : of the L steps' SGD, default 0.9; nesterov : Nesterov momentum (default) or
+        heavy-ball (False, as Yang et al.'s code); weight_decay : their weight decay
         (an ℓ2 term of L on all parameters), default 0.
     lr_schedule : "exp" (η0·lr_decay^k) or "cos" (a cosine over the L steps after the warm-up;
         lr_decay then defaults to 1); warmup : L steps of linear warm-up (default 0).
@@ -154,6 +155,7 @@ class JobConfig:
     lr_schedule: str = "exp"
     warmup: int = 0
     keep_momentum: bool = False
+    nesterov: bool = True
     distill: float = 0.0
     distill_phase: str = "all"
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -225,12 +227,16 @@ class JobConfig:
 
 
 def lstep_optimizer(model: nn.Module, lr: float, momentum: float = 0.9,
-                    weight_decay: float = 0.0) -> torch.optim.SGD:
+                    weight_decay: float = 0.0, nesterov: bool = True) -> torch.optim.SGD:
     """The L steps' optimizer of the job: SGD over all of `model`'s parameters, Nesterov
-    momentum (plain SGD when `momentum` is 0), weight decay as an ℓ2 term on every parameter.
+    momentum (heavy-ball with ``nesterov=False``; plain SGD when `momentum` is 0), weight
+    decay as an ℓ2 term on every parameter.
+
+    On a quadratic of curvature λ, heavy-ball momentum β is stable for ηλ < 2(1 + β) and
+    Nesterov's for ηλ < 2(1 + β)/(1 + 2β): at β = 0.93 the heavy-ball bound is 2.9× larger.
     """
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                           nesterov=momentum > 0, weight_decay=weight_decay)
+                           nesterov=nesterov and momentum > 0, weight_decay=weight_decay)
 
 
 def _check_device(name: str) -> None:
@@ -368,7 +374,7 @@ def run_job(config: JobConfig, *, on_event: Event | None = None) -> dict[str, An
     oracle = TorchOracle(
         model, loss_fn,
         make_loader(data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed + 1),
-        lstep_optimizer(model, cfg.lstep_lr, cfg.momentum, cfg.weight_decay),
+        lstep_optimizer(model, cfg.lstep_lr, cfg.momentum, cfg.weight_decay, cfg.nesterov),
         params=params,
         schedule=LStepSchedule(
             epochs=cfg.epochs, first_epochs=cfg.first_epochs, lr_decay=cfg.lr_decay,

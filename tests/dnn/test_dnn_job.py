@@ -182,6 +182,7 @@ def test_training_recipe_options(tmp_path):
     g = lstep_optimizer(net, 0.1, 0.5, 1e-3).param_groups[0]
     assert (g["momentum"], g["nesterov"], g["weight_decay"]) == (0.5, True, 1e-3)
     assert lstep_optimizer(net, 0.1, 0.0).param_groups[0]["nesterov"] is False
+    assert lstep_optimizer(net, 0.1, 0.5, nesterov=False).param_groups[0]["nesterov"] is False
     plain, _ = job(tmp_path / "plain", steps=2, lstep_lr=0.1, lr_decay=0.5)
     assert [x["lr"] for x in plain["iterations"]] == pytest.approx([0.1, 0.05])
 
