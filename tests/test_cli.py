@@ -91,6 +91,24 @@ def test_bad_arguments_one_line(args, match, capsys):
     assert err.startswith("compressopt") and ": error: " in err
 
 
+def test_training_options_reach_the_report(tmp_path, capsys):
+    rc, _, err = run(["compress", *TINY, "--prune", "0.2", "--heavy-ball", "--momentum", "0.5",
+                      "--distill", "2", "--out", str(tmp_path)], capsys)
+    assert rc == 0, err
+    cfg = json.loads((tmp_path / "report.json").read_text())["config"]
+    assert (cfg["nesterov"], cfg["momentum"], cfg["distill"], cfg["distill_phase"]) == (
+        False, 0.5, 2.0, "all")
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--distill", "-1"], "--distill must be >= 0, got -1.0"),
+    (["--distill", "1", "--distill-phase", "finish"], "has no final retraining"),
+])
+def test_bad_distillation_one_line(args, match, capsys):
+    rc, _, err = run(["compress", *TINY, "--prune", "0.2", *args], capsys)
+    assert rc != 0 and err.count("\n") == 1 and match in err and "Traceback" not in err
+
+
 def test_missing_data_dir(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("COMPRESSOPT_MNIST_DIR", raising=False)
     rc, _, err = run(["compress", "--dataset", "mnist", "--data-dir", str(tmp_path / "no")], capsys)
