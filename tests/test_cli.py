@@ -101,6 +101,29 @@ def test_training_options_reach_the_report(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, match", [
+    # a given 0 is refused, not replaced by the option's default
+    (["--method", "admm", "--budget-ratio", "20", "--rho", "0"], "rho must be > 0, got 0"),
+    (["--method", "admm", "--budget-ratio", "20", "--init-bits", "0"], "init_bits must be"),
+    (["--method", "slr", "--s0", "0"], "s0 must be > 0, got 0"),
+    (["--method", "apgdssm", "--bits", "0"], "bits must be in [1, 31], got 0"),
+    # a finish stage's bad settings end the run before any training
+    (["--method", "admm", "--budget-ratio", "20", "--finetune-epochs", "-1"],
+     "--finetune-epochs must be an int >= 0, got -1"),
+    (["--method", "admm", "--budget-ratio", "20", "--finetune-epochs", "1",
+      "--finetune-lr", "0"], "--finetune-lr must be positive, got 0.0"),
+    (["--method", "slr", "--retrain-epochs", "-2"], "--retrain-epochs must be an int >= 0"),
+])
+def test_bad_method_options_one_line(args, match, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    argv = ["compress", *TINY, *args, "--out", str(out_dir)]
+    if "slr" in args:
+        argv += ["--prune", "0.2"]
+    rc, _, err = run(argv, capsys)
+    assert rc != 0 and err.count("\n") == 1 and match in err and "Traceback" not in err
+    assert not out_dir.exists()  # refused before the reference was trained (it creates OUT)
+
+
+@pytest.mark.parametrize("args, match", [
     (["--distill", "-1"], "--distill must be >= 0, got -1.0"),
     (["--distill", "1", "--distill-phase", "finish"], "has no final retraining"),
 ])

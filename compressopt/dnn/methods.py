@@ -81,6 +81,25 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _opt(options: Mapping[str, Any], key: str, default: Any) -> Any:
+    """``options[key]`` unless absent or None (then `default`): a given 0 stays 0, so the
+    solver's own checks refuse it instead of `default` silently replacing it."""
+    value = options.get(key)
+    return default if value is None else value
+
+
+def _epochs_and_lr(options: Mapping[str, Any], epochs_key: str, lr_key: str | None = None,
+                   ) -> None:
+    """Refuse a negative epoch count (or a non-positive learning rate) of a finish stage
+    before anything is trained."""
+    n = _opt(options, epochs_key, 0)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"--{epochs_key.replace('_', '-')} must be an int >= 0, got {n!r}")
+    lr = options.get(lr_key) if lr_key is not None else None
+    if lr is not None and not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"--{lr_key.replace('_', '-')} must be positive, got {lr}")
+
+
 @dataclass(frozen=True)
 class Method:
     """One entry of :data:`METHODS`.
@@ -185,12 +204,12 @@ def _joint_build(
         budget = float(o["budget_bits"])
     else:
         budget = budget_from_ratio(sum(math.prod(s) for s in shapes.values()), o["budget_ratio"])
-    joint = SparseQuantized(budget_bits=budget, candidates=tuple(o.get("bit_candidates") or
-                                                               range(1, 9)))
-    solver = JointADMM(rho=o.get("rho") or 0.05, rho_growth=o.get("rho_growth") or 1.0,
-                       maxiter=config.steps,
-                       init_bits=o.get("init_bits") or 3, eval_loss=False,
-                       v_support=o.get("v_support") or "w")
+    _epochs_and_lr(o, "finetune_epochs", "finetune_lr")
+    joint = SparseQuantized(budget_bits=budget,
+                            candidates=tuple(_opt(o, "bit_candidates", range(1, 9))))
+    solver = JointADMM(rho=_opt(o, "rho", 0.05), rho_growth=_opt(o, "rho_growth", 1.0),
+                       maxiter=config.steps, init_bits=_opt(o, "init_bits", 3),
+                       eval_loss=False, v_support=_opt(o, "v_support", "w"))
     return solver, joint
 
 
@@ -265,10 +284,10 @@ def _admm_finish(
     config: JobConfig,
 ) -> tuple[Any, dict[str, Any]]:
     """``--finetune-epochs N``: the joint ADMM's output fine-tuned with its nonzeros and bits."""
-    n = config.options.get("finetune_epochs") or 0
+    n = _opt(config.options, "finetune_epochs", 0)
     if n <= 0 or not isinstance(solver, JointADMM):
         return result.x, {}
-    lr = config.options.get("finetune_lr") or config.lstep_lr / 10
+    lr = _opt(config.options, "finetune_lr", config.lstep_lr / 10)
     x = finetune_joint(result.x, result.state.bits, oracle, compression, n, lr)
     return x, {"finetune_epochs": n, "finetune_lr": lr}
 
@@ -285,9 +304,10 @@ def _slr_build(
         compression: Compression = Tasks({n: Cardinality(keep=keep) for n in shapes})
     else:
         compression = GlobalCardinality(keep=keep)
+    _epochs_and_lr(o, "retrain_epochs")
     solver = SLR(
-        rho=o.get("slr_rho") or 0.1, s0=o.get("s0") or 1e-2, M=o.get("slr_M") or 300.0,
-        r=o.get("slr_r") or 0.1, maxiter=config.steps,
+        rho=_opt(o, "slr_rho", 0.1), s0=_opt(o, "s0", 1e-2), M=_opt(o, "slr_M", 300.0),
+        r=_opt(o, "slr_r", 0.1), maxiter=config.steps,
     )
     return solver, compression
 
@@ -306,7 +326,7 @@ def _slr_arguments(g: argparse._ArgumentGroup) -> None:
 def _slr_finish(
     solver: SLR, result: SolveResult, oracle: Any, compression: Compression, config: JobConfig
 ) -> tuple[Any, dict[str, Any]]:
-    n = config.options.get("retrain_epochs") or 0
+    n = _opt(config.options, "retrain_epochs", 0)
     if n <= 0:
         return result.x, {}
     return solver.retrain(result.x, oracle, steps=n), {"retrain_epochs": n}
@@ -322,17 +342,17 @@ def _apgdssm_build(
     sched = None
     if o.get("milestones"):
         sched = PenaltySchedule(
-            milestones=tuple(o["milestones"]), lambda1=tuple(o.get("lambda1_factors") or (1,)),
-            lambda2=tuple(o.get("lambda2_factors") or (1,)),
-            beta=tuple(o.get("beta_factors") or (1,)),
+            milestones=tuple(o["milestones"]), lambda1=tuple(_opt(o, "lambda1_factors", (1,))),
+            lambda2=tuple(_opt(o, "lambda2_factors", (1,))),
+            beta=tuple(_opt(o, "beta_factors", (1,))),
         )
     solver = APGDSSM(
-        lr=config.lstep_lr, lambda1=o.get("lambda1") or 0.0, lambda2=o.get("lambda2") or 0.0,
-        lambda3=o.get("lambda3") or 0.0, a=o.get("ctl1_a") or 1.0, beta=o.get("beta") or 0.0,
+        lr=config.lstep_lr, lambda1=_opt(o, "lambda1", 0.0), lambda2=_opt(o, "lambda2", 0.0),
+        lambda3=_opt(o, "lambda3", 0.0), a=_opt(o, "ctl1_a", 1.0), beta=_opt(o, "beta", 0.0),
         schedule=sched, scale_with_lr=bool(o.get("scale_with_lr")), maxiter=config.steps,
         eval_loss=False,
     )
-    return solver, PerTensor(UniformQuantization(bits=o.get("bits") or 4))
+    return solver, PerTensor(UniformQuantization(bits=_opt(o, "bits", 4)))
 
 
 def _apgdssm_adapt(solver: APGDSSM, oracle: Any, config: JobConfig) -> tuple[APGDSSM, Any]:
