@@ -9,9 +9,9 @@ For each ``OUT/CASE`` written by ``benchmarks/lenet5_issue4.py`` (its ``compress
 ``report.json``), this runs :func:`compressopt.dnn.methods.finetune_joint`, the function that
 ``compressopt compress --method admm --budget-ratio R --finetune-epochs N --finetune-lr LR``
 runs at the end of the joint ADMM, on the stored result: straight-through SGD (the job's
-momentum and weight decay, Nesterov; learning rate a cosine from LR over the N epochs) with
-every tensor's zeros held and its nonzeros quantized with the run's bit widths (k-means
-codebook refitted at every minibatch). So the fine-tuning is measured without
+momentum, Nesterov or heavy-ball, and weight decay; learning rate a cosine from LR over the
+N epochs) with every tensor's zeros held and its nonzeros quantized with the run's bit
+widths (k-means codebook refitted at every minibatch). So the fine-tuning is measured without
 repeating the two-hour ADMM runs. The budget cannot grow: the nonzeros and widths are fixed.
 ``--distill T`` adds knowledge distillation from the run's reference model (``--distill``
 of the command line: L = cross-entropy + T·KL(reference || model) at temperature T).

@@ -70,6 +70,11 @@ YANG = ["--method", "admm", "--budget-ratio", "2000", "--init-bits", "3", "--rho
         "10", "--momentum", "0.93", "--weight-decay", "5e-4", "--keep-momentum",
         "--batch-size", "256"]
 
+#: after the ADMM: 10 epochs of straight-through fine-tuning with the nonzeros and bit widths
+#: fixed (cosine from lr 0.01), distilled from the reference at T = 4 (the L steps are not)
+KD_FINETUNE = ["--distill", "4", "--distill-phase", "finish", "--finetune-epochs", "10",
+               "--finetune-lr", "0.01"]
+
 #: name -> (table, arguments after the common ones)
 CASES: dict[str, tuple[str, list[str]]] = {
     "ref": ("ref", REF_ARGS),
@@ -107,28 +112,18 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "joint2000_yang_free": ("a", [*YANG, "--v-support", "free"]),
     # the same with bit widths 1 and 2 only (the paper's 1.46 average bits)
     "joint2000_yang_b12": ("a", [*YANG, "--init-bits", "2", "--bit-candidates", "1", "2"]),
-    # the same with knowledge distillation from the reference at T = 1 in every L step and
-    # in 10 epochs of fine-tuning (nonzeros and widths fixed, cosine from lr 0.01), at half
-    # the learning rate: the distillation term doubles the loss's gradient, and at lr 0.1
-    # the run diverges (NaN at iteration 6 with T = 1, 3-4 with T = 2 or 4; so does the
-    # plain recipe at lr 0.2)
-    # the whole recipe in one command, on new seeds: the authors' ADMM, then 10 epochs of
-    # fine-tuning distilled from the reference at T = 4 (--distill-phase finish); with seeds
-    # 2 and 3 the ADMM itself diverges (NaN at iterations 8 and 12, before any distillation)
-    "joint2000_yang_kdft_seed2": ("a", [*YANG, "--seed", "2", "--distill", "4",
-                                        "--distill-phase", "finish", "--finetune-epochs", "10",
-                                        "--finetune-lr", "0.01"]),
-    "joint2000_yang_kdft_seed3": ("a", [*YANG, "--seed", "3", "--distill", "4",
-                                        "--distill-phase", "finish", "--finetune-epochs", "10",
-                                        "--finetune-lr", "0.01"]),
-    # the same (seed 2) with heavy-ball momentum, as the authors' code: its stable range of
-    # rates is 2.9x Nesterov's at momentum 0.93, and this run does not diverge
-    "joint2000_yang_hb_kdft_seed2": ("a", [*YANG, "--heavy-ball", "--seed", "2", "--distill",
-                                           "4", "--distill-phase", "finish",
-                                           "--finetune-epochs", "10", "--finetune-lr", "0.01"]),
-    "joint2000_yang_hb_kdft_seed3": ("a", [*YANG, "--heavy-ball", "--seed", "3", "--distill",
-                                           "4", "--distill-phase", "finish",
-                                           "--finetune-epochs", "10", "--finetune-lr", "0.01"]),
+    # the whole recipe in one command, on new seeds: the authors' ADMM, then a fine-tuning
+    # distilled from the reference (KD_FINETUNE); with Nesterov momentum the ADMM itself
+    # diverges on seeds 2 and 3 (NaN at iterations 8 and 12, before any distillation)
+    "joint2000_yang_kdft_seed2": ("a", [*YANG, "--seed", "2", *KD_FINETUNE]),
+    "joint2000_yang_kdft_seed3": ("a", [*YANG, "--seed", "3", *KD_FINETUNE]),
+    # the same with heavy-ball momentum, as the authors' code: at momentum 0.93 its stable
+    # range of rates is 2.9x Nesterov's, and neither seed diverges
+    "joint2000_yang_hb_kdft_seed2": ("a", [*YANG, "--heavy-ball", "--seed", "2", *KD_FINETUNE]),
+    "joint2000_yang_hb_kdft_seed3": ("a", [*YANG, "--heavy-ball", "--seed", "3", *KD_FINETUNE]),
+    # distillation at T = 1 in every L step and in the fine-tuning, at half the rate: the
+    # term doubles the loss's gradient, and at lr 0.1 the run diverges (NaN at iteration 6
+    # with T = 1, 3-4 with T = 2 or 4; so does the plain recipe at lr 0.2)
     "joint2000_yang_kd1": ("a", [*YANG, "--lstep-lr", "0.05", "--distill", "1",
                                  "--finetune-epochs", "10", "--finetune-lr", "0.01"]),
     "slr_2": ("b", [*SLR_ARGS, "--prune", "0.02", *PRUNE_COMMON]),

@@ -117,7 +117,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
     g.add_argument("--warmup", type=_nonneg_int, default=0, metavar="N",
                    help="iterations of linear learning-rate warm-up (default 0)")
     g.add_argument("--momentum", type=float, default=0.9, metavar="M",
-                   help="L-step SGD momentum, Nesterov (default 0.9)")
+                   help="L-step SGD momentum, Nesterov unless --heavy-ball (default 0.9)")
     g.add_argument("--weight-decay", type=float, default=0.0, metavar="WD",
                    help="L-step weight decay on all parameters (default 0)")
     g.add_argument("--heavy-ball", dest="nesterov", action="store_false",
