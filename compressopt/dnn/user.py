@@ -229,6 +229,8 @@ def _from_npz(path: Path) -> Splits:
         raise DataError(f"{path}: a data set file must be an .npz (or give module:factory)")
     if not path.is_file():
         raise DataError(f"data set file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a readable .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [a for a in NPZ_ARRAYS if a not in z.files]
@@ -238,13 +240,17 @@ def _from_npz(path: Path) -> Splits:
     except DataError:
         raise
     except ValueError as e:  # an object array: np.load refuses to unpickle it
-        raise DataError(f"{path}: an array holds Python objects (pickle), refused: "
-                        f"{_one_line(e)}") from e
+        raise DataError(f"{path}: an array holds Python objects (pickle), refused; store "
+                        "numeric arrays") from e
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: not a readable .npz file ({_one_line(e)})") from e
     tensors: dict[str, torch.Tensor] = {}
     for a, v in arrays.items():
         kind = v.dtype.kind
+        if kind == "f" and not np.isfinite(v).all():
+            raise DataError(f"{path}: {a} holds NaN or Inf values")
+        if kind == "f" and np.abs(v).max(initial=0.0) > np.finfo(np.float32).max:
+            raise DataError(f"{path}: {a} holds values beyond float32's range")
         if a.startswith("x"):
             if kind == "f":
                 t = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
@@ -260,10 +266,6 @@ def _from_npz(path: Path) -> Splits:
                 raise DataError(f"{path}: {a} must be integer labels of shape (N,), got "
                                 f"{v.dtype} {v.shape}")
             t = torch.from_numpy(v.astype(np.int64))
-        if kind == "f" and not np.isfinite(v).all():
-            raise DataError(f"{path}: {a} holds NaN or Inf values")
-        if kind == "f" and np.abs(v).max(initial=0.0) > np.finfo(np.float32).max:
-            raise DataError(f"{path}: {a} holds values beyond float32's range")
         tensors[a] = t
     return _checked(path.stem, tensors["x_train"], tensors["y_train"], tensors["x_test"],
                     tensors["y_test"], str(path))
