@@ -246,11 +246,6 @@ def read_idx(path: str | os.PathLike[str], *, max_bytes: int = MAX_IDX_BYTES) ->
             dtype, shape, header = _read_header(f, path)
             nbytes = math.prod(shape) * dtype.itemsize
             want = header + nbytes
-            if nbytes > max_bytes:
-                raise ResourceLimitError(
-                    f"{path}: header {shape} promises {nbytes} bytes, more than the limit of "
-                    f"{max_bytes} (read_idx max_bytes)"
-                )
             if not gz and size != want:
                 what = "truncated" if size < want else "has trailing bytes"
                 raise DataError(f"{path}: {what}: {size} bytes, header {shape} needs {want}")
@@ -258,6 +253,11 @@ def read_idx(path: str | os.PathLike[str], *, max_bytes: int = MAX_IDX_BYTES) ->
                 raise DataError(
                     f"{path}: header {shape} promises {nbytes} bytes, more than a gzip file "
                     f"of {size} bytes can hold"
+                )
+            if nbytes > max_bytes:
+                raise ResourceLimitError(
+                    f"{path}: header {shape} promises {nbytes} bytes, more than the limit of "
+                    f"{max_bytes} (read_idx max_bytes)"
                 )
             buf = np.empty(nbytes, dtype=np.uint8)
             got = _read_into(f, memoryview(buf))
@@ -273,7 +273,8 @@ def read_idx(path: str | os.PathLike[str], *, max_bytes: int = MAX_IDX_BYTES) ->
     except _gzip_errors() as e:
         if isinstance(e, DataError):
             raise
-        raise DataError(f"{path}: not a readable gzip file ({e})") from e
+        what = "not a readable gzip file" if gz else "cannot be read"
+        raise DataError(f"{path}: {what} ({e})") from e
     values = buf.view(dtype).reshape(shape)
     if dtype.itemsize == 1:
         return values.view(dtype.newbyteorder("="))  # already writable and native
