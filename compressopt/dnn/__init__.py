@@ -7,13 +7,17 @@
 * :class:`LeNet300`, :class:`LeNet5` and the data sets (:func:`load_digits`,
   :func:`load_mnist`, :func:`read_idx`) of the main job, :func:`run_job`, which
   ``compressopt compress`` runs;
-* :class:`Distillation`, a knowledge-distillation term from the reference added to L.
+* :class:`Distillation`, a knowledge-distillation term from the reference added to L;
+* :class:`ResNet20` and :class:`TransformerClassifier`; the user's own model and data
+  (:func:`build_user_model`, :func:`load_user_dataset`); several processes
+  (:mod:`compressopt.dnn.distributed`).
 """
 
 import torch  # noqa: F401  (this subpackage requires torch)
 
 from compressopt.dnn.data import (
     Splits,
+    check_splits,
     load_dataset,
     load_digits,
     load_mnist,
@@ -23,10 +27,18 @@ from compressopt.dnn.data import (
 from compressopt.dnn.distill import Distillation
 from compressopt.dnn.experiment import JobConfig, run_job
 from compressopt.dnn.methods import METHODS, Method, build_compression, register
-from compressopt.dnn.models import LeNet5, LeNet300, build_model, count_parameters
+from compressopt.dnn.models import (
+    LeNet5,
+    LeNet300,
+    ResNet20,
+    TransformerClassifier,
+    build_model,
+    count_parameters,
+)
 from compressopt.dnn.oracle import LStepSchedule, MinibatchOracle, TorchOracle, clipped_lr
 from compressopt.dnn.params import read_parameters, select_parameters, write_parameters
 from compressopt.dnn.train import cosine_lr, evaluate, train
+from compressopt.dnn.user import build_user_model, load_factory, load_user_dataset
 
 __all__ = [
     "METHODS",
@@ -37,17 +49,23 @@ __all__ = [
     "LeNet300",
     "Method",
     "MinibatchOracle",
+    "ResNet20",
     "Splits",
     "TorchOracle",
+    "TransformerClassifier",
     "build_compression",
     "build_model",
+    "build_user_model",
+    "check_splits",
     "clipped_lr",
     "cosine_lr",
     "count_parameters",
     "evaluate",
     "load_dataset",
     "load_digits",
+    "load_factory",
     "load_mnist",
+    "load_user_dataset",
     "make_loader",
     "read_idx",
     "read_parameters",
