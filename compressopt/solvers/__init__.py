@@ -5,6 +5,8 @@ from compressopt.solvers.apgdssm import (
     APGDSSM,
     APGDSSMRecord,
     APGDSSMState,
+    MultiStepLR,
+    Penalties,
     PenaltySchedule,
     sparsity_report,
 )
@@ -47,6 +49,8 @@ __all__ = [
     "LeastSquares",
     "LogisticRegression",
     "LossOracle",
+    "MultiStepLR",
+    "Penalties",
     "PenaltySchedule",
     "RetrainOracle",
     "SLRRecord",
