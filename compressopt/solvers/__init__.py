@@ -19,6 +19,7 @@ from compressopt.solvers.base import (
     Status,
     history_columns,
 )
+from compressopt.solvers.dc import DCRecord, DCState, DirectCompression, IteratedDC
 from compressopt.solvers.joint_admm import (
     JointADMM,
     JointADMMRecord,
@@ -40,7 +41,11 @@ __all__ = [
     "APGDSSMRecord",
     "APGDSSMState",
     "Coordinator",
+    "DCRecord",
+    "DCState",
     "DifferentiableOracle",
+    "DirectCompression",
+    "IteratedDC",
     "JointADMM",
     "JointADMMRecord",
     "JointADMMState",
