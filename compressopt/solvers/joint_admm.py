@@ -178,8 +178,17 @@ class JointADMM(Coordinator):
     (``v_support="w"``; eq. 10 as written is ``"free"``); ``rho_growth > 1`` (an option; the
     paper's ρ is fixed at 0.05); lines 5-6 are whatever the oracle's ``lstep`` does with
     centre V − Y/ρ and penalty ρ (the torch oracle's ``penalty="prox"`` is eq. 5's step, its
-    ``"gradient"`` adds ρ(W − c) to the gradient instead); ℓ(W) in the history is taken after
-    the SGD period, before the W projection (Fig. 2a's "training loss of W").
+    ``"gradient"`` adds ρ(W − c) to the gradient instead); the period τ' is the oracle's L
+    step (an epoch for the torch oracle, as in §3.4: "τ' is set to be the iteration number of
+    one epoch"). The projections solve eqs. (8) and (10) at least as well as the paper's
+    greedies: P_W takes entries in decreasing W̄²/b order while they fit, also after the
+    first that does not (Prop. 1's "until the constraint boundary is reached"); P_V solves
+    the MCKP of Prop. 2 exactly when its Pareto frontier is small (LeNet-5: always), where
+    §3.4's greedy stops at the first upgrade that does not fit; its k-means errors are the
+    ``"fast"`` method's (within 1 % of optimal) unless the set says ``method="exact"``. The
+    history's ℓ(W) is taken after the SGD period, before the W projection (Fig. 2a's
+    "training loss of W"), and ℓ(W quantized) with V's widths (Fig. 2b), both through the
+    oracle's ``value`` (the torch oracle's: a fixed evaluation subset).
 
     The returned point quantizes the final W with V's bit widths (§4.1), so it meets the
     budget exactly: Σ b_i nnz_i <= S, each tensor's nonzeros from a 2^b_i-entry codebook.
