@@ -123,7 +123,14 @@ class SLR(Coordinator):
         Z^{k-1}||``, the norm of the previous multiplier update's direction (eq. 7's), which
         is Bragin et al. 2015's rule ``s^k = α_k s^{k-1} ||g̃^{k-1}|| / ||g̃^k||`` applied to
         the two updates in turn (the library's rule before issue 12). Eq. (8) is the same in
-        both: ``s'^k = α^k s^{k-1} ||W^{k-1} - Z^{k-1}|| / ||W^k - Z^{k-1}||``.
+        both: ``s'^k = α^k s^{k-1} ||W^{k-1} - Z^{k-1}|| / ||W^k - Z^{k-1}||``. Measured
+        (tests/solvers/test_convex_and_agreement.py's problems): on six convex constrained
+        least-squares problems (box, simplex, ℓ1 ball; ρ = s0 = 10, M = 5, 1000 iterations)
+        "bragin" reaches cvxpy's optimum to 1e-12 while "paper" stalls 0.9-19 % above it;
+        on ten planted 3-sparse problems (ρ = 10, 200 iterations) "bragin" finds the optimal
+        support on 9, "paper" on 7. With "bragin" the step times the residual telescopes,
+        ``s^k ||W^k - Z^k|| = α α' s^{k-1} ||W^{k-1} - Z^{k-1}||`` (α, α' the iteration's
+        two α's), so the multiplier increments shrink; as printed it does not.
     alpha_index : {"iteration", "update"}
         The index of α in eqs. (8) and (13). "iteration" (default), as printed: α^k, k the
         iteration (1-based), the same α in both updates of an iteration. "update": α_{m+1},
