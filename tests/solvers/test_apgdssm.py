@@ -213,3 +213,28 @@ def test_sparsity_report():
     ws, cs, layers = sparsity_report(u)
     assert ws == pytest.approx(5 / 7) and cs == pytest.approx(3 / 5)
     assert layers == {"a": (0.75, 0.5), "b": (pytest.approx(2 / 3), pytest.approx(2 / 3))}
+
+
+def test_shrinkage_once_per_epoch():
+    # shrink_every="epoch": the box read with its loop over epochs: the gradient steps of
+    # the epoch at the projected points, then splitting with the epoch's u^t and Prox_{λ₁}
+    rng = np.random.default_rng(5)
+    A, b = rng.standard_normal((12, 6)), rng.standard_normal(12)
+    ls = LeastSquares(A, b)
+    Mat = _matrix_oracle(ls, (2, 3))
+    w0 = rng.standard_normal((2, 3))
+    Q = UniformQuantization(bits=3, method="exact")
+    kw = dict(lr=0.05, lambda1=0.3, lambda2=0.2, beta=0.7, maxiter=1, eval_loss=False)
+    per_epoch = APGDSSM(**kw, iters_per_step=3, shrink_every="epoch").run({"W": w0}, Mat(), Q)
+    w, u0 = w0, Q.project(w0)
+    for _ in range(3):
+        u = Q.project(w)
+        w = w - 0.05 * (Mat().grad({"W": u})["W"] + 0.2 * group_lasso_grad(u))
+    w = soft_threshold(w - 0.05 * 0.7 * (w - u0), 0.3)
+    np.testing.assert_allclose(per_epoch.state.w["W"], w, atol=1e-12)
+    # one gradient step per epoch: the two readings coincide
+    a = APGDSSM(**kw, iters_per_step=1).run({"W": w0}, Mat(), Q)
+    b_ = APGDSSM(**kw, iters_per_step=1, shrink_every="epoch").run({"W": w0}, Mat(), Q)
+    np.testing.assert_allclose(a.state.w["W"], b_.state.w["W"], atol=1e-15)
+    with pytest.raises(ValueError, match="shrink_every"):
+        APGDSSM(shrink_every="step")
