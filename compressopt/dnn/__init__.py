@@ -7,11 +7,18 @@
 * :class:`LeNet300`, :class:`LeNet5` and the data sets (:func:`load_digits`,
   :func:`load_mnist`, :func:`read_idx`) of the main job, :func:`run_job`, which
   ``compressopt compress`` runs;
-* :class:`Distillation`, a knowledge-distillation term from the reference added to L.
+* :class:`Distillation`, a knowledge-distillation term from the reference added to L;
+* :func:`save_compressed` / :func:`load_compressed`: the compressed-model file (Θ, not Δ(Θ)).
 """
 
 import torch  # noqa: F401  (this subpackage requires torch)
 
+from compressopt.dnn.compressed import (
+    CompressedModel,
+    compressed_bytes,
+    load_compressed,
+    save_compressed,
+)
 from compressopt.dnn.data import (
     Splits,
     load_dataset,
@@ -30,6 +37,7 @@ from compressopt.dnn.train import cosine_lr, evaluate, train
 
 __all__ = [
     "METHODS",
+    "CompressedModel",
     "Distillation",
     "JobConfig",
     "LStepSchedule",
@@ -42,9 +50,11 @@ __all__ = [
     "build_compression",
     "build_model",
     "clipped_lr",
+    "compressed_bytes",
     "cosine_lr",
     "count_parameters",
     "evaluate",
+    "load_compressed",
     "load_dataset",
     "load_digits",
     "load_mnist",
@@ -53,6 +63,7 @@ __all__ = [
     "read_parameters",
     "register",
     "run_job",
+    "save_compressed",
     "select_parameters",
     "train",
     "write_parameters",
