@@ -36,7 +36,15 @@ from compressopt.errors import (
     ResourceLimitError,
     ShapeMismatchError,
 )
-from compressopt.storage.schemes import CODECS, Decoder, Encoder, expand, leaf_records
+from compressopt.storage.container import read_safetensors, write_safetensors
+from compressopt.storage.schemes import (
+    CODECS,
+    Decoder,
+    Encoder,
+    expand,
+    leaf_records,
+    record_codec,
+)
 
 __all__ = [
     "FORMAT",
@@ -53,8 +61,6 @@ __all__ = [
 
 FORMAT = "compressopt.model"
 VERSION = 1
-#: largest safetensors header we accept (bytes)
-MAX_HEADER = 64 << 20
 #: parts (name -> report category) of the byte accounting
 CATEGORY = {"values": "values", "codes": "values", "left": "values", "right": "values",
             "positions": "positions", "codebook": "codebook", "scale": "codebook"}
@@ -146,10 +152,8 @@ def theta_to_bytes(
     except (TypeError, ValueError) as e:
         raise TypeError(f"metadata must be JSON-serializable with finite numbers: {e}") from e
     digest = hashlib.sha256(text.encode() + payload).hexdigest()
-    from safetensors.numpy import save
-
-    return save({"payload": np.frombuffer(payload, dtype=np.uint8)},
-                metadata={"compressopt": text, "sha256": digest})
+    return write_safetensors({"payload": np.frombuffer(payload, dtype=np.uint8)},
+                             {"compressopt": text, "sha256": digest})
 
 
 def _as_array(x: Any, name: str) -> Any:
@@ -255,29 +259,14 @@ def _read_bytes(source: str | os.PathLike | bytes) -> bytes:
 
 
 def _container(data: bytes) -> tuple[str, str, memoryview]:
-    """(header JSON text, sha256 hex, payload) of a safetensors file, checked strictly."""
-    if len(data) < 8:
-        raise CorruptFileError(f"file of {len(data)} bytes is too short to be a model file")
-    n = int.from_bytes(data[:8], "little")
-    if not 2 <= n <= min(len(data) - 8, MAX_HEADER):
-        raise CorruptFileError(f"header length {n} does not fit a file of {len(data)} bytes")
-    raw = data[8:8 + n]
-    body = raw.rstrip(b" ")
-    if not body.startswith(b"{") or not body.endswith(b"}"):
-        raise CorruptFileError("the safetensors header is not a JSON object")
-    try:
-        st = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CorruptFileError(f"unreadable safetensors header: {e}") from e
-    size = len(data) - 8 - n
-    want = {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}
-    meta = st.get("__metadata__") if isinstance(st, dict) else None
-    if set(st) != {"__metadata__", "payload"} or st["payload"] != want or \
-            not isinstance(meta, dict) or set(meta) != {"compressopt", "sha256"} or \
-            not all(isinstance(v, str) for v in meta.values()):
+    """(header JSON text, sha256 hex, payload) of a model file's safetensors container."""
+    meta, tensors = read_safetensors(data)
+    entry = tensors.get("payload")
+    if set(tensors) != {"payload"} or entry[0] != "uint8" or len(entry[1]) != 1 or \
+            set(meta) != {"compressopt", "sha256"}:
         raise CorruptFileError("not a compressopt model file (unexpected safetensors layout; "
                                "truncated or modified?)")
-    return meta["compressopt"], meta["sha256"], memoryview(data)[8 + n:]
+    return meta["compressopt"], meta["sha256"], entry[2]
 
 
 def _header(data: bytes) -> tuple[dict[str, Any], memoryview]:
@@ -321,9 +310,11 @@ def _check_records(header: dict, payload: int) -> None:
         raise CorruptFileError(f"malformed Θ records: {e}") from e
     total = need = 0
     for _, rec in leaves:
-        if not isinstance(rec, dict) or rec.get("scheme") not in CODECS:
-            raise CorruptFileError(f"unknown scheme in record {str(rec)[:80]!r}")
-        for spec in rec.get("parts", {}).values():
+        record_codec(rec)
+        parts = rec.get("parts", {})
+        if not isinstance(parts, dict):
+            raise CorruptFileError(f"malformed parts {parts!r}")
+        for spec in parts.values():
             if not isinstance(spec, list) or len(spec) != 2 or not isinstance(spec[0], int):
                 raise CorruptFileError(f"malformed part {spec!r}")
             total += spec[0]

@@ -70,6 +70,7 @@ __all__ = [
     "expand",
     "leaf_records",
     "map_arrays",
+    "record_codec",
 ]
 
 #: value dtypes a file may hold (numpy names)
@@ -143,11 +144,9 @@ class Decoder:
         self.pos = 0
 
     def node(self, rec: Any) -> Any:
-        if not isinstance(rec, dict) or rec.get("scheme") not in CODECS:
-            scheme = rec.get("scheme") if isinstance(rec, dict) else rec
-            raise CorruptFileError(f"unknown or malformed Θ record (scheme {scheme!r})")
+        codec = record_codec(rec)
         try:
-            return CODECS[rec["scheme"]].decode(rec, self)
+            return codec.decode(rec, self)
         except (KeyError, TypeError, ValueError, IndexError) as e:
             if isinstance(e, CorruptFileError):
                 raise
@@ -182,6 +181,14 @@ class Decoder:
 
 def _is_count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def record_codec(rec: Any) -> Codec:
+    """The codec of a record read from a file; CorruptFileError if there is none."""
+    scheme = rec.get("scheme") if isinstance(rec, dict) else None
+    if not isinstance(scheme, str) or scheme not in CODECS:
+        raise CorruptFileError(f"unknown or malformed Θ record {str(rec)[:80]!r}")
+    return CODECS[scheme]
 
 
 def codec_for(theta: Any) -> Codec:
@@ -222,7 +229,7 @@ def map_arrays(obj: Any, fn: Callable[[np.ndarray], Any]) -> Any:
 def leaf_records(rec: dict, key: Any = None) -> Iterator[tuple[Any, dict]]:
     """(key in the enclosing dict, leaf record) for every leaf below `rec`, in payload order;
     the key is None below an additive or group record."""
-    codec = CODECS[rec["scheme"]]
+    codec = record_codec(rec)
     if codec.account is not None:
         yield key, rec
         return
@@ -391,39 +398,49 @@ def _gap_bits(idx: np.ndarray, n: int) -> int:
 
 def _encode_codes(codes: np.ndarray, alphabet: int, zero: int | None, enc: Encoder,
                   ) -> tuple[dict, list[Part]]:
-    """Symbols in [0, alphabet), flat; `zero` the symbol of a zero entry (or None). The
-    elementwise supports list only the non-zero symbols, renumbered without `zero`."""
+    """Symbols in [0, alphabet), shaped like the tensor; `zero` the symbol of a zero entry
+    (or None). Candidates: every code; or, with a zero symbol, the codes of the entries a
+    support lists: renumbered without `zero` for elementwise positions (or none, when no
+    entry is zero), as they are for whole slices."""
     sym = codes.reshape(-1)
+    candidates = [(_Support(b"", "all", None), False)]
+    if zero is not None:
+        mask = sym != zero
+        for s in _supports(mask, codes.shape, enc.entropy):
+            if s.idx is not None or mask.all():
+                candidates.append((s, not s.enc.startswith("slices:")))
     best = None
-    candidates = [_Support(b"", "all", None)] if zero is None else _supports(
-        sym != zero, codes.shape, enc.entropy)
-    for s in candidates:
-        listed, size = (sym, alphabet) if s.idx is None else (sym[s.idx], alphabet)
-        if s.idx is not None and not s.enc.startswith("slices:"):
-            listed, size = listed - (listed > zero), alphabet - 1
-        data, cenc = encode_symbols(listed, size, entropy=enc.entropy)
+    for s, remap in candidates:
+        listed = sym if s.idx is None else sym[s.idx]
+        size = alphabet - 1 if remap else alphabet
+        data, cenc = encode_symbols(listed - (listed > zero) if remap else listed, size,
+                                    entropy=enc.entropy)
         cost = len(s.data) + len(data)
         if best is None or cost < best[0]:
-            best = (cost, s, (data, cenc), listed.size)
-    _, s, (data, cenc), count = best
-    fields = {} if s.idx is None else {"nnz": count, "zero": zero}
+            best = (cost, s, (data, cenc), listed.size, remap)
+    _, s, (data, cenc), count, remap = best
+    fields = {"nnz": count, "zero": zero} if remap or s.idx is not None else {}
     return fields, [*_support_parts(s), ("codes", data, cenc)]
 
 
 def _decode_codes(rec: dict, p: dict, shape: tuple[int, ...], alphabet: int) -> np.ndarray:
     n = math.prod(shape)
     pos = p.get("positions")
-    if pos is None:
+    if "zero" not in rec:
+        if pos is not None:
+            raise CorruptFileError("sparse codes without their zero symbol")
         return decode_symbols(*p["codes"], alphabet, n).reshape(shape)
     count, zero = rec["nnz"], rec["zero"]
     if not _is_count(count) or count > n or not _is_count(zero) or zero >= alphabet:
         raise CorruptFileError(f"bad sparse codes: nnz={count!r}, zero={zero!r}")
     idx = _read_support(pos, shape, count)
-    if pos[1].startswith("slices:"):
+    if pos is not None and pos[1].startswith("slices:"):
         listed = decode_symbols(*p["codes"], alphabet, count)
     else:
         listed = decode_symbols(*p["codes"], alphabet - 1, count)
         listed = listed + (listed >= zero)
+    if idx is None:
+        return listed.reshape(shape)
     out = np.full(n, zero, dtype=np.int64)
     out[idx] = listed
     return out.reshape(shape)
@@ -522,8 +539,9 @@ def _encode_scaled(t: ScaledCodes, enc: Encoder) -> tuple[dict, list[Part]]:
     scale, codes, lo, hi = _scaled_host(t)
     zero = -lo if lo <= 0 <= hi else None
     fields, parts = _encode_codes(codes - lo, hi - lo + 1, zero, enc)
-    head = {"shape": list(codes.shape), "dtype": scale.dtype.name, "lo": lo, "hi": hi,
-            "scale_shape": list(scale.shape)}
+    head = {"shape": list(codes.shape), "dtype": scale.dtype.name, "lo": lo, "hi": hi}
+    if scale.shape != ():  # a scale is 0-d unless a scheme says otherwise
+        head["scale_shape"] = list(scale.shape)
     return {**head, **fields}, [("scale", scale.tobytes(), "raw"), *parts]
 
 
@@ -533,7 +551,7 @@ def _decode_scaled(rec: dict, dec: Decoder) -> ScaledCodes:
     if not all(isinstance(v, int) and abs(v) < 1 << 40 for v in (lo, hi)) or hi < lo:
         raise CorruptFileError(f"bad code range [{lo!r}, {hi!r}]")
     p = dec.parts(rec, ("scale", "codes"), ("positions",))
-    scale = _raw(p["scale"][0], dtype, 1, "scale").reshape(_shape(rec["scale_shape"]))
+    scale = _raw(p["scale"][0], dtype, 1, "scale").reshape(_shape(rec.get("scale_shape", [])))
     return ScaledCodes(scale, _decode_codes(rec, p, shape, hi - lo + 1) + lo)
 
 

@@ -7,14 +7,14 @@ It serves the coordinators' states (``LCState``, ``ADMMState``, ``JointADMMState
 ``SLRState``, ``APGDSSMState``), their history records, ``SolveResult``, every Θ of
 :mod:`compressopt.projections` and the compressions themselves.
 
-Supported: None, bool, int, float (NaN and ±inf too), str, bytes, list, tuple, dict (any
-encodable keys), set/frozenset, range, numpy arrays and scalars, other array libraries
-through a registered hook (:func:`register_array_hook`; :mod:`compressopt.dnn` registers
-torch tensors), and the NamedTuple, dataclass and Enum classes of the allow-list: every such
-class defined in :mod:`compressopt.projections` and :mod:`compressopt.solvers`, plus those
-added with :func:`register_type`. Types are resolved by name in the allow-list only; nothing
-is ever imported from a name read from a file. Shared references are stored once per use
-(not aliased on decoding).
+Supported: None, bool, int, float (NaN with its payload, ±inf), str, bytes, list, tuple,
+dict and OrderedDict (any encodable keys), set/frozenset, range, numpy arrays and scalars,
+other array libraries through a registered hook (:func:`register_array_hook`;
+:mod:`compressopt.dnn` registers torch tensors), and the NamedTuple, dataclass and Enum
+classes of the allow-list: every such class defined in :mod:`compressopt.projections` and
+:mod:`compressopt.solvers`, plus those added with :func:`register_type`. Types are resolved
+by name in the allow-list only; nothing is ever imported from a name read from a file.
+Shared references are stored once per use (not aliased on decoding).
 
 The skeleton is JSON: a plain JSON value stands for itself (a JSON list is a Python list);
 every other node is an object ``{"t": kind, ...}``.
@@ -24,17 +24,21 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import importlib
 import json
 import math
 import os
 import pkgutil
+import struct
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from compressopt.errors import CorruptFileError, FormatVersionError
+from compressopt.storage.container import read_safetensors, to_array, write_safetensors
 
 __all__ = [
     "FORMAT",
@@ -135,7 +139,7 @@ class _Encoder:
         if a.dtype.name not in ARRAY_DTYPES:
             raise TypeError(f"cannot store an array of dtype {a.dtype}")
         key = f"{self.prefix}{len(self.tensors)}"
-        self.tensors[key] = np.ascontiguousarray(a)
+        self.tensors[key] = a if a.flags.c_contiguous else a.copy(order="C")  # keeps 0-d
         return key
 
     def node(self, x: Any, depth: int = 0) -> Any:
@@ -146,7 +150,9 @@ class _Encoder:
         if x is None or t in (bool, int, str):
             return x
         if t is float:
-            return x if math.isfinite(x) else {"t": "float", "v": repr(x)}
+            if math.isfinite(x):
+                return x  # JSON keeps finite floats exactly (shortest repr)
+            return {"t": "float", "bits": struct.unpack("<Q", struct.pack("<d", x))[0]}
         if isinstance(x, np.ndarray):
             return {"t": "ndarray", "r": self.array(x)}
         if isinstance(x, np.generic):
@@ -167,8 +173,8 @@ class _Encoder:
             return [self.node(v, d) for v in x]
         if t is tuple:
             return {"t": "tuple", "v": [self.node(v, d) for v in x]}
-        if t is dict:
-            return {"t": "dict", "k": [self.node(k, d) for k in x],
+        if t in (dict, OrderedDict):  # e.g. a torch state_dict
+            return {"t": "dict" if t is dict else "odict", "k": [self.node(k, d) for k in x],
                     "v": [self.node(v, d) for v in x.values()]}
         if t in (set, frozenset):
             return {"t": t.__name__, "v": [self.node(v, d) for v in x]}
@@ -261,9 +267,10 @@ class _Decoder:
         return [self.node(x, d) for x in v]
 
     def _float(self, s: dict, d: int) -> float:
-        if s.get("v") not in ("nan", "inf", "-inf"):
-            raise CorruptFileError(f"bad float {s.get('v')!r}")
-        return float(s["v"])
+        bits = s.get("bits")
+        if type(bits) is not int or not 0 <= bits < 1 << 64:
+            raise CorruptFileError(f"bad float bits {bits!r}")
+        return struct.unpack("<d", struct.pack("<Q", bits))[0]
 
     def _ndarray(self, s: dict, d: int) -> np.ndarray:
         return self.array(s.get("r"))
@@ -325,6 +332,9 @@ class _Decoder:
         except TypeError as e:
             raise CorruptFileError(f"unhashable dict key: {e}") from e
 
+    def _odict(self, s: dict, d: int) -> OrderedDict:
+        return OrderedDict(self._dict(s, d))
+
     def _set(self, s: dict, d: int) -> set:
         return set(self._items(s, d))
 
@@ -361,15 +371,14 @@ def decode_tree(tensors: Mapping[str, Any], skeleton: Any) -> Any:
 
 def tree_to_bytes(obj: Any, metadata: Mapping[str, Any] | None = None) -> bytes:
     """`obj` as a safetensors file: its arrays as tensors, ``__metadata__["compressopt"]`` the
-    JSON ``{"format": "compressopt.tree", "version": 1, "skeleton": ..., "metadata": ...}``.
+    JSON ``{"format": "compressopt.tree", "version": 1, "skeleton": ..., "metadata": ...}`` and
+    ``__metadata__["sha256"]`` the SHA-256 of that JSON's UTF-8 bytes and the data section.
 
     Raises
     ------
     TypeError
         As :func:`encode_tree`, or `metadata` is not JSON-serializable.
     """
-    from safetensors.numpy import save
-
     tensors, skel = encode_tree(obj)
     head = {"format": FORMAT, "version": VERSION, "skeleton": skel,
             "metadata": dict(metadata or {})}
@@ -377,7 +386,9 @@ def tree_to_bytes(obj: Any, metadata: Mapping[str, Any] | None = None) -> bytes:
         text = json.dumps(head, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as e:
         raise TypeError(f"metadata must be JSON-serializable with finite numbers: {e}") from e
-    return save(tensors, metadata={"compressopt": text})
+    body = b"".join(np.ascontiguousarray(a).tobytes() for a in tensors.values())
+    digest = hashlib.sha256(text.encode() + body).hexdigest()
+    return write_safetensors(tensors, {"compressopt": text, "sha256": digest})
 
 
 def tree_from_bytes(data: bytes) -> tuple[Any, dict[str, Any]]:
@@ -386,30 +397,29 @@ def tree_from_bytes(data: bytes) -> tuple[Any, dict[str, Any]]:
     Raises
     ------
     CorruptFileError
-        Not a readable safetensors file of a tree, or as :func:`decode_tree`.
+        Not a readable safetensors file of a tree, a checksum mismatch (truncated or modified),
+        or as :func:`decode_tree`.
     FormatVersionError
         Another version of the tree format.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
-    if len(data) < 8 or int.from_bytes(data[:8], "little") > len(data) - 8:
-        raise CorruptFileError("truncated safetensors file")
-    n = int.from_bytes(data[:8], "little")
+    meta, entries = read_safetensors(data)
+    if set(meta) != {"compressopt", "sha256"}:
+        raise CorruptFileError("not a compressopt tree file")
+    body = memoryview(data)[8 + int.from_bytes(data[:8], "little"):]
+    if hashlib.sha256(meta["compressopt"].encode() + body).hexdigest() != meta["sha256"]:
+        raise CorruptFileError("checksum mismatch: the file is corrupted")
     try:
-        st = json.loads(bytes(data[8:8 + n]).decode("utf-8"))
-        head = json.loads(st["__metadata__"]["compressopt"])
-        tensors = load(bytes(data))
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
-            SafetensorError) as e:
-        raise CorruptFileError(f"not a readable compressopt tree file: {e}") from e
+        head = json.loads(meta["compressopt"])
+    except json.JSONDecodeError as e:  # pragma: no cover - the checksum matched
+        raise CorruptFileError(f"not a compressopt tree file: {e}") from e
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise CorruptFileError("not a compressopt tree file")
     if head.get("version") != VERSION:
         raise FormatVersionError(f"tree format version {head.get('version')!r}; this "
                                  f"compressopt reads version {VERSION}")
-    meta = head.get("metadata")
-    return decode_tree(tensors, head.get("skeleton")), meta if isinstance(meta, dict) else {}
+    tensors = {name: to_array(e) for name, e in entries.items()}
+    extra = head.get("metadata")
+    return decode_tree(tensors, head.get("skeleton")), extra if isinstance(extra, dict) else {}
 
 
 def save_tree(path: str | os.PathLike, obj: Any,
