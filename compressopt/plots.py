@@ -9,7 +9,8 @@ From a run's report (the ``report.json`` of ``compressopt compress``):
 * :func:`plot_histograms`: per layer a histogram of the weights with the codebook levels
   (:func:`codebook_levels` reads them from Θ, e.g. a compressed-model file's).
 
-:func:`plot_report` draws all of them into a folder. Every file is written atomically.
+:func:`plot_report` draws all of them into a folder, :func:`render_report` returns them as
+PNG bytes (to stage with a run's outputs). Every file is written atomically.
 matplotlib is imported only when drawing, through its object-oriented API (no pyplot, no
 global backend change); without it the functions raise ImportError with the install hint,
 or :func:`plot_report` skips with a warning (``missing_ok=True``). Torch-free.
@@ -33,6 +34,7 @@ __all__ = [
     "plot_iterations",
     "plot_layers",
     "plot_report",
+    "render_report",
 ]
 
 logger = logging.getLogger("compressopt.plots")
@@ -61,7 +63,9 @@ def _figure(nrows: int, ncols: int, size: tuple[float, float]) -> tuple[Any, Any
     return fig, axes
 
 
-def _save(fig: Any, path: str | os.PathLike) -> Path:
+def _save(fig: Any, path: str | os.PathLike | None) -> Path | bytes:
+    """Write the figure as a PNG file atomically (its path back), or return the PNG bytes
+    when `path` is None (e.g. to stage them in a run's output set)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from compressopt.storage.model_file import _atomic_write
@@ -69,6 +73,8 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
+    if path is None:
+        return buf.getvalue()
     _atomic_write(path, buf.getvalue())
     return Path(path)
 
@@ -83,7 +89,8 @@ def _log_if_spread(ax: Any, values: Sequence[float | None], spread: float = 30.0
         ax.set_ylim(0, 2 * v[0])
 
 
-def plot_layers(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
+def plot_layers(report: Mapping[str, Any], path: str | os.PathLike | None = None,
+                ) -> Path | bytes:
     """Bars per compressed layer: weights kept (% of the layer) and bits per stored weight.
 
     Reads ``report["layers"]`` (``name``, ``numel``, ``nonzeros``, ``bits``); the title
@@ -143,7 +150,8 @@ def _column(iterations: Sequence[Mapping[str, Any]], key: str) -> list[float | N
     return out
 
 
-def plot_iterations(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
+def plot_iterations(report: Mapping[str, Any], path: str | os.PathLike | None = None,
+                    ) -> Path | bytes:
     """Per-iteration curves: test accuracy (%), the constraint violation and the penalty.
 
     Reads ``report["iterations"]``: ``test_accuracy`` (a fraction), the first present of
@@ -219,9 +227,9 @@ def codebook_levels(theta: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def plot_histograms(weights: Mapping[str, Any], path: str | os.PathLike, *,
+def plot_histograms(weights: Mapping[str, Any], path: str | os.PathLike | None = None, *,
                     levels: Mapping[str, Any] | None = None, title: str | None = None,
-                    bins: int = 80) -> Path:
+                    bins: int = 80) -> Path | bytes:
     """One histogram per layer of `weights` (e.g. the reference weights, or the
     uncompressed w of the last iteration), with the codebook `levels` as vertical lines.
 
@@ -266,12 +274,34 @@ def plot_histograms(weights: Mapping[str, Any], path: str | os.PathLike, *,
     return _save(fig, path)
 
 
+def render_report(report: Mapping[str, Any], *,
+                  weights: Mapping[str, Any] | None = None,
+                  levels: Mapping[str, Any] | None = None) -> dict[str, bytes]:
+    """The figures of :func:`plot_report` as ``{file name: PNG bytes}`` (nothing written),
+    e.g. to stage them with the run's other outputs.
+
+    Raises
+    ------
+    ImportError
+        matplotlib is missing (the message says how to install it).
+    """
+    out: dict[str, bytes] = {}
+    if report.get("layers"):
+        out["layers.png"] = plot_layers(report)  # type: ignore[assignment]
+    if report.get("iterations"):
+        out["iterations.png"] = plot_iterations(report)  # type: ignore[assignment]
+    if weights:
+        out["histograms.png"] = plot_histograms(  # type: ignore[assignment]
+            weights, levels=levels, title=_title(report, "weights and codebook levels"))
+    return out
+
+
 def plot_report(report: Mapping[str, Any], out_dir: str | os.PathLike, *,
                 weights: Mapping[str, Any] | None = None,
                 levels: Mapping[str, Any] | None = None,
                 missing_ok: bool = True) -> list[Path]:
     """Draw ``layers.png``, ``iterations.png`` and (given `weights`) ``histograms.png`` into
-    `out_dir`; returns the files written.
+    `out_dir`, each written atomically; returns the files written.
 
     Parameters
     ----------
@@ -287,20 +317,17 @@ def plot_report(report: Mapping[str, Any], out_dir: str | os.PathLike, *,
     ImportError
         matplotlib is missing and not `missing_ok`.
     """
+    from compressopt.storage.model_file import _atomic_write
+
     try:
-        import matplotlib  # noqa: F401
+        figures = render_report(report, weights=weights, levels=levels)
     except ImportError:
         if not missing_ok:
-            raise ImportError(INSTALL_HINT) from None
+            raise
         logger.warning("%s; skipping the figures", INSTALL_HINT)
         return []
-    out = Path(out_dir)
     written = []
-    if report.get("layers"):
-        written.append(plot_layers(report, out / "layers.png"))
-    if report.get("iterations"):
-        written.append(plot_iterations(report, out / "iterations.png"))
-    if weights:
-        written.append(plot_histograms(weights, out / "histograms.png", levels=levels,
-                                       title=_title(report, "weights and codebook levels")))
+    for name, png in figures.items():
+        _atomic_write(Path(out_dir) / name, png)
+        written.append(Path(out_dir) / name)
     return written

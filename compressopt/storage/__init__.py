@@ -3,7 +3,8 @@
 * :mod:`~compressopt.storage.model_file`: a compressed model stores Θ, not Δ(Θ): one small
   JSON record per tensor's scheme plus bit-packed / entropy-coded uint8 parts, in a
   safetensors container (no pickle): :func:`save_theta`, :func:`load_theta`,
-  :func:`read_model`, :func:`inspect`, :func:`file_accounting`, :func:`check_model`;
+  :func:`read_model`, :func:`inspect`, :func:`file_accounting`, :func:`check_model`,
+  :func:`export_dense`;
 * :mod:`~compressopt.storage.schemes`: one codec per kind of Θ, in one registry
   (:data:`~compressopt.storage.schemes.CODECS`);
 * :mod:`~compressopt.storage.codecs`: bit packing, positions (bitmask, gaps with fillers,
@@ -21,6 +22,7 @@ from compressopt.storage.model_file import (
     VERSION,
     ModelFile,
     check_model,
+    export_dense,
     file_accounting,
     inspect,
     load_theta,
@@ -46,6 +48,7 @@ __all__ = [
     "check_model",
     "decode_tree",
     "encode_tree",
+    "export_dense",
     "file_accounting",
     "inspect",
     "load_theta",

@@ -40,6 +40,7 @@ __all__ = [
     "fixed_gap_bits",
     "pack_bits",
     "position_floor_bits",
+    "symbols_size",
     "unpack_bits",
 ]
 
@@ -120,6 +121,12 @@ def pack_bits(values: np.ndarray, bits: int) -> bytes:
         return b""
     if bits in (8, 16, 32):
         return v.astype(f"<u{bits // 8}").tobytes()
+    if bits in (1, 2, 4):  # whole codes per byte: shift and add
+        k = 8 // bits
+        u = np.zeros(-(-v.size // k) * k, dtype=np.uint8)
+        u[: v.size] = v
+        shifts = (np.arange(k, dtype=np.uint8) * bits).astype(np.uint8)
+        return (u.reshape(-1, k) << shifts).sum(axis=1, dtype=np.uint8).tobytes()
     u = v.astype(np.uint32)
     planes = (u[:, None] >> np.arange(bits, dtype=np.uint32)) & 1
     return np.packbits(planes.astype(np.uint8).reshape(-1), bitorder="little").tobytes()
@@ -142,6 +149,13 @@ def unpack_bits(buf: Buffer, bits: int, count: int) -> np.ndarray:
         return np.zeros(count, dtype=np.int64)
     if bits in (8, 16, 32):
         return np.frombuffer(buf, dtype=f"<u{bits // 8}").astype(np.int64)
+    if bits in (1, 2, 4):
+        k = 8 // bits
+        shifts = (np.arange(k, dtype=np.uint8) * bits).astype(np.uint8)
+        out = ((_u8(buf)[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)
+        if out[count:].any():
+            raise CorruptFileError("nonzero padding bits after the last code")
+        return out[:count].astype(np.int64)
     planes = np.unpackbits(_u8(buf), bitorder="little")
     if planes[count * bits:].any():
         raise CorruptFileError("nonzero padding bits after the last code")
@@ -251,6 +265,26 @@ def ans_decode(buf: Buffer, alphabet: int, count: int) -> np.ndarray:
     return out
 
 
+#: largest alphabet the ANS stage models (its counts are stored with the stream)
+MAX_ANS_ALPHABET = 1 << 16
+
+
+def _ans_estimate(s: np.ndarray, alphabet: int) -> tuple[float, np.ndarray | None]:
+    """Predicted bytes of :func:`ans_encode` (inf when ANS does not apply) and the counts."""
+    if alphabet < 2 or not s.size or alphabet > max(MAX_ANS_ALPHABET, s.size):
+        return math.inf, None
+    counts = np.bincount(s, minlength=alphabet)
+    return _entropy_bytes(counts) + _model_bytes(counts) + 8, counts
+
+
+def symbols_size(symbols: np.ndarray, alphabet: int, *, entropy: bool = True) -> float:
+    """Bytes :func:`encode_symbols` will take, predicted without encoding (the ANS stream
+    to within a few bytes); for choosing between candidate layouts cheaply."""
+    s = np.asarray(symbols, dtype=np.int64).reshape(-1)
+    fixed = (s.size * bits_needed(alphabet) + 7) // 8
+    return min(fixed, _ans_estimate(s, alphabet)[0]) if entropy else fixed
+
+
 def encode_symbols(symbols: np.ndarray, alphabet: int, *, entropy: bool = True,
                    ) -> tuple[bytes, str]:
     """The cheaper of a fixed-width code and ANS for a stream of symbols in [0, alphabet).
@@ -263,14 +297,12 @@ def encode_symbols(symbols: np.ndarray, alphabet: int, *, entropy: bool = True,
     """
     s = np.asarray(symbols, dtype=np.int64).reshape(-1)
     b = bits_needed(alphabet)
-    best = (pack_bits(s, b), f"bits:{b}")
-    if entropy and alphabet >= 2 and s.size:
-        counts = np.bincount(s, minlength=alphabet)
-        if _entropy_bytes(counts) + _model_bytes(counts) + 8 < len(best[0]):
-            data = ans_encode(s, alphabet)
-            if len(data) < len(best[0]):
-                best = (data, "ans")
-    return best
+    fixed = (s.size * b + 7) // 8
+    if entropy and _ans_estimate(s, alphabet)[0] < fixed:
+        data = ans_encode(s, alphabet)
+        if len(data) < fixed:
+            return data, "ans"
+    return pack_bits(s, b), f"bits:{b}"
 
 
 def decode_symbols(buf: Buffer, encoding: str, alphabet: int, count: int) -> np.ndarray:
@@ -341,20 +373,23 @@ def _fixed_gap_encode(g: np.ndarray, bits: int) -> bytes:
     reps = g // m + 1  # entries per stored value: its fillers, then the remainder
     sym = np.full(int(reps.sum()), m, dtype=np.int64)
     sym[np.cumsum(reps) - 1] = g % m
-    return _varint(sym.size) + pack_bits(sym, bits)
+    return pack_bits(sym, bits)
 
 
 def _fixed_gap_decode(buf: Buffer, bits: int, n: int, nnz: int) -> np.ndarray:
+    """The entries end at the `nnz`-th non-filler; what follows must be zero padding."""
     if not 1 <= bits <= 32:
         raise CorruptFileError(f"bad gap width {bits}")
     m = (1 << bits) - 1
-    entries, pos = _read_varint(buf, 0)
-    if entries < nnz or entries > nnz + n // m + 1:
-        raise CorruptFileError(f"{entries} gap entries cannot hold {nnz} positions in {n}")
-    sym = unpack_bits(buf[pos:], bits, entries)
+    room = 8 * len(buf) // bits
+    sym = unpack_bits(buf[: (room * bits + 7) // 8], bits, room)
     stored = sym < m
-    if int(stored.sum()) != nnz or (entries and not stored[-1]):
-        raise CorruptFileError("gap entries do not match the number of stored values")
+    ends = np.flatnonzero(stored)
+    if ends.size < nnz or (nnz == 0 and len(buf)):
+        raise CorruptFileError(f"gap entries hold {ends.size} positions, expected {nnz}")
+    entries = int(ends[nnz - 1]) + 1 if nnz else 0
+    sym = unpack_bits(buf, bits, entries)  # checks the length and the zero padding
+    stored = stored[:entries]
     step = np.where(stored, sym + 1, m)
     return (np.cumsum(step) - 1)[stored]
 
@@ -418,7 +453,7 @@ def encode_positions(idx: np.ndarray, n: int, *, entropy: bool = True) -> tuple[
     best = (np.packbits(mask, bitorder="little").tobytes(), "mask")
     g = _gaps(idx)
     bits, b = fixed_gap_bits(idx)
-    if (bits + 7) // 8 + 3 < len(best[0]):
+    if (bits + 7) // 8 < len(best[0]):
         best = min(best, (_fixed_gap_encode(g, b), f"gaps:{b}"), key=lambda t: len(t[0]))
     if entropy:
         top = max(int(g.max()), 1).bit_length()

@@ -10,7 +10,8 @@ concatenated) and two ``__metadata__`` strings: ``"compressopt"``, the JSON head
      "theta": <record>, "dense": {name: <record>}, "payload": <bytes>}
 
 where a record is one :class:`~compressopt.storage.schemes.Codec`'s (scheme, shape, dtype,
-its fields and ``"parts": {name: [bytes, encoding]}``; composites nest records). Reading
+its fields and ``"parts": {name: bytes}`` for raw parts or ``{name: [bytes, encoding]}``;
+composites nest records). Reading
 checks, before decoding anything: the container's framing and lengths, the checksum, the
 format name and version, every record's fields, that the parts tile the payload exactly, and
 that the decoded arrays fit in memory.
@@ -42,7 +43,9 @@ from compressopt.storage.schemes import (
     Decoder,
     Encoder,
     expand,
+    host_theta,
     leaf_records,
+    part_spec,
     record_codec,
 )
 
@@ -51,6 +54,7 @@ __all__ = [
     "VERSION",
     "ModelFile",
     "check_model",
+    "export_dense",
     "file_accounting",
     "inspect",
     "load_theta",
@@ -132,13 +136,14 @@ def theta_to_bytes(
 ) -> bytes:
     """The compressed-model file of Θ, as bytes (see :func:`save_theta`)."""
     names = _names(theta)
-    dense = dict(dense or {})
+    theta = host_theta(theta)
+    dense = {n: host_theta(_as_array(x, n)) for n, x in (dense or {}).items()}
     both = sorted(set(names) & set(dense))
     if both:
         raise ShapeMismatchError(f"tensors {both} are both compressed and dense")
     enc = Encoder(entropy)
     root = enc.node(theta)
-    dense_recs = {n: enc.node(_as_array(x, n)) for n, x in dense.items()}
+    dense_recs = {n: enc.node(x) for n, x in dense.items()}
     payload = b"".join(enc.chunks)
     header = {
         "format": FORMAT, "version": VERSION, "compressopt": _version(),
@@ -314,10 +319,7 @@ def _check_records(header: dict, payload: int) -> None:
         parts = rec.get("parts", {})
         if not isinstance(parts, dict):
             raise CorruptFileError(f"malformed parts {parts!r}")
-        for spec in parts.values():
-            if not isinstance(spec, list) or len(spec) != 2 or not isinstance(spec[0], int):
-                raise CorruptFileError(f"malformed part {spec!r}")
-            total += spec[0]
+        total += sum(part_spec(spec)[0] for spec in parts.values())
         shape = rec.get("shape")
         if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
             raise CorruptFileError(f"malformed shape {shape!r}")
@@ -382,6 +384,21 @@ def load_theta(path: str | os.PathLike | bytes) -> tuple[dict[str, np.ndarray], 
     """
     m = read_model(path)
     return m.arrays(), m.header
+
+
+def export_dense(source: str | os.PathLike | bytes) -> bytes:
+    """Every tensor of a compressed-model file, decompressed, as a plain safetensors file
+    (``compressopt export FILE --dense OUT``): readable with ``safetensors.torch.load_file``
+    and without compressopt; bit-identical to :func:`load_theta`'s arrays.
+
+    Raises as :func:`read_model`.
+    """
+    arrays, header = load_theta(source)
+    meta = {"format": "pt", "source": "compressopt", "compressopt": _version()}
+    model = header.get("metadata", {}).get("model")
+    if isinstance(model, str):
+        meta["model"] = model
+    return write_safetensors(arrays, meta)
 
 
 def _header_shapes(header: dict) -> dict[str, tuple[int, ...]]:
@@ -503,7 +520,7 @@ def _row(label: str, names: list[str], rec: dict, theta: Any, key: Any, *,
 
     acc = CODECS[rec["scheme"]].account(theta)
     numel = math.prod(rec["shape"])
-    parts = rec.get("parts", {})
+    parts = {name: part_spec(spec) for name, spec in rec.get("parts", {}).items()}
     by = dict.fromkeys(("values", "positions", "codebook"), 0)
     for name, (size, _) in parts.items():
         by[CATEGORY[name]] += size
@@ -546,7 +563,8 @@ def file_accounting(source: str | os.PathLike | bytes, info: dict | None = None,
         nominal bits, raw codebooks, no header; ``positions_bytes`` and
         ``position_floor_bytes``: the compressed tensors' position bytes and their floor;
         ``nominal_compression_ratio``: the papers' ``32·Σ numel / Σ bits·nnz`` when the file
-        records it.
+        records it; ``compressed_numel`` and ``model_numel``: the entries of the compressed
+        tensors and of every tensor of the file.
     """
     info = info or inspect(source)
     rows = info["tensors"]
@@ -576,6 +594,8 @@ def file_accounting(source: str | os.PathLike | bytes, info: dict | None = None,
         "positions_bytes": sum(r["bytes"]["positions"] for r in comp),
         "position_floor_bytes": sum(pos_floor),
         "nominal_compression_ratio": nominal.get("compression_ratio"),
+        "compressed_numel": sum(numel.values()),
+        "model_numel": all_numel,
     }
 
 

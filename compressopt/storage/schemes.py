@@ -58,6 +58,7 @@ from compressopt.storage.codecs import (
     encode_symbols,
     fixed_gap_bits,
     position_floor_bits,
+    symbols_size,
 )
 from compressopt.tree import tree_add
 
@@ -68,8 +69,10 @@ __all__ = [
     "Encoder",
     "codec_for",
     "expand",
+    "host_theta",
     "leaf_records",
     "map_arrays",
+    "part_spec",
     "record_codec",
 ]
 
@@ -128,7 +131,8 @@ class Encoder:
         fields, parts = codec.encode(theta, self)
         rec: dict[str, Any] = {"scheme": codec.name, **fields}
         if parts:
-            rec["parts"] = {name: [len(data), enc] for name, data, enc in parts}
+            rec["parts"] = {name: len(data) if enc == "raw" else [len(data), enc]
+                            for name, data, enc in parts}
             self.chunks.extend(data for _, data, _ in parts)
         return rec
 
@@ -162,13 +166,11 @@ class Decoder:
                                    f"expected {sorted(required)} (+ {sorted(optional)})")
         out = {}
         for name, spec in parts.items():
-            if (not isinstance(spec, list) or len(spec) != 2 or not _is_count(spec[0])
-                    or not isinstance(spec[1], str)):
-                raise CorruptFileError(f"malformed part {name!r}: {spec!r}")
-            end = self.pos + spec[0]
+            size, enc = part_spec(spec)
+            end = self.pos + size
             if end > len(self.payload):
                 raise CorruptFileError(f"part {name!r} runs past the end of the payload")
-            out[name] = (self.payload[self.pos:end], spec[1])
+            out[name] = (self.payload[self.pos:end], enc)
             self.pos = end
         return out
 
@@ -177,6 +179,16 @@ class Decoder:
             raise CorruptFileError(
                 f"the records use {self.pos} bytes of a {len(self.payload)}-byte payload"
             )
+
+
+def part_spec(spec: Any) -> tuple[int, str]:
+    """(bytes, encoding) of a record's part: ``n`` (raw bytes) or ``[n, "encoding"]``."""
+    if _is_count(spec):
+        return spec, "raw"
+    if (isinstance(spec, list) and len(spec) == 2 and _is_count(spec[0])
+            and isinstance(spec[1], str)):
+        return spec[0], spec[1]
+    raise CorruptFileError(f"malformed part {spec!r}")
 
 
 def _is_count(v: Any) -> bool:
@@ -212,18 +224,37 @@ def expand(theta: Any) -> Any:
     return codec_for(theta).expand(theta)
 
 
-def map_arrays(obj: Any, fn: Callable[[np.ndarray], Any]) -> Any:
-    """`obj` (a decoded Θ: NamedTuples, tuples, lists, dicts) with every numpy array
-    replaced by ``fn(array)``, e.g. converted to torch tensors; other leaves unchanged."""
-    if isinstance(obj, np.ndarray):
+def map_arrays(obj: Any, fn: Callable[[Any], Any], *,
+               is_array: Callable[[Any], bool] = lambda x: isinstance(x, np.ndarray)) -> Any:
+    """`obj` (a Θ: NamedTuples, tuples, lists, dicts) with every array (numpy by default;
+    `is_array` decides) replaced by ``fn(array)``, e.g. converted to torch tensors or to
+    the host; other leaves unchanged."""
+    if is_array(obj):
         return fn(obj)
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(map_arrays(v, fn) for v in obj))
+        return type(obj)(*(map_arrays(v, fn, is_array=is_array) for v in obj))
     if isinstance(obj, tuple | list):
-        return type(obj)(map_arrays(v, fn) for v in obj)
-    if isinstance(obj, dict):
-        return {k: map_arrays(v, fn) for k, v in obj.items()}
+        return type(obj)(map_arrays(v, fn, is_array=is_array) for v in obj)
+    if isinstance(obj, Mapping):
+        return {k: map_arrays(v, fn, is_array=is_array) for k, v in obj.items()}
     return obj
+
+
+def host_theta(theta: Any) -> Any:
+    """Θ with every array copied to a numpy array on the host (torch tensors on any device).
+
+    Raises
+    ------
+    UnsupportedDTypeError
+        An array dtype numpy lacks (bfloat16, ...).
+    """
+    def host(x: Any) -> np.ndarray:
+        try:
+            return to_numpy(x)
+        except TypeError as e:
+            raise UnsupportedDTypeError(f"cannot store dtype {x.dtype}: {e}") from e
+
+    return map_arrays(theta, host, is_array=_is_array)
 
 
 def leaf_records(rec: dict, key: Any = None) -> Iterator[tuple[Any, dict]]:
@@ -344,6 +375,12 @@ def _read_support(pos: tuple[memoryview, str] | None, shape: tuple[int, ...], co
     return decode_positions(buf, enc, n, count)
 
 
+def _record_cost(s: _Support, listed: bool = True) -> int:
+    """JSON bytes a support adds to the record: its positions part (about 32 bytes) and the
+    count of listed entries (about 12)."""
+    return (32 if s.idx is not None else 0) + (12 if listed or s.idx is not None else 0)
+
+
 def _support_parts(s: _Support) -> list[Part]:
     return [] if s.idx is None else [("positions", s.data, s.enc)]
 
@@ -357,7 +394,7 @@ def _encode_values(x: Any, enc: Encoder) -> tuple[dict, list[Part]]:
     best = None
     for s in _supports(_nonzero_bits(a), a.shape, enc.entropy):
         vals = flat if s.idx is None else flat[s.idx]
-        cost = len(s.data) + vals.nbytes
+        cost = len(s.data) + vals.nbytes + _record_cost(s)
         if best is None or cost < best[0]:
             best = (cost, s, vals)
     _, s, vals = best
@@ -410,29 +447,32 @@ def _encode_codes(codes: np.ndarray, alphabet: int, zero: int | None, enc: Encod
             if s.idx is not None or mask.all():
                 candidates.append((s, not s.enc.startswith("slices:")))
     best = None
-    for s, remap in candidates:
+    for s, remap in candidates:  # ranked by predicted size; only the best is encoded
         listed = sym if s.idx is None else sym[s.idx]
         size = alphabet - 1 if remap else alphabet
-        data, cenc = encode_symbols(listed - (listed > zero) if remap else listed, size,
-                                    entropy=enc.entropy)
-        cost = len(s.data) + len(data)
+        listed = listed - (listed > zero) if remap else listed
+        cost = (len(s.data) + symbols_size(listed, size, entropy=enc.entropy)
+                + _record_cost(s, remap))
         if best is None or cost < best[0]:
-            best = (cost, s, (data, cenc), listed.size, remap)
-    _, s, (data, cenc), count, remap = best
-    fields = {"nnz": count, "zero": zero} if remap or s.idx is not None else {}
+            best = (cost, s, listed, size, remap)
+    _, s, listed, size, remap = best
+    data, cenc = encode_symbols(listed, size, entropy=enc.entropy)
+    fields = {"nnz": listed.size} if remap or s.idx is not None else {}
     return fields, [*_support_parts(s), ("codes", data, cenc)]
 
 
-def _decode_codes(rec: dict, p: dict, shape: tuple[int, ...], alphabet: int) -> np.ndarray:
+def _decode_codes(rec: dict, p: dict, shape: tuple[int, ...], alphabet: int,
+                  zero: int | None) -> np.ndarray:
+    """Inverse of :func:`_encode_codes`: ``"nnz"`` in the record marks listed codes."""
     n = math.prod(shape)
     pos = p.get("positions")
-    if "zero" not in rec:
+    if "nnz" not in rec:
         if pos is not None:
-            raise CorruptFileError("sparse codes without their zero symbol")
+            raise CorruptFileError("positions without a count of the codes they list")
         return decode_symbols(*p["codes"], alphabet, n).reshape(shape)
-    count, zero = rec["nnz"], rec["zero"]
-    if not _is_count(count) or count > n or not _is_count(zero) or zero >= alphabet:
-        raise CorruptFileError(f"bad sparse codes: nnz={count!r}, zero={zero!r}")
+    count = rec["nnz"]
+    if not _is_count(count) or count > n or zero is None or not 0 <= zero < alphabet:
+        raise CorruptFileError(f"bad sparse codes: nnz={count!r}, zero symbol {zero!r}")
     idx = _read_support(pos, shape, count)
     if pos is not None and pos[1].startswith("slices:"):
         listed = decode_symbols(*p["codes"], alphabet, count)
@@ -496,10 +536,12 @@ def _quantized_host(t: Quantized) -> tuple[np.ndarray, np.ndarray]:
 
 def _encode_quantized(t: Quantized, enc: Encoder) -> tuple[dict, list[Part]]:
     book, codes = _quantized_host(t)
-    fields, parts = _encode_codes(codes, book.size, _zero_index(book, codes), enc)
-    if "zero" in fields:  # the +0.0 entry of a sparse codebook is implied
-        book = np.delete(book, fields["zero"])
+    zero = _zero_index(book, codes)
+    fields, parts = _encode_codes(codes, book.size, zero, enc)
     head = {"shape": list(codes.shape), "dtype": book.dtype.name}
+    if zero is not None:  # the +0.0 entry is implied by its index
+        head["zero"] = zero
+        book = np.delete(book, zero)
     return {**head, **fields}, [("codebook", book.tobytes(), "raw"), *parts]
 
 
@@ -514,7 +556,7 @@ def _decode_quantized(rec: dict, dec: Decoder) -> Quantized:
         book = np.insert(book, rec["zero"], np.zeros((), dtype=book.dtype))
     if book.size == 0 and math.prod(shape):
         raise CorruptFileError("an empty codebook for a non-empty tensor")
-    return Quantized(book, _decode_codes(rec, p, shape, max(book.size, 1)))
+    return Quantized(book, _decode_codes(rec, p, shape, max(book.size, 1), rec.get("zero")))
 
 
 def _account_quantized(t: Quantized) -> dict:
@@ -552,7 +594,8 @@ def _decode_scaled(rec: dict, dec: Decoder) -> ScaledCodes:
         raise CorruptFileError(f"bad code range [{lo!r}, {hi!r}]")
     p = dec.parts(rec, ("scale", "codes"), ("positions",))
     scale = _raw(p["scale"][0], dtype, 1, "scale").reshape(_shape(rec.get("scale_shape", [])))
-    return ScaledCodes(scale, _decode_codes(rec, p, shape, hi - lo + 1) + lo)
+    zero = -lo if lo <= 0 <= hi else None
+    return ScaledCodes(scale, _decode_codes(rec, p, shape, hi - lo + 1, zero) + lo)
 
 
 def _account_scaled(t: ScaledCodes) -> dict:

@@ -74,6 +74,19 @@ def test_reloaded_model_is_bit_identical(name, key, tmp_path):
         4 * sum(p.numel() for p in net.parameters()) / n)
 
 
+def test_export_dense_is_a_plain_safetensors_state_dict(tmp_path):
+    from safetensors.torch import load_file
+
+    from compressopt.storage import export_dense
+
+    net, c, theta = _compressed("lenet5", "joint")
+    (tmp_path / "dense.safetensors").write_bytes(export_dense(compressed_bytes(net, c, theta)))
+    fresh = _net("lenet5")
+    fresh.load_state_dict(load_file(tmp_path / "dense.safetensors"))
+    for k, v in net.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+
+
 def test_torch_and_numpy_theta_give_the_same_file():
     _, c, theta = _compressed("lenet5", "prune_quantize")
     from compressopt.storage.schemes import map_arrays

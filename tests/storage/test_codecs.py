@@ -133,7 +133,7 @@ def test_positions_empty_full_and_errors():
     assert K.encode_positions(np.arange(10), 10) == (b"", "all")
     data, enc = K.encode_positions(np.array([2, 7]), 1000)
     with pytest.raises(CorruptFileError):
-        K.decode_positions(data, enc, 1000, 3)
+        K.decode_positions(data, enc, 1000, 5)
     with pytest.raises(CorruptFileError):
         K.decode_positions(data, enc, 5, 2)
     with pytest.raises(CorruptFileError, match="unknown positions"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from compressopt import projections as P
-from compressopt.plots import codebook_levels, plot_histograms, plot_report
+from compressopt.plots import codebook_levels, plot_histograms, plot_report, render_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -41,6 +41,13 @@ def test_plot_report_writes_pngs(tmp_path, method):
     for f in files:
         assert f.read_bytes().startswith(PNG) and f.stat().st_size > 10_000
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in files)
+
+
+def test_render_report_returns_png_bytes(tmp_path):
+    figures = render_report(_report("joint"))
+    assert set(figures) == {"layers.png", "iterations.png"}
+    assert all(png.startswith(PNG) for png in figures.values())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_plot_report_without_iterations_or_weights(tmp_path):
