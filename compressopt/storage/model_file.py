@@ -478,7 +478,9 @@ def inspect(source: str | os.PathLike | bytes) -> dict[str, Any]:
         ``total``, ``encodings`` {part: encoding}, ``compressed`` (False for dense tensors),
         ``lc_toolkit_bytes`` and ``floor_bytes`` (see :func:`file_accounting`), and
         ``position_floor_bytes``, ``log2 C(n, nnz) / 8`` for a sparse leaf (else None);
-        ``file_bytes``; ``header``: the file's header.
+        ``totals``: {"compressed": ..., "dense": ...}, each the bytes by part, ``total``,
+        ``numel`` and ``nnz`` summed over those rows (additive parts count their tensor
+        twice); ``file_bytes``; ``header``: the file's header.
 
     Raises as :func:`read_model`.
     """
@@ -492,7 +494,14 @@ def inspect(source: str | os.PathLike | bytes) -> dict[str, Any]:
         rows.append(_row(label, names, rec, t, key, compressed=True))
     for name, rec in m.header["dense"].items():
         rows.append(_row(name, [name], rec, m.dense[name], name, compressed=False))
-    return {"tensors": rows, "file_bytes": m.file_bytes, "header": m.header}
+    totals = {}
+    for key, sel in (("compressed", True), ("dense", False)):
+        part = [r for r in rows if r["compressed"] is sel]
+        totals[key] = {k: sum(r["bytes"][k] for r in part)
+                       for k in ("values", "positions", "codebook", "header")}
+        totals[key].update(total=sum(r["total"] for r in part),
+                           numel=sum(r["numel"] for r in part), nnz=sum(r["nnz"] for r in part))
+    return {"tensors": rows, "totals": totals, "file_bytes": m.file_bytes, "header": m.header}
 
 
 def _additive_parts(rec: dict) -> dict[int, str]:

@@ -327,10 +327,6 @@ class _Support:
     enc: str
     idx: np.ndarray | None
 
-    @property
-    def count(self) -> int:
-        return -1 if self.idx is None else self.idx.size
-
 
 def _supports(mask: np.ndarray, shape: tuple[int, ...], entropy: bool) -> list[_Support]:
     """Candidate supports covering the True entries of `mask` (flat, C order): every entry;
@@ -375,10 +371,10 @@ def _read_support(pos: tuple[memoryview, str] | None, shape: tuple[int, ...], co
     return decode_positions(buf, enc, n, count)
 
 
-def _record_cost(s: _Support, listed: bool = True) -> int:
-    """JSON bytes a support adds to the record: its positions part (about 32 bytes) and the
-    count of listed entries (about 12)."""
-    return (32 if s.idx is not None else 0) + (12 if listed or s.idx is not None else 0)
+def _record_cost(s: _Support, counted: bool) -> int:
+    """JSON bytes a candidate adds to its record: a positions part (about 32 bytes) and, if
+    `counted`, the ``"nnz"`` field (about 12)."""
+    return (32 if s.idx is not None else 0) + (12 if counted else 0)
 
 
 def _support_parts(s: _Support) -> list[Part]:
@@ -394,12 +390,11 @@ def _encode_values(x: Any, enc: Encoder) -> tuple[dict, list[Part]]:
     best = None
     for s in _supports(_nonzero_bits(a), a.shape, enc.entropy):
         vals = flat if s.idx is None else flat[s.idx]
-        cost = len(s.data) + vals.nbytes + _record_cost(s)
+        cost = len(s.data) + vals.nbytes + _record_cost(s, counted=False)  # always counted
         if best is None or cost < best[0]:
             best = (cost, s, vals)
     _, s, vals = best
-    fields = {"shape": list(a.shape), "dtype": a.dtype.name,
-              "nnz": vals.size}
+    fields = {"shape": list(a.shape), "dtype": a.dtype.name, "nnz": vals.size}
     return fields, [*_support_parts(s), ("values", vals.tobytes(), "raw")]
 
 
@@ -452,7 +447,7 @@ def _encode_codes(codes: np.ndarray, alphabet: int, zero: int | None, enc: Encod
         size = alphabet - 1 if remap else alphabet
         listed = listed - (listed > zero) if remap else listed
         cost = (len(s.data) + symbols_size(listed, size, entropy=enc.entropy)
-                + _record_cost(s, remap))
+                + _record_cost(s, counted=remap or s.idx is not None))
         if best is None or cost < best[0]:
             best = (cost, s, listed, size, remap)
     _, s, listed, size, remap = best

@@ -297,6 +297,9 @@ def test_inspect_rows():
     assert rows["a"]["scheme"] == "scaled" and not rows["bias"]["compressed"]
     for r in rows.values():
         assert r["total"] == sum(r["bytes"].values())
+    assert info["totals"]["compressed"]["total"] == rows["a"]["total"] + rows["b+c"]["total"]
+    assert info["totals"]["dense"]["numel"] == 3
+    assert info["file_bytes"] > info["totals"]["compressed"]["total"] + rows["bias"]["total"]
     c, w = EXTRA["additive"](rng)
     rows = [r["name"] for r in S.inspect(S.theta_to_bytes(c.compress(w), c))["tensors"]]
     assert rows == ["a [1/2]", "b [1/2]", "a [2/2]", "b [2/2]"]
