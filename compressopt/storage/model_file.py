@@ -11,10 +11,9 @@ concatenated) and two ``__metadata__`` strings: ``"compressopt"``, the JSON head
 
 where a record is one :class:`~compressopt.storage.schemes.Codec`'s (scheme, shape, dtype,
 its fields and ``"parts": {name: bytes}`` for raw parts or ``{name: [bytes, encoding]}``;
-composites nest records). Reading
-checks, before decoding anything: the container's framing and lengths, the checksum, the
-format name and version, every record's fields, that the parts tile the payload exactly, and
-that the decoded arrays fit in memory.
+composites nest records). Reading checks, before decoding anything: the container's framing
+and lengths, the checksum, the format name and version, every record's fields, that the
+parts tile the payload exactly, and that the decoded arrays fit in memory.
 """
 
 from __future__ import annotations

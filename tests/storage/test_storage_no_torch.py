@@ -5,13 +5,13 @@ import sys
 import textwrap
 
 
-def test_storage_imports_and_round_trips_with_torch_blocked():
+def test_storage_and_plots_import_and_round_trip_with_torch_blocked():
     code = textwrap.dedent(
         """
         import sys
         sys.modules["torch"] = None  # any `import torch` now raises ImportError
         import numpy as np
-        import compressopt.storage
+        import compressopt.storage, compressopt.plots
         from compressopt.storage import load_theta, theta_to_bytes, tree_from_bytes, tree_to_bytes
         from compressopt import projections as P
         c = P.Chain(P.GlobalCardinality(keep=0.5),
