@@ -11,10 +11,17 @@
 * :class:`ResNet20` and :class:`TransformerClassifier`; the user's own model and data
   (:func:`build_user_model`, :func:`load_user_dataset`); several processes
   (:mod:`compressopt.dnn.distributed`).
+* :func:`save_compressed` / :func:`load_compressed`: the compressed-model file (Θ, not Δ(Θ)).
 """
 
 import torch  # noqa: F401  (this subpackage requires torch)
 
+from compressopt.dnn.compressed import (
+    CompressedModel,
+    compressed_bytes,
+    load_compressed,
+    save_compressed,
+)
 from compressopt.dnn.data import (
     Splits,
     check_splits,
@@ -42,6 +49,7 @@ from compressopt.dnn.user import build_user_model, load_factory, load_user_datas
 
 __all__ = [
     "METHODS",
+    "CompressedModel",
     "Distillation",
     "JobConfig",
     "LStepSchedule",
@@ -58,9 +66,11 @@ __all__ = [
     "build_user_model",
     "check_splits",
     "clipped_lr",
+    "compressed_bytes",
     "cosine_lr",
     "count_parameters",
     "evaluate",
+    "load_compressed",
     "load_dataset",
     "load_digits",
     "load_factory",
@@ -71,6 +81,7 @@ __all__ = [
     "read_parameters",
     "register",
     "run_job",
+    "save_compressed",
     "select_parameters",
     "train",
     "write_parameters",
