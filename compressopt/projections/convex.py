@@ -167,8 +167,9 @@ def project_l1_ball(x: Array, radius: float) -> Array:
     ``sign(x) max(|x| - θ, 0)`` with θ > 0 from the simplex projection of |x|. Exact (up to
     one rounding of each output entry) at every finite magnitude, float32 and float64,
     subnormals included: ``||x||_1 <= r`` is tested in the frame scaled by ``2^-E`` (``E``
-    the binary exponent of ``max(max|x|, r)``, so the sum cannot overflow) and the simplex projection of |x| runs in its
-    shifted, power-of-two-scaled frame (:func:`project_simplex`), so
+    the binary exponent of ``max(max|x|, r)``, so the sum cannot overflow) and the simplex
+    projection of |x| runs in its shifted, power-of-two-scaled frame (:func:`project_simplex`),
+    so
     ``project_l1_ball([1e17, 0], 1)`` is ``[1, 0]``. O(n log n): one sort and one cumulative
     sum; no host transfer.
 
