@@ -19,8 +19,8 @@ from typing import ClassVar, Literal, NamedTuple
 from compressopt._array import Array, array_namespace, ldexp, max_abs, numel, pow2_exponent
 from compressopt.projections._util import (
     acc_dtype,
-    check_memory,
     check_int,
+    check_memory,
     flat,
     mask_top,
     prepare,
