@@ -28,6 +28,7 @@ __all__ = [
     "flat",
     "format_bytes",
     "from_groups",
+    "ldexp_float",
     "mask_top",
     "prepare",
     "sort_owned",
@@ -252,3 +253,12 @@ def check_memory(estimate: int, what: str, change: str) -> None:
         raise ResourceLimitError(
             f"{what} needs about {format_bytes(estimate)} of memory, more than the "
             f"{format_bytes(avail)} available: {change}")
+
+
+def ldexp_float(v: float, e: int) -> float:
+    """``v · 2^e`` as a Python float: inf on overflow (as float arithmetic gives), where
+    :func:`math.ldexp` raises."""
+    try:
+        return math.ldexp(v, e)
+    except OverflowError:
+        return math.copysign(math.inf, v)
