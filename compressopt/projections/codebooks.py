@@ -12,11 +12,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, NamedTuple
 
 from compressopt._array import Array, array_namespace, ldexp, max_abs, numel, pow2_exponent
+from compressopt.errors import NonFiniteError
 from compressopt.projections._util import (
     acc_dtype,
     check_int,
@@ -401,9 +404,18 @@ def project_codebook(x: Array, codebook: Sequence[float] | Array) -> Quantized:
     Raises
     ------
     ValueError
-        An empty codebook.
+        An empty codebook, or a value beyond the range of x's dtype (e.g. 1e300 for
+        float32: no entry could be quantized to it).
+    TypeError
+        A codebook value is not a real number.
     UnsupportedDTypeError, NonFiniteError
         `x` or the codebook is not real floating or finite.
+
+    Notes
+    -----
+    Exact at every finite magnitude: the decision points are the midpoints ``a/2 + b/2`` of
+    consecutive values (:func:`~compressopt.projections.quantization.assign_nearest`), which
+    cannot overflow.
 
     Examples
     --------
@@ -413,13 +425,32 @@ def project_codebook(x: Array, codebook: Sequence[float] | Array) -> Quantized:
     [0.5, -1.0, 1.0]
     """
     xp = prepare(x)
-    c = codebook if hasattr(codebook, "shape") else xp.asarray(list(codebook), dtype=x.dtype,
-                                                                  device=x.device)
+    if hasattr(codebook, "shape"):
+        c = codebook
+    else:
+        vals = _codebook_values(codebook)
+        c = xp.asarray(vals, dtype=xp.float64 if vals else x.dtype, device=x.device)
     prepare(c, "codebook")
     if c.ndim != 1 or c.shape[0] == 0:
         raise ValueError(f"codebook must be a non-empty 1-D collection, got shape {tuple(c.shape)}")
+    big = float(xp.finfo(x.dtype).max)
+    if float(xp.max(xp.abs(xp.astype(c, xp.float64)))) > big:
+        raise ValueError(f"a codebook value is beyond the range of {x.dtype} (largest {big:g})")
     c = xp.sort(xp.astype(c, x.dtype), stable=False)
     return Quantized(c, assign_nearest(x, c))
+
+
+def _codebook_values(values: Iterable[object]) -> list[float]:
+    """A fixed codebook as finite floats: TypeError for non-numbers (bools too), NonFiniteError
+    for NaN/Inf."""
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"codebook values must be real numbers, got {v!r}")
+        if not math.isfinite(v):
+            raise NonFiniteError(f"codebook values must be finite, got {v}")
+        out.append(float(v))
+    return out
 
 
 class _Scaled(TensorScheme):
@@ -521,7 +552,7 @@ class FixedCodebook(_Codebook):
     values: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "values", tuple(float(v) for v in self.values))
+        object.__setattr__(self, "values", tuple(_codebook_values(self.values)))
         if not self.values:
             raise ValueError("a fixed codebook needs at least one value")
 
