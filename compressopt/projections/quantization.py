@@ -162,7 +162,9 @@ def kmeans1d_exact(x: Array, k: int, *, sparse: bool = False) -> Quantized:
     x : array, any shape, real floating; numpy or torch on any device.
     k : int >= 1, codebook size.
     sparse : if True, the zeros of `x` stay zero and the `k` entries are learned on the
-        nonzeros; ``codebook[0] = 0`` is the zeros' code (one more codebook entry).
+        nonzeros; ``codebook[0] = 0`` is the zeros' code (one more codebook entry). A nonzero
+        below ``max|x|·2^-1075`` is 0 at the precision of the rescaled problem and gets the
+        zeros' code.
 
     Returns
     -------

@@ -542,7 +542,9 @@ def verify_kmeans(x: Any, k: int, *, sparse: bool = False, method: str = "exact"
         how = "kmeans1d"
     zv = _h(z).reshape(-1)
     xv = _h(x).reshape(-1)
-    distinct = np.unique(zv[xv != 0] if sparse else zv).size
+    # sparse mode: at most k distinct nonzero values, zeros kept (a nonzero below
+    # max|x|·2^-1075 is a zero at the precision of the frame, and may be quantized to 0)
+    distinct = np.unique(zv[zv != 0] if sparse else zv).size
     feas = distinct <= k and (not sparse or bool(np.all(zv[xv == 0] == 0)))
     return _report(fr, f"kmeans_{method}", "exact" if method == "exact" else "heuristic",
                    _dist(fr, z, x), exact, feas, how, x.dtype, v.size)
@@ -647,7 +649,9 @@ def verify_select_ranks(w: Mapping[str, Any], budget_params: float) -> Report:
     t = fr.tol(tol_for(_dtype(w), "lapack"))
     feas = r.params_used <= budget_params and all(
         has_rank_at_most(fr.scale(z[n]), r.ranks[n], t) for n in names)
+    # the greedy's certificate on the frame's table: its error minus the LP lower bound
+    err = total - sum(float(p[r.ranks[n]]) for p, n in zip(prof, names, strict=True))
+    lp = P.mckp_greedy(prof, wts, budget_params).lp_bound
     return _report(fr, "rank_selection", "greedy", _dist(fr, z, w), total - ilp.objective,
                    feas, ilp.solver, _dtype(w), _n(w),
-                   bound=fr.num(r.error, 2) - fr.num(r.lp_bound, 2) + ilp.rounding,
-                   ranks=r.ranks)
+                   bound=err - (total - lp) + ilp.rounding, ranks=r.ranks)
