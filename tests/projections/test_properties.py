@@ -17,8 +17,6 @@ from compressopt.verify.report import tol_for
 from .support import (
     BACKENDS,
     DTYPES,
-    raw_cases,
-    scaled_cases,
     assert_close,
     assert_equal,
     assert_same_kind,
@@ -27,6 +25,8 @@ from .support import (
     copy,
     host,
     permute,
+    raw_cases,
+    scaled_cases,
 )
 
 ENTRIES = list(REGISTRY.values())
