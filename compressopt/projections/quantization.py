@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -57,8 +58,17 @@ class Quantized(NamedTuple):
 
 
 def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    """k must be an int >= 1: TypeError for other types (bools, floats), ValueError below 1."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"codebook size k must be a positive int, got {type(k).__name__} "
+                        f"({k!r})")
+    if k < 1:
         raise ValueError(f"codebook size k must be a positive int, got {k!r}")
+
+
+def _check_flag(value: object, name: str) -> None:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
 
 
 def _codebook_size(k: int, n: int) -> int:
@@ -189,6 +199,8 @@ def kmeans1d_exact(x: Array, k: int, *, sparse: bool = False) -> Quantized:
     ------
     ValueError
         `k` < 1.
+    TypeError
+        `k` is not an int (bools and floats refused), or `sparse` not a bool.
     ResourceLimitError
         The dynamic program would need more memory than is available (checked before it
         allocates anything).
@@ -205,6 +217,7 @@ def kmeans1d_exact(x: Array, k: int, *, sparse: bool = False) -> Quantized:
     array([1.05e-200, 5.10e-200])
     """
     _check_k(k)
+    _check_flag(sparse, "sparse")
     check_finite(x)
     kc = _codebook_size(k, numel(x))
     v = to_numpy(x).astype(np.float64).reshape(-1)
@@ -598,6 +611,7 @@ def kmeans1d_fast(x: Array, k: int, *, sparse: bool = False, iters: int = 30) ->
     (array([0.5, 5. ]), array([0, 0, 0, 0, 1]))
     """
     _check_k(k)
+    _check_flag(sparse, "sparse")
     check_int(iters, "iters")
     check_finite(x)
     st = _stats(x, sparse)
@@ -687,6 +701,8 @@ def kmeans1d_sweep(x: Array, ks: Sequence[int], *, sparse: bool = False,
     ------
     ValueError
         A size < 1, or an unknown method.
+    TypeError
+        A size that is not an int, a flag that is not a bool, or non-int `iters`.
     UnsupportedDTypeError, NonFiniteError
         `x` is not real floating, or holds NaN/Inf.
 
@@ -700,6 +716,9 @@ def kmeans1d_sweep(x: Array, ks: Sequence[int], *, sparse: bool = False,
     ks = tuple(ks)
     for k in ks:
         _check_k(k)
+    _check_flag(sparse, "sparse")
+    _check_flag(zero_level, "zero_level")
+    check_int(iters, "iters")
     if method not in ("exact", "fast"):
         raise ValueError(f"method must be 'exact' or 'fast', got {method!r}")
     check_finite(x)
@@ -748,6 +767,7 @@ class AdaptiveQuantization(TensorScheme):
 
     def __post_init__(self) -> None:
         _check_k(self.k)
+        _check_flag(self.sparse, "sparse")
         if self.method not in ("exact", "fast"):
             raise ValueError(f"method must be 'exact' or 'fast', got {self.method!r}")
 
