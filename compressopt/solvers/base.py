@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar, runtim
 
 from compressopt._array import Array
 from compressopt.errors import NonFiniteError, ShapeMismatchError
-from compressopt.tree import Params
+from compressopt.tree import Params, tree_check
 
 __all__ = [
     "Coordinator",
@@ -409,9 +409,10 @@ class Coordinator:
             ``check_params(w)`` method, as :class:`~compressopt.solvers.LeastSquares` does),
             or not the compression's.
         TypeError
-            `w` is not a mapping of names to arrays, `oracle` lacks a method the solver needs
-            (``oracle_methods``), `compression` is not a compression, `callback` is not
-            callable, or `resume` is not a :class:`SolveResult`.
+            `w` is not a mapping of names to arrays, `oracle` is not a loss oracle or lacks a
+            method the solver declares in ``oracle_methods``, `compression` is not a
+            compression, `callback` is not callable, or `resume` is not a
+            :class:`SolveResult`.
         """
         from compressopt.projections.base import as_compression
 
@@ -448,6 +449,9 @@ def _check_run(solver: Any, w: Any, oracle: Any, callback: Any, resume: Any) -> 
     """The checks of :meth:`Coordinator.run` before any work (see its Raises)."""
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    if not any(callable(getattr(oracle, m, None)) for m in ("value", "lstep", "grad")):
+        raise TypeError(f"oracle must be a loss oracle (value, lstep or grad methods), got "
+                        f"{type(oracle).__name__}")
     for m in solver.oracle_methods or ():
         if not callable(getattr(oracle, m, None)):
             raise TypeError(f"{solver.name} needs an oracle with a {m}() method; "
@@ -457,8 +461,7 @@ def _check_run(solver: Any, w: Any, oracle: Any, callback: Any, resume: Any) -> 
             raise TypeError(f"resume must be a SolveResult of {solver.name}, got "
                             f"{type(resume).__name__}")
         return
-    if not isinstance(w, Mapping):
-        raise TypeError(f"w must be a mapping name -> array, got {type(w).__name__}")
+    w = tree_check(w)  # a mapping of finite floating arrays (TypeError, NonFiniteError, ...)
     if not w:
         raise ShapeMismatchError("w is empty: give at least one tensor (name -> array)")
     check = getattr(oracle, "check_params", None)
