@@ -295,8 +295,8 @@ X8 = np.linspace(-1.0, 1.0, 8)
 
 
 def test_memory_estimates():
-    assert kmeans1d_memory(60_000, 8192) == 16 * 8192 * 60_000 + 64 * 60_000
-    assert kmeans1d_memory(60_000, 10**12) == 64 * 60_000  # k >= n: no DP
+    assert kmeans1d_memory(60_000, 8192) == 16 * 8192 * 60_000 + 160 * 60_000
+    assert kmeans1d_memory(60_000, 10**12) == 160 * 60_000  # k >= n: no DP
     assert kmeans1d_memory(60_000, 10**12, method="fast") < 1e7
     assert uniform_memory(1000, bits=31, method="exact") == 96 * 1000 * 2**30 + 64 * 1000
     assert uniform_memory(10**6, bits=31) == 64 * 10**6  # alternating, O(n)

@@ -87,8 +87,8 @@ def kmeans1d_memory(n: int, k: int, *, method: Literal["exact", "fast"] = "exact
     a `k`-entry codebook on `n` values (an upper bound: fewer distinct values cost less).
 
     * exact: about ``16·K·n`` bytes (kmeans1d's dynamic program over K clusters and n values)
-      plus ``64·n``; nothing beyond O(n) when ``k >= n`` (the values themselves are the
-      optimal codebook, found by a sort);
+      plus ``160·n`` (host copies, sort); nothing beyond O(n) when ``k >= n`` (the values
+      themselves are the optimal codebook, found by a sort);
     * fast: about ``80·n`` bytes (sort, prefix sums) plus its binned dynamic program,
       ``64·(b + 1)·33 + k·(b + 1)`` bytes with ``b = min(n, 8k)`` bins, run only while that
       stays below 64 MiB (beyond, Lloyd starts from equal-mass segments: O(n + k)).
@@ -99,16 +99,16 @@ def kmeans1d_memory(n: int, k: int, *, method: Literal["exact", "fast"] = "exact
     Examples
     --------
     >>> kmeans1d_memory(60_000, 8192) / 1e9          # exact: 16·K·n
-    7.86816
+    7.87392
     >>> kmeans1d_memory(60_000, 10**12)              # k >= n: the values themselves
-    3840000
+    9600000
     >>> kmeans1d_memory(60_000, 8192, method="fast")  # no DP beyond 64 MiB
     5324288
     """
     n = check_int(n, "n")
     _check_k(k)
     if method == "exact":
-        return 64 * n + (EXACT_DP_BYTES * k * n if k < n else 0)
+        return 160 * n + (EXACT_DP_BYTES * k * n if k < n else 0)
     if method != "fast":
         raise ValueError(f"method must be 'exact' or 'fast', got {method!r}")
     dp = _dp_bytes(n, k) if n > k else 0
