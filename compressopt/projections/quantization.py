@@ -90,8 +90,9 @@ def kmeans1d_memory(n: int, k: int, *, method: Literal["exact", "fast"] = "exact
       plus ``160·n`` (host copies, sort); nothing beyond O(n) when ``k >= n`` (the values
       themselves are the optimal codebook, found by a sort);
     * fast: about ``80·n`` bytes (sort, prefix sums) plus its binned dynamic program,
-      ``64·(b + 1)·33 + k·(b + 1)`` bytes with ``b = min(n, 8k)`` bins, run only while that
-      stays below 64 MiB (beyond, Lloyd starts from equal-mass segments: O(n + k)).
+      ``64·(b + 1)·33 + k·(b + 1)`` bytes with ``b = min(n, 8k)`` bins, kept below 256 MiB
+      (coarser bins for large k; beyond about k = 11000, Lloyd starts from k companded cells:
+      O(n + k)).
 
     Cheap (no allocation): for a job to check its C step against the memory it has before
     training.
@@ -102,8 +103,8 @@ def kmeans1d_memory(n: int, k: int, *, method: Literal["exact", "fast"] = "exact
     7.87392
     >>> kmeans1d_memory(60_000, 10**12)              # k >= n: the values themselves
     9600000
-    >>> kmeans1d_memory(60_000, 8192, method="fast")  # no DP beyond 64 MiB
-    5324288
+    >>> kmeans1d_memory(60_000, 8192, method="fast")  # the DP with 2 bins per cluster
+    148987968
     """
     n = check_int(n, "n")
     _check_k(k)
@@ -111,8 +112,9 @@ def kmeans1d_memory(n: int, k: int, *, method: Literal["exact", "fast"] = "exact
         return 160 * n + (EXACT_DP_BYTES * k * n if k < n else 0)
     if method != "fast":
         raise ValueError(f"method must be 'exact' or 'fast', got {method!r}")
-    dp = _dp_bytes(n, k) if n > k else 0
-    return 80 * n + (dp if dp <= _DP_BYTES else 0) + 64 * _codebook_size(k, n)
+    per = _dp_bins(n, k) if n > k else None
+    dp = _dp_bytes(n, k, per) if per is not None else 0
+    return 80 * n + dp + 64 * _codebook_size(k, n)
 
 
 def _kmeans1d_host(v: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -309,17 +311,26 @@ def _distinct_codebook(st: _Stats, k: int) -> tuple[Array, Array]:
 _BINS_PER_CLUSTER = 8  # companded bins per codebook entry
 _BAND = 32  # a cluster spans at most this many bins (4x the average)
 _PILOT = 4096  # equal-mass cells of the density estimate behind the companding
-_DP_BYTES = 1 << 26  # the binned DP runs while its tables stay below 64 MiB
+_DP_BYTES = 1 << 28  # the binned DP runs while its tables stay below 256 MiB
 
 
-def _dp_bytes(n: int, k: int) -> int:
-    """Bytes of :func:`_dp_codebook`'s tables: eight (bins+1)×(band+1) arrays of 8 bytes and
-    the k stages' argmins (int8)."""
-    nb = min(n, _BINS_PER_CLUSTER * k)
-    return 64 * (nb + 1) * (min(nb, _BAND) + 1) + k * (nb + 1)
+def _dp_bytes(n: int, k: int, per: int = _BINS_PER_CLUSTER) -> int:
+    """Bytes of :func:`_dp_codebook`'s tables with `per` bins per cluster: eight
+    (bins+1)×(band+1) arrays of 8 bytes and the k stages' argmins (int8)."""
+    nb = min(n, per * k)
+    return 64 * (nb + 1) * (min(nb, max(_BAND * per // _BINS_PER_CLUSTER, 4)) + 1) + \
+        k * (nb + 1)
 
 
-def _companded_edges(st: _Stats, k: int) -> tuple[Array, Array]:
+def _dp_bins(n: int, k: int) -> int | None:
+    """Bins per cluster of the binned DP: the finest of 8, 4, 2 whose tables fit in
+    ``_DP_BYTES``; None when none does (then Lloyd starts from k companded cells; one bin per
+    cluster measured no better than that start)."""
+    return next((per for per in (8, 4, 2) if _dp_bytes(n, k, per) <= _DP_BYTES), None)
+
+
+def _companded_edges(st: _Stats, k: int, per_cluster: int = _BINS_PER_CLUSTER
+                     ) -> tuple[Array, Array]:
     """Bin edges (positions in the sorted data) equally spaced in the companded variable.
 
     The asymptotically optimal quantizer has cell density ∝ p(x)^(1/3) (Panter & Dite 1951;
@@ -329,7 +340,7 @@ def _companded_edges(st: _Stats, k: int) -> tuple[Array, Array]:
     edges are moved to the end, so the first ``R + 1`` edges are distinct and span the data.
 
     Returns the edges (``8k + 1`` positions, nondecreasing; the first R + 1 bound bins of
-    positive weight) and R (0-d).
+    positive weight) and R (0-d). With ``per_cluster = 1``: k cells, a start for Lloyd.
     """
     xp = array_namespace(st.s)
     s, n, acc = st.s, st.s.shape[0], st.s.dtype
@@ -343,7 +354,7 @@ def _companded_edges(st: _Stats, k: int) -> tuple[Array, Array]:
     v = xp.take(s, xp.clip(idx, 0, n - 1))
     width = xp.maximum(v[1:] - v[:-1], xp.zeros_like(v[1:]))
     fc = xp.cumulative_sum(width ** (2.0 / 3.0), include_initial=True)
-    m = _BINS_PER_CLUSTER * k
+    m = per_cluster * k
     t = fc[-1] * xp.arange(1, m, dtype=acc, device=dev) / m
     i = xp.clip(xp.searchsorted(fc, t, side="right") - 1, 0, v.shape[0] - 2)
     f0, f1 = xp.take(fc, i), xp.take(fc, i + 1)
@@ -366,11 +377,12 @@ def _weighted_edges(st: _Stats, e: Array) -> tuple[Array, Array]:
     return xp.clip(xp.sort(xp.where(dup, xp.full_like(e, n + 1), e), stable=False), 0, n), r
 
 
-def _dp_codebook(st: _Stats, k: int) -> Array:
+def _dp_codebook(st: _Stats, k: int, per: int = _BINS_PER_CLUSTER) -> Array:
     """Optimal k-means of the bins of :func:`_companded_edges` (banded DP), as k centers.
 
-    Bellman recursion of the 1-D k-means DP (Wang & Song 2011, eq. 1) over bins instead of
-    points (the points themselves when there are at most 8k):
+    Bellman recursion of the 1-D k-means DP (Wang & Song 2011, eq. 1) over `per`·k bins
+    (8 by default; fewer for large k, see :func:`_dp_bins`) instead of points (the points
+    themselves when there are at most per·k):
     ``D_j[b] = min_{0 <= w <= W} D_{j-1}[b - w] + cost(b - w, b)``, where cost is the
     within-cluster sum of squares of the bin means (the within-bin part is a constant), the
     span w <= W bins (the band) and w = 0 (an empty cluster) keeps the recursion feasible when
@@ -378,16 +390,16 @@ def _dp_codebook(st: _Stats, k: int) -> Array:
     """
     xp = array_namespace(st.s)
     s, n, dev = st.s, st.s.shape[0], st.s.device
-    if n <= _BINS_PER_CLUSTER * k:  # few points: every (weighted) point is a bin
+    if n <= per * k:  # few points: every (weighted) point is a bin
         e, r = _weighted_edges(st, xp.arange(n + 1, device=dev))
     else:
-        e, r = _companded_edges(st, k)
+        e, r = _companded_edges(st, k, per)
     nb = e.shape[0] - 1  # bins
     big_n, m1 = xp.take(st.cw, e), xp.take(st.cs, e)
     cnt, tot = big_n[1:] - big_n[:-1], m1[1:] - m1[:-1]
     mean = xp.where(cnt > 0, tot / xp.where(cnt > 0, cnt, xp.ones_like(cnt)), xp.zeros_like(cnt))
     m2 = xp.cumulative_sum(cnt * mean * mean, include_initial=True)
-    band = min(nb, _BAND)
+    band = min(nb, max(_BAND * per // _BINS_PER_CLUSTER, 4))  # spans <= 4x the average
     b = xp.reshape(xp.arange(nb + 1, device=dev), (-1, 1))
     a = b - xp.reshape(xp.arange(band + 1, device=dev), (1, -1))  # (nb+1, band+1)
     valid = a >= 0
@@ -435,21 +447,21 @@ def _lloyd(st: _Stats, c: Array, iters: int) -> Array:
     return c
 
 
-def _mass_codebook(st: _Stats, k: int) -> Array:
-    """k centers: the means of k segments of equal weight of the sorted data (O(n + k)), the
-    start of Lloyd when the binned DP's tables would be too large."""
+def _companded_codebook(st: _Stats, k: int) -> Array:
+    """k centers: the means of k cells equally spaced in the companded variable ``∫ p^(1/3)``
+    (the cell density of the optimal high-resolution quantizer, see :func:`_companded_edges`);
+    O(n + k) memory. The start of Lloyd when the binned DP's tables would be too large."""
     xp = array_namespace(st.s)
-    n, dev = st.s.shape[0], st.s.device
-    t = st.cw[-1] * xp.arange(k + 1, dtype=st.s.dtype, device=dev) / k
-    e = xp.clip(xp.astype(xp.searchsorted(st.cw, t, side="left"), xp.int64), 0, n)
+    n = st.s.shape[0]
+    e, _r = _companded_edges(st, k, per_cluster=1)
     fallback = xp.take(st.s, xp.clip(e[:-1], 0, n - 1))
     return xp.sort(_segment_means(st.cw, st.cs, e[:-1], e[1:], fallback), stable=False)
 
 
 def _fast_codebook(st: _Stats, k: int, iters: int) -> Array:
     """``min(k, n)`` sorted centers in the frame of `st` (accumulation dtype): the distinct
-    values if D <= k, else the binned DP (or, when its tables would pass 64 MiB, equal-mass
-    segments) refined by Lloyd."""
+    values if D <= k, else the binned DP (8, 4 or 2 bins per cluster, the finest whose
+    tables fit in 256 MiB; k companded cells beyond) refined by Lloyd."""
     xp = array_namespace(st.s)
     n = st.s.shape[0]
     k = _codebook_size(k, n)
@@ -458,7 +470,8 @@ def _fast_codebook(st: _Stats, k: int, iters: int) -> Array:
     distinct, d = _distinct_codebook(st, k)
     if n <= k:  # at most k values: the distinct ones are optimal
         return distinct
-    start = _dp_codebook(st, k) if _dp_bytes(n, k) <= _DP_BYTES else _mass_codebook(st, k)
+    per = _dp_bins(n, k)
+    start = _dp_codebook(st, k, per) if per is not None else _companded_codebook(st, k)
     return xp.where(d <= k, distinct, _lloyd(st, start, iters))
 
 
@@ -583,9 +596,10 @@ def kmeans1d_fast(x: Array, k: int, *, sparse: bool = False, iters: int = 30) ->
        of the optimal high-resolution quantizer, Panter & Dite 1951), estimated from 4096
        equal-mass cells;
     3. the exact k-means DP over the bins (Wang & Song 2011's recursion with bins for points,
-       each cluster spanning at most 32 bins): k vectorized stages of O(8k · 33) work, run
-       while its tables stay below 64 MiB (k up to about 2800; beyond, Lloyd starts from the
-       means of k equal-mass segments, O(n + k) memory);
+       each cluster spanning at most 32 bins): k vectorized stages of O(8k · 33) work. Its
+       tables are kept below 256 MiB: for k above about 4700 (n > 8k) it uses 4 or 2 bins
+       per cluster (spans of at most 16 or 8 bins), and beyond about k = 11000 Lloyd starts
+       from the means of k cells equally spaced in the companded variable (O(n + k) memory);
     4. `iters` Lloyd iterations on all the data, O(k log n) each from the prefix sums.
 
     With at most k distinct values the codebook is exactly those values (zero error).
@@ -598,8 +612,12 @@ def kmeans1d_fast(x: Array, k: int, *, sparse: bool = False, iters: int = 30) ->
     Heuristic: a Lloyd fixed point (no worse than the binned DP's clustering, which is the
     optimum over clusterings that do not split a bin). Measured on Gaussian, uniform,
     Student-t(3) and pruned (bimodal) data with K = 2..256 (``benchmarks/projections.py``):
-    within 1% of the exact optimum (typically 0.1%). Cost: O(n log n + 264 k² + iters k log n)
-    time, :func:`kmeans1d_memory` bytes. Runs on ``x·2^-E`` (E the binary exponent of
+    within 1% of the exact optimum (typically 0.1%). With many clusters per value (30,000
+    normal or t(3) values): with 8 bins per cluster (k = 2000) +0.1 %, with 4 (k = 3000)
+    +0.7 % / +1.2 %, with 2 (k = 12000) +11 %, from the companded start alone (k = 6000 or
+    12000) +72 % to +900 %: for k > n/8 prefer the exact method where
+    :func:`kmeans1d_memory` allows it. Cost: O(n log n + 264 k² + iters k log n) time,
+    :func:`kmeans1d_memory` bytes. Runs on ``x·2^-E`` (E the binary exponent of
     ``max|x|``, an exact rescaling, so the same at every finite magnitude, float32 and
     float64, subnormals included); prefix sums in float64 where the device supports it.
 
