@@ -599,3 +599,26 @@ def test_valid_edge_settings_are_accepted():
 def test_penalty_schedule_factors(bad):
     with pytest.raises(ValueError, match="lambda1"):
         PenaltySchedule(milestones=(2,), lambda1=(1.0, bad))
+
+
+class _NoGrad:
+    """A loss oracle without grad (value and lstep only)."""
+
+    def value(self, w):
+        return 0.0
+
+    def lstep(self, w, center, mu, *, step=0):
+        return dict(w)
+
+
+@pytest.mark.xfail(strict=False, reason="apgdssm.py (helper fidelity): declare "
+                   "oracle_methods = ('grad',) so that run() refuses it before any work")
+def test_apgdssm_refuses_an_oracle_without_grad():
+    with pytest.raises(TypeError, match="grad"):
+        APGDSSM(maxiter=1).run(W, _NoGrad(), P.UniformQuantization(bits=2))
+
+
+@pytest.mark.xfail(strict=False, reason="joint_admm.py (helper fidelity): init_bits checks "
+                   "isinstance(b, int), refusing numpy ints")
+def test_joint_admm_accepts_numpy_int_bits():
+    assert JointADMM(init_bits=np.int64(2)).init_bits == 2
