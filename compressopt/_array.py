@@ -30,7 +30,10 @@ __all__ = [
     "device",
     "from_numpy",
     "kth_largest",
+    "ldexp",
+    "max_abs",
     "numel",
+    "pow2_exponent",
     "scalar",
     "to_numpy",
 ]
@@ -88,6 +91,63 @@ def kth_largest(a: Array, k: int) -> Array:
         return a.kthvalue(n - k + 1).values
     xp = array_namespace(a)
     return xp.sort(a)[n - k]
+
+
+def pow2_exponent(m: Array) -> Array:
+    """The exponent E with ``m = f · 2^E``, ``0.5 <= |f| < 1`` (``E = 0`` for ``m = 0``).
+
+    `m` is a 0-d (or any) real floating array; the result is an integer array of its shape on
+    its device (numpy and torch: ``frexp``; other libraries: one host read per entry of a
+    0-d array). Exact for every finite value, subnormals included.
+
+    Used to rescale a scale-equivariant problem by the power of two ``2^-E`` (see
+    :func:`ldexp`): multiplying by a power of two is exact unless the result overflows or
+    falls below the normal range, so the rescaled problem is the same problem.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> int(pow2_exponent(np.asarray(3e-320))), int(pow2_exponent(np.asarray(0.75)))
+    (-1061, 0)
+    """
+    xp = array_namespace(m)
+    if hasattr(xp, "frexp"):
+        return xp.frexp(m)[1]
+    return xp.asarray(math.frexp(float(m))[1], device=device(m))  # pragma: no cover
+
+
+def ldexp(x: Array, e: Array | int) -> Array:
+    """``x · 2^e``, computed exactly: one rounding only when the result is subnormal (or
+    overflows to ±inf, or underflows to 0).
+
+    `e` is a Python int or an integer array broadcastable to `x` (e.g. the 0-d result of
+    :func:`pow2_exponent`), on `x`'s device. Any exponent, beyond the range of the powers of
+    two of `x`'s dtype too (``ldexp(3e-320, 1074)`` is ``6072.0``). Returns a new array of
+    `x`'s dtype; no host transfer on numpy and torch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(ldexp(np.asarray(3e-320), 1074))
+    6072.0
+    """
+    xp = array_namespace(x)
+    if isinstance(e, int) and not isinstance(e, bool):
+        e = xp.asarray(e, dtype=xp.int32, device=device(x))
+    if hasattr(xp, "ldexp"):
+        with np.errstate(over="ignore", under="ignore"):  # ±inf and 0 are the documented results
+            return xp.asarray(xp.ldexp(x, e), dtype=x.dtype)
+    k = int(e)  # pragma: no cover - libraries without ldexp: two exact power-of-two steps
+    h = k // 2  # pragma: no cover
+    return (x * 2.0**h) * 2.0 ** (k - h)  # pragma: no cover
+
+
+def max_abs(x: Array) -> Array:
+    """``max |x|`` as a 0-d array of `x`'s dtype on its device (0 for an empty `x`)."""
+    xp = array_namespace(x)
+    if numel(x) == 0:
+        return xp.zeros((), dtype=x.dtype, device=device(x))
+    return xp.max(xp.abs(x))
 
 
 def scalar(x: Array) -> float:

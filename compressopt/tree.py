@@ -110,7 +110,8 @@ def tree_check(w: Any, name: str = "w") -> dict[str, Array]:
     Raises
     ------
     TypeError
-        `w` is not a mapping of names to arrays.
+        `w` is not a mapping of names to arrays (a name not a str, a leaf not an array: a
+        list, a Python number, None).
     UnsupportedDTypeError, NonFiniteError
         A leaf is not real floating, or holds NaN/Inf.
     """
@@ -120,6 +121,11 @@ def tree_check(w: Any, name: str = "w") -> dict[str, Array]:
     for k, x in w.items():
         if not isinstance(k, str):
             raise TypeError(f"{name}: parameter names must be str, got {k!r}")
+        try:
+            array_namespace(x)
+        except TypeError as e:
+            raise TypeError(f"{name}[{k!r}] must be an array (numpy, torch, ...), got "
+                            f"{type(x).__name__}") from e
         check_finite(x, f"{name}[{k!r}]")
         out[k] = x
     return out

@@ -45,6 +45,7 @@ from compressopt.projections.codebooks import (
     project_codebook,
     project_ternary,
     project_uniform,
+    uniform_memory,
 )
 from compressopt.projections.convex import (
     Box,
@@ -103,6 +104,7 @@ from compressopt.projections.quantization import (
     assign_nearest,
     kmeans1d_exact,
     kmeans1d_fast,
+    kmeans1d_memory,
     kmeans1d_sweep,
     quantize_zero_level,
 )
@@ -168,6 +170,7 @@ __all__ = [
     "keep_to_k",
     "kmeans1d_exact",
     "kmeans1d_fast",
+    "kmeans1d_memory",
     "kmeans1d_sweep",
     "mckp_best",
     "mckp_greedy",
@@ -194,5 +197,6 @@ __all__ = [
     "simplex_threshold",
     "soft_threshold",
     "summarize",
+    "uniform_memory",
     "upper_hull",
 ]

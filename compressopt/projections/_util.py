@@ -13,18 +13,22 @@ from typing import Any
 from array_api_compat import is_numpy_array
 
 from compressopt._array import Array, array_namespace, check_finite, numel
-from compressopt.errors import NonFiniteError, ShapeMismatchError
+from compressopt.errors import NonFiniteError, ResourceLimitError, ShapeMismatchError
 from compressopt.tree import Params, tree_check
 
 __all__ = [
     "acc_dtype",
     "array_param",
     "as_groups",
+    "available_memory",
     "check_int",
+    "check_memory",
     "check_nonneg",
     "concat_flat",
     "flat",
+    "format_bytes",
     "from_groups",
+    "ldexp_float",
     "mask_top",
     "prepare",
     "sort_owned",
@@ -208,3 +212,53 @@ def to_list(v: Array) -> list[float]:
     """A small 1-D array as a list of Python floats (one device synchronization)."""
     xp = array_namespace(v)
     return [float(e) for e in xp.unstack(xp.astype(v, xp.float64))] if v.shape[0] else []
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation: psutil's ``available`` (MemAvailable
+    on Linux); ``/proc/meminfo`` without psutil; a huge number when neither can be read."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover - psutil is a core dependency
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return 1 << 62  # pragma: no cover
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes for a message: ``"4.3 GB"``, ``"512 kB"`` (powers of 1000)."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def check_memory(estimate: int, what: str, change: str) -> None:
+    """Raise :class:`ResourceLimitError` before allocating when `estimate` bytes exceed the
+    memory available (:func:`available_memory`).
+
+    `what` names the computation (``"exact k-means of 60000 values with k = 8192"``),
+    `change` the parameter to change (``"use a smaller k or method='fast'"``); both go into the
+    message with the estimate and the memory available.
+    """
+    avail = available_memory()
+    if estimate > avail:
+        raise ResourceLimitError(
+            f"{what} needs about {format_bytes(estimate)} of memory, more than the "
+            f"{format_bytes(avail)} available: {change}")
+
+
+def ldexp_float(v: float, e: int) -> float:
+    """``v · 2^e`` as a Python float: inf on overflow (as float arithmetic gives), where
+    :func:`math.ldexp` raises."""
+    try:
+        return math.ldexp(v, e)
+    except OverflowError:
+        return math.copysign(math.inf, v)

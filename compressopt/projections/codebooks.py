@@ -12,14 +12,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, NamedTuple
 
-from compressopt._array import Array, array_namespace, numel
+from compressopt._array import Array, array_namespace, ldexp, max_abs, numel, pow2_exponent
+from compressopt.errors import NonFiniteError
 from compressopt.projections._util import (
     acc_dtype,
     check_int,
+    check_memory,
     flat,
     mask_top,
     prepare,
@@ -39,6 +43,7 @@ __all__ = [
     "project_codebook",
     "project_ternary",
     "project_uniform",
+    "uniform_memory",
 ]
 
 #: above this many breakpoints (entries × levels) ``project_uniform(method="auto")`` alternates
@@ -47,6 +52,9 @@ EXACT_UNIFORM_LIMIT = 1 << 20
 #: enough for a projection per training step (≈ 15 ms for 400k entries on one core), and
 #: measured within 2e-7 of the exact error on Gaussian, Laplace, Student-t(3) and sparse data
 SKETCH_LIMIT = 1 << 17
+#: bytes per breakpoint of the exact sweep (measured peak of ``_uniform_sweep``, numpy float64:
+#: 88-94 bytes for n·L = 2^20 with n from 64 to 4096)
+SWEEP_BYTES = 96
 
 
 class ScaledCodes(NamedTuple):
@@ -85,7 +93,11 @@ def project_binary(x: Array) -> ScaledCodes:
     -------
     ScaledCodes
         codes ±1 (zeros of x get +1), scale ``mean |x|`` (0 for an empty x). Exact
-        (Rastegari et al., "XNOR-Net", ECCV 2016, eq. 4); O(n).
+        (Rastegari et al., "XNOR-Net", ECCV 2016, eq. 4) at every finite magnitude, float32
+        and float64, subnormals included: the mean is taken of ``|x|·2^-E`` (E the binary
+        exponent of ``max|x|``) and scaled back, so it neither overflows (values near 1e308)
+        nor loses digits to underflow (subnormals); the scale is rounded once to x's dtype.
+        O(n); no host transfer.
 
     Raises
     ------
@@ -101,7 +113,9 @@ def project_binary(x: Array) -> ScaledCodes:
     """
     xp = prepare(x)
     n = numel(x)
-    a = xp.sum(xp.abs(x), dtype=acc_dtype(x)) / max(n, 1)
+    u = xp.astype(xp.abs(x), acc_dtype(x))
+    e = pow2_exponent(max_abs(u))
+    a = ldexp(xp.sum(ldexp(u, -e)) / max(n, 1), e)
     codes = xp.where(x >= 0, xp.ones_like(x), -xp.ones_like(x))
     return ScaledCodes(xp.astype(a, x.dtype), xp.astype(codes, xp.int64))
 
@@ -123,9 +137,13 @@ def project_ternary(x: Array) -> ScaledCodes:
     Returns
     -------
     ScaledCodes
-        codes in {-1, 0, 1}, scale a. Exact (Yin et al., "BinaryRelax", 2018, §2); among equal
-        magnitudes at the threshold the lower flat index is kept. O(n log n): one sort, one
-        cumulative sum; no host transfer.
+        codes in {-1, 0, 1}, scale a. Exact (Yin et al., "BinaryRelax", 2018, §2) at every
+        finite magnitude, float32 and float64, subnormals included: the ratios
+        ``(Σ_{j<=k} |x|_(j))² / k`` are compared on ``|x|·2^-E`` (E the binary exponent of
+        ``max|x|``; a power of two, so the comparison is the same one and neither overflows
+        near 1e308 nor underflows below 1e-154); the scale is rounded once to x's dtype.
+        Among equal magnitudes at the threshold the lower flat index is kept. O(n log n):
+        one sort, one cumulative sum; no host transfer.
 
     Raises
     ------
@@ -146,13 +164,16 @@ def project_ternary(x: Array) -> ScaledCodes:
                            xp.zeros(x.shape, dtype=xp.int64, device=x.device))
     acc = acc_dtype(x)
     u = xp.abs(flat(x))
-    s = xp.astype(xp.sort(u, descending=True, stable=False), acc)
-    cs = xp.cumulative_sum(s)
+    su = xp.sort(u, descending=True, stable=False)
+    s = xp.astype(su, acc)
+    e = pow2_exponent(s[0])
+    cs = xp.cumulative_sum(ldexp(s, -e))  # in the frame max|x|·2^-E ∈ [0.5, 1)
     k = xp.arange(1, n + 1, dtype=acc, device=x.device)
     best = xp.argmax(cs * cs / k)  # first maximum: the smallest optimal support
     kstar = best + 1
-    a = xp.take(cs, xp.reshape(best, (1,)))[0] / xp.astype(kstar, acc)
-    thr = xp.astype(xp.take(s, xp.reshape(best, (1,)))[0], x.dtype)
+    at = xp.reshape(best, (1,))
+    a = ldexp(xp.take(cs, at)[0] / xp.astype(kstar, acc), e)
+    thr = xp.take(su, at)[0]
     keep = mask_top(u, thr, kstar) & (u > 0)
     return ScaledCodes(xp.astype(a, x.dtype), xp.reshape(_sign_codes(flat(x), keep), x.shape))
 
@@ -222,6 +243,42 @@ def _levels(bits: int | None, levels: int | None, method: str, iters: int) -> in
     return check_int(levels, "levels", low=1)
 
 
+def _uses_sweep(n: int, big_l: int, method: str) -> bool:
+    return method == "exact" or (method == "auto" and n * big_l <= EXACT_UNIFORM_LIMIT)
+
+
+def _sketch_points(big_l: int) -> int | None:
+    """Points of the sketch whose exact scale starts the alternating method, or None when L is
+    so large (> 2^15) that even 4 points would need 4L breakpoints: then it starts from
+    ``max|x| / L`` (the finest grid that clips nothing)."""
+    return max(4, SKETCH_LIMIT // big_l) if big_l <= SKETCH_LIMIT // 4 else None
+
+
+def uniform_memory(n: int, bits: int | None = None, *, levels: int | None = None,
+                   method: Literal["auto", "exact", "alternating"] = "auto") -> int:
+    """Estimated peak memory (bytes) of :func:`project_uniform` on `n` entries.
+
+    The exact sweep holds about ``96·n·L`` bytes (its n·L breakpoints with their order, prefix
+    sums and candidate scales, float64); the alternating method about ``64·n`` bytes plus the
+    sweep of its sketch (at most 2^17 breakpoints, 12 MB). ``"auto"`` picks the exact sweep
+    when ``n·L <= 2^20`` (at most 100 MB). Cheap (no allocation): for a job to check its C
+    step against the memory it has before training.
+
+    Examples
+    --------
+    >>> uniform_memory(10**6, bits=4)        # auto: alternating
+    76582912
+    >>> uniform_memory(1000, bits=31, method="exact") / 1e12   # ~ 103 TB: refused
+    103.079215168
+    """
+    big_l = _levels(bits, levels, method, 0)
+    n = check_int(n, "n")
+    if _uses_sweep(n, big_l, method):
+        return SWEEP_BYTES * n * big_l + 64 * n
+    m = _sketch_points(big_l)
+    return 64 * n + (SWEEP_BYTES * min(n, m) * big_l if m is not None else 0)
+
+
 def project_uniform(x: Array, bits: int | None = None, *, levels: int | None = None,
                     method: Literal["auto", "exact", "alternating"] = "auto",
                     iters: int = 50) -> ScaledCodes:
@@ -240,11 +297,12 @@ def project_uniform(x: Array, bits: int | None = None, *, levels: int | None = N
         ``ceil(log2(2L + 1)) = m + 1`` bits). Give exactly one of `bits` and `levels`.
     levels : L >= 1, the largest integer.
     method : ``"exact"``: sweep over all n·L breakpoints of α (see ``_uniform_sweep``):
-        the global optimum, O(nL log nL) time and O(nL) memory. ``"alternating"``: `iters`
-        rounds of the two closed forms (Li & Xin's scheme; the error never increases) from the
-        exact scale of a 2^17/L-point weighted sketch of |x| (its largest half exactly, the
-        rest as bin means): a local optimum, O(n log n + n·iters).
-        ``"auto"``: exact when ``n·L <= 2^20``, else alternating.
+        the global optimum, O(nL log nL) time and about ``96·n·L`` bytes
+        (:func:`uniform_memory`). ``"alternating"``: `iters` rounds of the two closed forms
+        (Li & Xin's scheme; the error never increases) from the exact scale of a
+        2^17/L-point weighted sketch of |x| (its largest half exactly, the rest as bin means),
+        or, for L > 2^15, from ``max|x|/L``: a local optimum, O(n log n + n·iters) time and
+        O(n) memory. ``"auto"``: exact when ``n·L <= 2^20``, else alternating.
     iters : rounds of the alternating method.
 
     Returns
@@ -252,10 +310,21 @@ def project_uniform(x: Array, bits: int | None = None, *, levels: int | None = N
     ScaledCodes
         scale α >= 0 (0 only for x = 0) and integer codes in [-L, L].
 
+    Notes
+    -----
+    The problem is scale-equivariant (the codes of ``c·x`` are those of x, the scale is
+    c·α), so it is solved on ``|x|·2^-E`` (E the binary exponent of ``max|x|``, an exact
+    rescaling) and α scaled back: exact (resp. the same local optimum) at every finite
+    magnitude, float32 and float64, subnormals included (no overflow of the squares near
+    1e308, no scale 0 below 1e-154); α is rounded once to x's dtype.
+
     Raises
     ------
     TypeError, ValueError
         Bad `bits`, `levels`, `method` or `iters`.
+    ResourceLimitError
+        ``method="exact"`` would need more memory than is available (e.g. ``bits=31``:
+        ``96·n·2^30`` bytes), checked before allocating.
     UnsupportedDTypeError, NonFiniteError
         `x` is not real floating, or holds NaN/Inf.
 
@@ -265,6 +334,9 @@ def project_uniform(x: Array, bits: int | None = None, *, levels: int | None = N
     >>> t = project_uniform(np.array([0.1, 1.0, 2.1, -2.9]), bits=2)   # L = 2
     >>> round(float(t.scale), 4), t.codes.tolist()
     (1.2222, [0, 1, 2, -2])
+    >>> t = project_uniform(np.array([1e-200, 3e-200]), bits=31)   # L = 2^30, O(n) memory
+    >>> t.codes.tolist()
+    [357913941, 1073741824]
     """
     xp = prepare(x)
     big_l = _levels(bits, levels, method, iters)
@@ -274,20 +346,28 @@ def project_uniform(x: Array, bits: int | None = None, *, levels: int | None = N
         return ScaledCodes(xp.zeros((), dtype=x.dtype, device=x.device),
                            xp.zeros(x.shape, dtype=xp.int64, device=x.device))
     u = xp.astype(xp.abs(flat(x)), acc)
-    exact = method == "exact" or (method == "auto" and n * big_l <= EXACT_UNIFORM_LIMIT)
-    if exact:
+    e = pow2_exponent(xp.max(u))
+    u = ldexp(u, -e)  # max u ∈ [0.5, 1): the same problem, no overflow or underflow
+    if _uses_sweep(n, big_l, method):
+        check_memory(uniform_memory(n, levels=big_l, method="exact"),
+                     f"the exact uniform-grid projection of {n} values with L = {big_l}",
+                     "use fewer bits or method='alternating'")
         a = _uniform_sweep(u, levels=big_l)
     else:
-        m = max(4, SKETCH_LIMIT // big_l)
-        a = _uniform_sweep(*_sketch(u, m), levels=big_l) if n > m else \
-            _uniform_sweep(u, levels=big_l)
+        m = _sketch_points(big_l)
+        if m is None:
+            a = xp.max(u) / big_l
+        elif n > m:
+            a = _uniform_sweep(*_sketch(u, m), levels=big_l)
+        else:
+            a = _uniform_sweep(u, levels=big_l)
         for _ in range(iters):  # alternating closed forms (a loop over rounds)
             q = _codes_for(u, a, big_l)
             s2 = xp.sum(q * q)
             a = xp.where(s2 > 0, xp.sum(u * q) / xp.where(s2 > 0, s2, xp.ones_like(s2)), a)
     q = _codes_for(u, a, big_l)
     codes = xp.astype(q * xp.sign(xp.astype(flat(x), acc)), xp.int64)
-    return ScaledCodes(xp.astype(a, x.dtype), xp.reshape(codes, x.shape))
+    return ScaledCodes(xp.astype(ldexp(a, e), x.dtype), xp.reshape(codes, x.shape))
 
 
 def powers_of_two(emin: int, emax: int, *, zero: bool = True) -> list[float]:
@@ -324,9 +404,18 @@ def project_codebook(x: Array, codebook: Sequence[float] | Array) -> Quantized:
     Raises
     ------
     ValueError
-        An empty codebook.
+        An empty codebook, or a value beyond the range of x's dtype (e.g. 1e300 for
+        float32: no entry could be quantized to it).
+    TypeError
+        A codebook value is not a real number.
     UnsupportedDTypeError, NonFiniteError
         `x` or the codebook is not real floating or finite.
+
+    Notes
+    -----
+    Exact at every finite magnitude: the decision points are the midpoints ``a/2 + b/2`` of
+    consecutive values (:func:`~compressopt.projections.quantization.assign_nearest`), which
+    cannot overflow.
 
     Examples
     --------
@@ -336,13 +425,32 @@ def project_codebook(x: Array, codebook: Sequence[float] | Array) -> Quantized:
     [0.5, -1.0, 1.0]
     """
     xp = prepare(x)
-    c = codebook if hasattr(codebook, "shape") else xp.asarray(list(codebook), dtype=x.dtype,
-                                                                  device=x.device)
+    if hasattr(codebook, "shape"):
+        c = codebook
+    else:
+        vals = _codebook_values(codebook)
+        c = xp.asarray(vals, dtype=xp.float64 if vals else x.dtype, device=x.device)
     prepare(c, "codebook")
     if c.ndim != 1 or c.shape[0] == 0:
         raise ValueError(f"codebook must be a non-empty 1-D collection, got shape {tuple(c.shape)}")
+    big = float(xp.finfo(x.dtype).max)
+    if float(xp.max(xp.abs(xp.astype(c, xp.float64)))) > big:
+        raise ValueError(f"a codebook value is beyond the range of {x.dtype} (largest {big:g})")
     c = xp.sort(xp.astype(c, x.dtype), stable=False)
     return Quantized(c, assign_nearest(x, c))
+
+
+def _codebook_values(values: Iterable[object]) -> list[float]:
+    """A fixed codebook as finite floats: TypeError for non-numbers (bools too), NonFiniteError
+    for NaN/Inf."""
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"codebook values must be real numbers, got {v!r}")
+        if not math.isfinite(v):
+            raise NonFiniteError(f"codebook values must be finite, got {v}")
+        out.append(float(v))
+    return out
 
 
 class _Scaled(TensorScheme):
@@ -444,7 +552,7 @@ class FixedCodebook(_Codebook):
     values: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "values", tuple(float(v) for v in self.values))
+        object.__setattr__(self, "values", tuple(_codebook_values(self.values)))
         if not self.values:
             raise ValueError("a fixed codebook needs at least one value")
 

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from compressopt._array import Array, array_namespace
+from compressopt._array import Array, array_namespace, ldexp, max_abs, pow2_exponent
 from compressopt.errors import ShapeMismatchError
-from compressopt.projections._util import acc_dtype, check_int, check_nonneg
+from compressopt.projections._util import acc_dtype, check_int, check_nonneg, ldexp_float
 from compressopt.projections.base import count_nonzero
 from compressopt.projections.knapsack import project_knapsack
 from compressopt.projections.mckp import (
@@ -61,12 +61,14 @@ class JointResult(NamedTuple):
         return self.allocation.decompress()
 
 
-def _sq_dist(a: Params, b: Params) -> float:
+def _sq_dist(a: Params, b: Params, e: int) -> float:
+    """``||a - b||² · 2^-2e``: the squared distance in the frame scaled by ``2^-e``, where it
+    neither overflows nor underflows when ``2^e`` is of the order of the entries."""
     total = 0.0
     for n in a:
         xp = array_namespace(a[n])
-        d = a[n] - b[n]
-        total += float(xp.sum(d * d, dtype=acc_dtype(d)))
+        d = ldexp(xp.astype(a[n], acc_dtype(a[n])) - xp.astype(b[n], acc_dtype(a[n])), -e)
+        total += float(xp.sum(d * d))
     return total
 
 
@@ -114,8 +116,11 @@ def project_sparse_quantized(
     -----
     Heuristic (alternating minimization over a nonconvex set); the result is feasible, not
     necessarily the nearest point (``verify.verify_sparse_quantized`` compares with an
-    enumeration on tiny instances). Cost per round: one knapsack projection and one bit
-    allocation, plus one device synchronization for the error.
+    enumeration on tiny instances). The candidates' errors are compared in the frame scaled
+    by ``2^-E`` (E the binary exponent of the largest ``|w|``), so the choice does not depend
+    on the magnitude; ``error`` is reported in w's units squared (inf beyond the float range).
+    Cost per round: one knapsack projection and one bit allocation, plus one device
+    synchronization for the error.
 
     Examples
     --------
@@ -143,9 +148,12 @@ def project_sparse_quantized(
     best: tuple[float, BitAllocation] | None = None
     errors = []
 
+    # errors are compared in the frame scaled by 2^-e (e the binary exponent of max|w|)
+    e = max(int(pow2_exponent(max_abs(x))) for x in w.values())
+
     def consider(alloc: BitAllocation) -> None:
         nonlocal best
-        err = _sq_dist(w, alloc.decompress())
+        err = _sq_dist(w, alloc.decompress(), e)
         errors.append(err)
         if best is None or err < best[0]:
             best = (err, alloc)
@@ -159,7 +167,8 @@ def project_sparse_quantized(
             break
         bits = alloc.bits
     assert best is not None
-    return JointResult(allocation=best[1], error=best[0], errors=tuple(errors))
+    return JointResult(allocation=best[1], error=ldexp_float(best[0], 2 * e),
+                       errors=tuple(ldexp_float(v, 2 * e) for v in errors))
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from compressopt._array import Array, array_namespace, to_numpy
+from compressopt._array import Array, array_namespace, ldexp, max_abs, pow2_exponent, to_numpy
 from compressopt.errors import ShapeMismatchError
-from compressopt.projections._util import check_int, check_nonneg, prepare
+from compressopt.projections._util import check_int, check_nonneg, ldexp_float, prepare
 from compressopt.projections.base import StorageCost, TensorScheme
 from compressopt.projections.mckp import mckp_best
 from compressopt.tree import Params, tree_check
@@ -58,8 +58,21 @@ def _factors(x: Array, r: int) -> LowRankTheta:
     _xp, a = _as_matrix(x)
     m, n = a.shape
     r = check_int(r, "rank", low=0, high=min(m, n))
-    u, s, vh = _svd(a)
-    return LowRankTheta(u[:, :r] * s[None, :r], vh[:r, :], tuple(x.shape))
+    e = pow2_exponent(max_abs(a))
+    u, s, vh = _svd(ldexp(a, -e))
+    return _theta(u, s, vh, r, e, tuple(x.shape))
+
+
+def _theta(u: Array, s: Array, vh: Array, r: int, e: Array, shape: tuple[int, ...]) -> Array:
+    """Θ of rank r from the SVD of ``A·2^-e`` (so ``σ_1 <= sqrt(mn)``): the factors
+    ``U_r Σ_r`` and ``V_rᵀ`` scaled back by powers of two, split so that neither overflows
+    (``2^(e-h)`` on the left and ``2^h`` on the right, ``2^h >= 2 sqrt(mn)``, when e > 0) nor
+    loses more than the output's own rounding (all on the left when e <= 0)."""
+    xp = array_namespace(u)
+    m, n = u.shape[0], vh.shape[1]
+    h = (max(m * n, 1).bit_length() + 1) // 2 + 1
+    hr = xp.where(e > 0, xp.asarray(h, dtype=e.dtype, device=e.device), xp.zeros_like(e))
+    return LowRankTheta(ldexp(u[:, :r] * s[None, :r], e - hr), ldexp(vh[:r, :], hr), shape)
 
 
 def _svd(a: Array) -> tuple[Array, Array, Array]:
@@ -92,7 +105,10 @@ def project_rank(x: Array, r: int) -> Array:
     Returns
     -------
     array like `x` (a new array). Exact (Eckart–Young–Mirsky), unique when ``σ_r > σ_{r+1}``;
-    error ``Σ_{l > r} σ_l²``. O(mn·min(m, n)) (one thin SVD, on the array's device).
+    error ``Σ_{l > r} σ_l²``. O(mn·min(m, n)) (one thin SVD, on the array's device). The SVD
+    is taken of ``x·2^-E`` (E the binary exponent of ``max|x|``; the projection commutes with
+    this exact rescaling), so it is exact to the SVD's accuracy at every finite magnitude,
+    float32 and float64, subnormals included.
 
     Raises
     ------
@@ -182,7 +198,11 @@ def select_ranks(w: Params, budget_params: float) -> RankAllocation:
     -----
     Greedy with the LP bound (integral, hence optimal, when the budget is used up exactly or
     every rank is full). The singular values (min(m, n) per tensor) are read on the host for
-    the knapsack; the SVDs and the projections run on the arrays' device.
+    the knapsack; the SVDs and the projections run on the arrays' device. The SVDs are taken
+    of the tensors scaled by one power of two ``2^-E`` (E the binary exponent of the largest
+    ``|w|``), so the σ² neither overflow nor underflow and the ranks are the same at every
+    finite magnitude; ``error`` and ``lp_bound`` are in w's units squared (inf beyond the
+    float range).
 
     Examples
     --------
@@ -197,9 +217,12 @@ def select_ranks(w: Params, budget_params: float) -> RankAllocation:
         raise ShapeMismatchError("w is empty: give at least one tensor")
     p = check_nonneg(budget_params, "budget_params")
     names, svds, profits, weights = list(w), {}, [], []
+    mats = {name: _as_matrix(w[name])[1] for name in names}
+    # one power of two for all tensors, so that the σ² are comparable and in range
+    e = max(int(pow2_exponent(max_abs(a))) for a in mats.values())
     for name in names:  # a loop over tensors
-        _xp, a = _as_matrix(w[name])
-        svds[name] = _svd(a)
+        a = mats[name]
+        svds[name] = _svd(ldexp(a, -e))
         s2 = to_numpy(svds[name][1]).astype(np.float64) ** 2
         profits.append(np.concatenate([[0.0], np.cumsum(s2)]))
         weights.append(np.arange(s2.size + 1) * sum(a.shape))
@@ -208,14 +231,15 @@ def select_ranks(w: Params, budget_params: float) -> RankAllocation:
     theta = {}
     for name in names:
         u, s, vh = svds[name]
-        r = ranks[name]
-        theta[name] = LowRankTheta(u[:, :r] * s[None, :r], vh[:r, :], tuple(w[name].shape))
+        xp = array_namespace(u)
+        ea = xp.asarray(e, dtype=xp.int32, device=u.device)
+        theta[name] = _theta(u, s, vh, ranks[name], ea, tuple(w[name].shape))
     total = float(sum(pr[-1] for pr in profits))
     kept = float(sum(pr[r] for pr, r in zip(profits, choice, strict=True)))
     used = int(sum(wt[r] for wt, r in zip(weights, choice, strict=True)))
-    return RankAllocation(ranks=ranks, theta=theta, error=total - kept,
-                          lp_bound=total - res.lp_bound, params_used=used, budget=p,
-                          integral=res.integral, optimal=optimal)
+    return RankAllocation(ranks=ranks, theta=theta, error=ldexp_float(total - kept, 2 * e),
+                          lp_bound=ldexp_float(total - res.lp_bound, 2 * e), params_used=used,
+                          budget=p, integral=res.integral, optimal=optimal)
 
 
 def _low_rank_cost(theta: LowRankTheta) -> StorageCost:
@@ -276,6 +300,8 @@ class RankSelection:
         used = 0
         for x in tree_check(w).values():
             xp, a = _as_matrix(x)
-            s = _svd(a)[1]
-            used += int(xp.sum(xp.astype(s > atol, xp.int64))) * sum(a.shape)
+            e = pow2_exponent(max_abs(a))
+            s = _svd(ldexp(a, -e))[1]  # σ·2^-e
+            thr = ldexp(xp.asarray(atol, dtype=s.dtype, device=s.device), -e)
+            used += int(xp.sum(xp.astype(s > thr, xp.int64))) * sum(a.shape)
         return used <= self.budget_params

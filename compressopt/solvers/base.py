@@ -13,16 +13,19 @@ history record per iteration.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import math
+import numbers
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from compressopt._array import Array
-from compressopt.tree import Params
+from compressopt.errors import NonFiniteError, ShapeMismatchError
+from compressopt.tree import Params, tree_check
 
 __all__ = [
     "Coordinator",
@@ -34,6 +37,8 @@ __all__ = [
     "Status",
     "Timer",
     "check_positive_int",
+    "check_real",
+    "check_settings",
     "diagnostics",
     "drive",
     "history_columns",
@@ -96,8 +101,92 @@ class DifferentiableOracle(LossOracle, Protocol):
 
 def check_positive_int(value: Any, name: str) -> None:
     """Raise ``ValueError`` unless `value` is an int >= 1 (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_real(value: Any, name: str, *, allow_inf: bool = False) -> float:
+    """`value` as a float: a real number (bools refused), not NaN, finite unless `allow_inf`.
+
+    Raises
+    ------
+    TypeError
+        `value` is not a real number (a str, a bool, None, an array, ...).
+    NonFiniteError
+        `value` is NaN, or infinite without `allow_inf` (a ``ValueError``).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
+    v = float(value)
+    if math.isnan(v) or (math.isinf(v) and not allow_inf):
+        raise NonFiniteError(f"{name} must be a finite number, got {v}")
+    return v
+
+
+def _kinds(annotation: Any) -> set[str] | None:
+    """The kinds of a settings field from its annotation (a string under postponed
+    evaluation): a subset of float, int, bool, None, floats (a sequence of floats) and
+    callable; None when some part is another type (not checked here)."""
+    out = set()
+    for part in str(annotation).split("|"):
+        p = part.strip().replace("typing.", "").replace("collections.abc.", "")
+        if p in ("float", "int", "bool", "None"):
+            out.add(p)
+        elif p == "Sequence[float]":
+            out.add("floats")
+        elif p.startswith("Callable"):
+            out.add("callable")
+        else:
+            return None
+    return out
+
+
+def check_settings(obj: Any) -> None:
+    """Check the types of a frozen dataclass's settings from their annotations.
+
+    For every field annotated with ``float``, ``int``, ``bool``, ``Sequence[float]``,
+    ``Callable`` and ``None`` (alone or as a union): a float must be a real number (bools
+    refused), not NaN, and finite unless the field's default is infinite (e.g.
+    ``rho_max = inf``); an int an integer (bools and floats refused); a bool a bool; a
+    sequence of floats an iterable of such numbers; a callable callable; None where None is
+    allowed. Fields of other types (``Literal``, schedules) are left to the class. Ranges
+    (``> 0``, ``>= 1``) are the class's own ``__post_init__``'s business.
+
+    :class:`Coordinator` runs it before every subclass's ``__post_init__``.
+
+    Raises
+    ------
+    TypeError
+        A value of the wrong type, naming ``Class.field``.
+    NonFiniteError
+        A NaN, or an infinite value where the default is finite (a ``ValueError``).
+    """
+    cls = type(obj).__name__
+    for f in dataclasses.fields(obj):
+        kinds = _kinds(f.type)
+        if kinds is None:
+            continue
+        v, label = getattr(obj, f.name), f"{cls}.{f.name}"
+        if (v is None and "None" in kinds) or ("callable" in kinds and callable(v)):
+            continue
+        if "float" in kinds:
+            inf_ok = isinstance(f.default, float) and math.isinf(f.default)
+            check_real(v, label, allow_inf=inf_ok)
+        elif "int" in kinds:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{label} must be an int, got {type(v).__name__} ({v!r})")
+        elif "bool" in kinds:
+            if not isinstance(v, bool):
+                raise TypeError(f"{label} must be a bool, got {type(v).__name__} ({v!r})")
+        elif "floats" in kinds:
+            if isinstance(v, str | bytes | Mapping) or not (isinstance(v, Iterable)
+                                                            and hasattr(v, "__len__")):
+                raise TypeError(f"{label} must be a sequence of numbers, got "
+                                f"{type(v).__name__}")
+            for i, e in enumerate(v):
+                check_real(e, f"{label}[{i}]")
+        else:  # only callable (and None) allowed
+            raise TypeError(f"{label} must be callable, got {type(v).__name__}")
 
 
 class Status(enum.IntEnum):
@@ -251,6 +340,22 @@ class Coordinator:
     """
 
     name: str = "solver"
+    #: the oracle methods ``run`` requires (checked before any work when a subclass sets it)
+    oracle_methods: ClassVar[tuple[str, ...] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Run :func:`check_settings` before the subclass's own ``__post_init__``, so every
+        coordinator refuses NaN, infinite and mistyped settings the same way."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+
+        def __post_init__(self: Any) -> None:
+            check_settings(self)
+            if own is not None:
+                own(self)
+
+        __post_init__.__doc__ = own.__doc__ if own is not None else None
+        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
 
     @property
     def niter(self) -> int:
@@ -299,10 +404,20 @@ class Coordinator:
         ------
         NonFiniteError, UnsupportedDTypeError
             `w` holds NaN/Inf or non-floating arrays.
+        ShapeMismatchError
+            `w` is empty, or its names or shapes are not the oracle's (when the oracle has a
+            ``check_params(w)`` method, as :class:`~compressopt.solvers.LeastSquares` does),
+            or not the compression's.
+        TypeError
+            `w` is not a mapping of names to arrays, `oracle` is not a loss oracle or lacks a
+            method the solver declares in ``oracle_methods``, `compression` is not a
+            compression, `callback` is not callable, or `resume` is not a
+            :class:`SolveResult`.
         """
         from compressopt.projections.base import as_compression
 
         C = as_compression(compression)
+        _check_run(self, w, oracle, callback, resume)
         if resume is not None:
             state, history = resume.state, resume.history
         else:
@@ -328,3 +443,27 @@ class Coordinator:
             nit=state.k,
             history=history,
         )
+
+
+def _check_run(solver: Any, w: Any, oracle: Any, callback: Any, resume: Any) -> None:
+    """The checks of :meth:`Coordinator.run` before any work (see its Raises)."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    if not any(callable(getattr(oracle, m, None)) for m in ("value", "lstep", "grad")):
+        raise TypeError(f"oracle must be a loss oracle (value, lstep or grad methods), got "
+                        f"{type(oracle).__name__}")
+    for m in solver.oracle_methods or ():
+        if not callable(getattr(oracle, m, None)):
+            raise TypeError(f"{solver.name} needs an oracle with a {m}() method; "
+                            f"{type(oracle).__name__} has none")
+    if resume is not None:
+        if not isinstance(resume, SolveResult):
+            raise TypeError(f"resume must be a SolveResult of {solver.name}, got "
+                            f"{type(resume).__name__}")
+        return
+    w = tree_check(w)  # a mapping of finite floating arrays (TypeError, NonFiniteError, ...)
+    if not w:
+        raise ShapeMismatchError("w is empty: give at least one tensor (name -> array)")
+    check = getattr(oracle, "check_params", None)
+    if callable(check):
+        check(w)

@@ -9,11 +9,12 @@ convex solvers and for users who compress linear models. Parameters are a one-en
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 from compressopt._array import Array, array_namespace, check_finite
-from compressopt.errors import ShapeMismatchError
+from compressopt.errors import ShapeMismatchError, UnsupportedDTypeError
 from compressopt.tree import Params
 
 __all__ = ["LeastSquares", "LogisticRegression"]
@@ -27,6 +28,35 @@ def _check_design(A: Array, b: Array) -> None:
             "expected A of shape (m, n) and b of shape (m,), "
             f"got {tuple(A.shape)} and {tuple(b.shape)}"
         )
+
+
+def _param(w: Params, name: str, design: Array, what: str = "w") -> Array:
+    """``w[name]``, checked: the one name of the oracle, shape ``(n,)``, the design's dtype.
+
+    Raises
+    ------
+    TypeError
+        `w` is not a mapping.
+    ShapeMismatchError
+        `w` does not hold exactly the oracle's one parameter name, or it has another shape.
+    UnsupportedDTypeError
+        Its dtype is not the design matrix's.
+    """
+    if not isinstance(w, Mapping):
+        raise TypeError(f"{what} must be a mapping name -> array, got {type(w).__name__}")
+    if set(w) != {name}:
+        raise ShapeMismatchError(
+            f"{what} must hold exactly the oracle's parameter {name!r}, got names "
+            f"{sorted(map(str, w))} (set the oracle's name= or rename the parameter)")
+    x = w[name]
+    n = design.shape[1]
+    if tuple(getattr(x, "shape", ())) != (n,):
+        raise ShapeMismatchError(f"{what}[{name!r}] must have shape ({n},), got "
+                                 f"{tuple(getattr(x, 'shape', ()))}")
+    if x.dtype != design.dtype:
+        raise UnsupportedDTypeError(f"{what}[{name!r}] has dtype {x.dtype}, the oracle's data "
+                                    f"{design.dtype}: use one dtype")
+    return x
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,12 +90,12 @@ class LeastSquares:
         return self.A.T @ self.A, xp.matmul(self.A.T, self.b)
 
     def _w(self, w: Params) -> Array:
-        x = w[self.name]
-        if tuple(x.shape) != (self.A.shape[1],):
-            raise ShapeMismatchError(
-                f"w must have shape ({self.A.shape[1]},), got {tuple(x.shape)}"
-            )
-        return x
+        return _param(w, self.name, self.A)
+
+    def check_params(self, w: Params) -> None:
+        """Raise unless `w` is ``{name: array of shape (n,)}`` in A's dtype (see ``_param``);
+        the coordinators call it before any work."""
+        _param(w, self.name, self.A)
 
     def value(self, w: Params) -> float:
         xp = array_namespace(self.A)
@@ -80,7 +110,7 @@ class LeastSquares:
         G, Atb = self._gram
         n = G.shape[0]
         M = G + mu * xp.eye(n, dtype=G.dtype, device=G.device)
-        rhs = Atb + mu * self._w(center)
+        rhs = Atb + mu * _param(center, self.name, self.A, "center")
         return {self.name: xp.linalg.solve(M, rhs[:, None])[:, 0]}
 
     def retrain(self, w: Params, mask: Params, *, steps: int | None = None) -> dict[str, Array]:
@@ -135,19 +165,25 @@ class LogisticRegression:
         g = -(self.X.T @ (self.y * p)) / m
         return loss, g, p
 
+    def check_params(self, w: Params) -> None:
+        """Raise unless `w` is ``{name: array of shape (n,)}`` in X's dtype (see ``_param``);
+        the coordinators call it before any work."""
+        _param(w, self.name, self.X)
+
     def value(self, w: Params) -> float:
-        v = w[self.name]
+        v = _param(w, self.name, self.X)
         loss, _, _ = self._parts(v)
         xp = array_namespace(v)
         return float(loss) + 0.5 * self.l2 * float(xp.sum(v * v))
 
     def grad(self, w: Params) -> dict[str, Array]:
-        v = w[self.name]
+        v = _param(w, self.name, self.X)
         _, g, _ = self._parts(v)
         return {self.name: g + self.l2 * v}
 
     def lstep(self, w: Params, center: Params, mu: float, *, step: int = 0) -> dict[str, Array]:
-        return {self.name: self._newton(w[self.name], center[self.name], mu, None)}
+        return {self.name: self._newton(_param(w, self.name, self.X),
+                                        _param(center, self.name, self.X, "center"), mu, None)}
 
     def retrain(self, w: Params, mask: Params, *, steps: int | None = None) -> dict[str, Array]:
         """Minimize L(v) with ``v = 0`` off `mask` by Newton's method restricted to the support."""

@@ -6,6 +6,16 @@ codebook (the quantization-constrained problem); the projections onto the ℓ0 b
 channels, onto a scaled integer grid (binary, ternary, uniform), 1-D k-means (contiguous
 partitions), the 0-1 and multiple-choice knapsacks, and the joint sparse + quantized set.
 Every function is exact and exponential in the instance size.
+
+Magnitudes: every problem here except the least-squares ones is scale-equivariant (the
+optimal point of ``c·x`` is c times that of x; the knapsacks' choices do not change when the
+profits are scaled). The projections therefore enumerate on ``x·2^-E`` (E the binary exponent
+of the largest ``|x|``, see :func:`frame_exponent`): multiplying by a power of two is exact
+(only entries below ``2^(E-1075)`` round, and they cannot change a comparison at double
+precision), so the enumeration compares the same objectives without overflow (values near
+1e308) or underflow (below 1e-154), and the optimum is right at every finite magnitude. The
+point ``x`` of a result is scaled back exactly; ``objective`` is in the input's units and so
+rounds to inf or 0 where the float range ends (the verifiers compare in the frame instead).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ __all__ = [
     "brute_mckp",
     "brute_scaled_grid",
     "brute_sparse_quantized",
+    "frame_exponent",
 ]
 
 
@@ -102,6 +113,30 @@ def _host(x) -> np.ndarray:
     return np.asarray(to_numpy(x), dtype=np.float64)
 
 
+def frame_exponent(*arrays) -> int:
+    """The binary exponent E of the largest finite ``|a|`` over `arrays` (0 if all are 0):
+    ``max|a|·2^-E ∈ [0.5, 1)``. Non-finite entries (±inf box bounds) are ignored.
+
+    Examples
+    --------
+    >>> frame_exponent([3.0, -1e-300], [0.5])
+    2
+    """
+    m = 0.0
+    for a in arrays:
+        v = np.abs(_host(a)).reshape(-1)
+        v = v[np.isfinite(v)]
+        m = max(m, float(v.max(initial=0.0)))
+    return int(np.frexp(m)[1])
+
+
+def _up(v: float, e: int) -> float:
+    """``v·2^e`` as a float (inf on overflow)."""
+    from compressopt.projections._util import ldexp_float
+
+    return ldexp_float(float(v), e)
+
+
 def brute_knapsack(profits, weights, capacity: float) -> BruteResult:
     """Exact 0-1 knapsack ``max Σ p x s.t. Σ w x <= C`` by enumerating all 2^n subsets.
 
@@ -118,6 +153,8 @@ def brute_knapsack(profits, weights, capacity: float) -> BruteResult:
     n = p.size
     if n > 22:
         raise ValueError(f"brute force is for n <= 22 items, got {n}")
+    e = frame_exponent(p)
+    p = np.ldexp(p, -e)  # sums of up to 22 profits <= 22: no overflow
     best_val, best_sel = 0.0, np.zeros(n)
     block = 1 << min(n, 16)
     for start in range(0, 1 << n, block):  # blocks of subsets, each vectorized
@@ -127,7 +164,7 @@ def brute_knapsack(profits, weights, capacity: float) -> BruteResult:
         i = int(np.argmax(val))
         if val[i] > best_val:
             best_val, best_sel = float(val[i]), sel[i]
-    return BruteResult(best_sel, best_val, 1 << n)
+    return BruteResult(best_sel, _up(best_val, e), 1 << n)
 
 
 def brute_cardinality(x, k: int) -> BruteResult:
@@ -140,7 +177,8 @@ def brute_cardinality(x, k: int) -> BruteResult:
     ([0.0, -2.0, 0.0], 1.25)
     """
     v = _host(x)
-    f = v.reshape(-1)
+    e = frame_exponent(v)
+    f = np.ldexp(v, -e).reshape(-1)
     best: BruteResult | None = None
     count = 0
     for support in itertools.combinations(range(f.size), min(k, f.size)):
@@ -151,12 +189,14 @@ def brute_cardinality(x, k: int) -> BruteResult:
         if best is None or d < best.objective:
             best = BruteResult(z.reshape(v.shape), d, count)
     assert best is not None
-    return best._replace(candidates=count)
+    return BruteResult(np.ldexp(best.x, e), _up(best.objective, 2 * e), count)
 
 
 def brute_channels(x, k: int, axis: int = 0) -> BruteResult:
     """Exact ``min ||z - x||² s.t. at most k nonzero slices along axis`` by enumeration."""
     v = np.moveaxis(_host(x), axis, 0)
+    e = frame_exponent(v)
+    v = np.ldexp(v, -e)
     g = v.shape[0]
     best: BruteResult | None = None
     count = 0
@@ -168,7 +208,7 @@ def brute_channels(x, k: int, axis: int = 0) -> BruteResult:
         if best is None or d < best.objective:
             best = BruteResult(np.moveaxis(z, 0, axis), d, count)
     assert best is not None
-    return best._replace(candidates=count)
+    return BruteResult(np.ldexp(best.x, e), _up(best.objective, 2 * e), count)
 
 
 def _best_intervals(x, k: int, zero: bool) -> BruteResult:
@@ -179,7 +219,8 @@ def _best_intervals(x, k: int, zero: bool) -> BruteResult:
     quantized array in the input's order and shape.
     """
     v = _host(x)
-    f = v.reshape(-1)
+    e = frame_exponent(v)
+    f = np.ldexp(v, -e).reshape(-1)
     order = np.argsort(f, kind="stable")
     s = f[order]
     n = s.size
@@ -202,7 +243,8 @@ def _best_intervals(x, k: int, zero: bool) -> BruteResult:
                     best_val, best_q = val, q
     out = np.empty(n)
     out[order] = best_q
-    return BruteResult(out.reshape(v.shape), round(best_val, 15), count)
+    return BruteResult(np.ldexp(out.reshape(v.shape), e), _up(round(best_val, 15), 2 * e),
+                       count)
 
 
 def brute_kmeans(x, k: int) -> BruteResult:
@@ -250,7 +292,8 @@ def brute_scaled_grid(x, codes) -> BruteResult:
     ([2.0, -2.0, 2.0], 2.0)
     """
     v = _host(x)
-    f = v.reshape(-1)
+    e = frame_exponent(v)
+    f = np.ldexp(v, -e).reshape(-1)
     cs = np.asarray(list(codes), dtype=np.float64)
     best_val, best_z, count = float(f @ f), np.zeros_like(f), 0
     if 0.0 not in cs:
@@ -264,7 +307,8 @@ def brute_scaled_grid(x, codes) -> BruteResult:
         val = float(f @ f) - float(f @ q) ** 2 / qq
         if val < best_val:  # ties keep the first
             best_val, best_z = val, (float(f @ q) / qq) * q
-    return BruteResult(best_z.reshape(v.shape), max(best_val, 0.0), count)
+    return BruteResult(np.ldexp(best_z.reshape(v.shape), e), _up(max(best_val, 0.0), 2 * e),
+                       count)
 
 
 def brute_mckp(profits, weights, capacity: float) -> BruteResult:
@@ -275,6 +319,8 @@ def brute_mckp(profits, weights, capacity: float) -> BruteResult:
     """
     ps = [np.asarray(g, dtype=np.float64).reshape(-1) for g in profits]
     ws = [np.asarray(g, dtype=np.float64).reshape(-1) for g in weights]
+    e = frame_exponent(*ps)
+    ps = [np.ldexp(p, -e) for p in ps]  # sums of one profit per group: no overflow
     best_val, best_c, count = -np.inf, None, 0
     for choice in itertools.product(*[range(g.size) for g in ps]):
         count += 1
@@ -283,7 +329,7 @@ def brute_mckp(profits, weights, capacity: float) -> BruteResult:
             if val > best_val:
                 best_val, best_c = val, choice
     x = np.asarray(best_c if best_c is not None else [], dtype=np.int64)
-    return BruteResult(x, best_val, count)
+    return BruteResult(x, _up(best_val, e) if best_c is not None else best_val, count)
 
 
 def brute_sparse_quantized(w, budget_bits: float, candidates) -> BruteResult:
@@ -297,9 +343,10 @@ def brute_sparse_quantized(w, budget_bits: float, candidates) -> BruteResult:
     """
     names = list(w)
     cands = sorted(set(int(b) for b in candidates))
+    e = frame_exponent(*w.values())
     items, profits, weights = [], [], []
     for n in names:
-        v = _host(w[n])
+        v = np.ldexp(_host(w[n]), -e)
         f = v.reshape(-1)
         nz = [i for i in range(f.size) if f[i] != 0]
         best: dict[tuple[int, int], tuple[float, np.ndarray]] = {}
@@ -322,5 +369,5 @@ def brute_sparse_quantized(w, budget_bits: float, candidates) -> BruteResult:
         profits.append([-best[k][0] for k in keys])
         weights.append([k[0] * k[1] for k in keys])
     r = brute_mckp(profits, weights, budget_bits)
-    chosen = [items[g][c] for g, c in enumerate(r.x.tolist())]
-    return BruteResult(chosen, -r.objective, r.candidates)  # type: ignore[arg-type]
+    chosen = [np.ldexp(items[g][c], e) for g, c in enumerate(r.x.tolist())]
+    return BruteResult(chosen, _up(-r.objective, 2 * e), r.candidates)  # type: ignore[arg-type]

@@ -7,22 +7,41 @@ fast result lies in the set with code independent of the projection, and returns
 :class:`~compressopt.verify.report.Report` (objectives, gap, proven bound, feasibility, ok).
 Objectives are minimized: the squared distance ``||P(x) - x||²`` for projections, the
 proximal objective for proximal operators.
+
+Every magnitude: the objectives are computed and compared in the **frame** ``x·2^-E``
+(:class:`Frame`; E the binary exponent of the largest finite magnitude of the input and the
+parameters with its units: radius, box bounds, threshold, fixed codebook). Why this is the
+same comparison: every problem checked here except CTL1 and the multiple-choice knapsack on
+given tables is scale-equivariant: with ``c = 2^-E``, the exact solution of the problem on
+``c·x`` (parameters scaled alike) is ``c`` times the solution on x, and every objective scales
+by ``c²`` (the knapsacks' choices by nothing). Multiplying by a power of two is exact (only
+entries below ``2^(E-1075)`` round, below the resolution of any objective in the frame), so
+``gap/c²`` and the fast result's feasibility are checked exactly as at scale 1, where the
+objectives (at most about n) neither overflow nor underflow and the tolerance of
+:func:`~compressopt.verify.report.tol_for` is a relative one. The fast method itself runs on
+the original input; only its output is scaled. Where the output's entries are subnormal in
+x's dtype they are rounded to multiples of the smallest subnormal; the tolerance adds that
+rounding's effect (``Frame.slack``), which is 0 in practice above 1e-30 (float32) or 1e-290
+(float64). Reports give objectives in the frame.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from compressopt import projections as P
 from compressopt._array import to_numpy
+from compressopt.projections._util import ldexp_float
 from compressopt.verify import brute
 from compressopt.verify.report import Report, Tol, make_report, tol_for
 
 __all__ = [
+    "Frame",
+    "frame",
     "has_rank_at_most",
     "in_box",
     "in_l1_ball",
@@ -67,16 +86,79 @@ def _dtype(x: Any) -> Any:
     return x.dtype
 
 
+def _np_dtype(dtype: Any) -> np.dtype:
+    try:
+        return np.dtype(dtype)
+    except TypeError:  # a torch dtype: torch.float32 -> float32
+        return np.dtype(str(dtype).rsplit(".", 1)[-1])
+
+
 def _n(x: Any) -> int:
     if isinstance(x, Mapping):
         return sum(int(np.prod(v.shape)) for v in x.values())
     return int(np.prod(x.shape))
 
 
-def _dist(z: Any, x: Any) -> float:
+def _leaves(x: Any) -> list[Any]:
+    return list(x.values()) if isinstance(x, Mapping) else [x]
+
+
+class Frame(NamedTuple):
+    """The frame ``x·2^-e`` in which a verifier compares objectives (see the module's notes).
+
+    Attributes
+    ----------
+    e : int
+        The binary exponent of the largest finite magnitude of the instance.
+    quantum : float
+        The smallest subnormal of x's dtype in the frame, ``2^(emin - e)``: the spacing to
+        which output entries below the normal range are rounded.
+    """
+
+    e: int
+    quantum: float
+
+    def scale(self, a: Any) -> np.ndarray:
+        """`a` (an array, or a mapping of arrays) on the host, float64, times ``2^-e``."""
+        if isinstance(a, Mapping):
+            return {k: self.scale(v) for k, v in a.items()}  # type: ignore[return-value]
+        return np.ldexp(_h(a), -self.e)
+
+    def num(self, v: float, power: int = 1) -> float:
+        """A number with the units of x to the `power`, in the frame (``v·2^(-power·e)``)."""
+        return ldexp_float(float(v), -power * self.e)
+
+    def slack(self, n: int) -> float:
+        """Extra tolerance on a squared distance of `n` entries whose outputs are rounded to
+        multiples of :attr:`quantum` (each moves ``(z - x)²`` by at most ``4q + q²`` with
+        ``|z - x| <= 2`` in the frame)."""
+        q = self.quantum
+        return max(n, 1) * (4 * q + q * q)
+
+    def tol(self, t: Tol) -> Tol:
+        """`t` with the subnormal rounding added to its absolute part (feasibility tests)."""
+        return Tol(t.rtol, t.atol + 2 * self.quantum)
+
+
+def frame(x: Any, *params: Any) -> Frame:
+    """The :class:`Frame` of an instance: its input `x` (array or mapping) and the parameters
+    that share x's units (numbers or arrays; ±inf ignored)."""
+    e = brute.frame_exponent(*_leaves(x), *[np.asarray(_h(p)) for p in params])
+    tiny = float(np.finfo(_np_dtype(_dtype(x))).smallest_subnormal)
+    return Frame(e, ldexp_float(tiny, -e))
+
+
+def _dist(fr: Frame, z: Any, x: Any) -> float:
+    """``||z - x||²`` in the frame (over the leaves of a mapping)."""
     if isinstance(x, Mapping):
-        return sum(_dist(z[k], x[k]) for k in x)
-    return float(np.sum((_h(z) - _h(x)) ** 2))
+        return sum(_dist(fr, z[k], x[k]) for k in x)
+    return float(np.sum((fr.scale(z) - fr.scale(x)) ** 2))
+
+
+def _report(fr: Frame, name: str, kind: Any, fast: float, exact: float, feasible: bool,
+            method: str, dtype: Any, n: int, **kw: Any) -> Report:
+    return make_report(name, kind, fast, exact, feasible, method, dtype, n,
+                       slack=fr.slack(n), **kw)
 
 
 # ---------------------------------------------------------------- independent feasibility
@@ -170,27 +252,30 @@ def verify_cardinality(x: Any, k: int) -> Report:
     """:func:`~compressopt.projections.project_cardinality` against enumeration (tiny) or the
     sorted squares in float64."""
     z = P.project_cardinality(x, k)
-    v = _h(x).reshape(-1)
+    fr = frame(x)
+    v = fr.scale(x).reshape(-1)
     if math.comb(v.size, min(k, v.size)) <= _BRUTE_LIMIT:
         exact, method = brute.brute_cardinality(v, k).objective, "brute force"
     else:
         exact, method = float(np.sort(v**2)[: max(v.size - k, 0)].sum()), "closed form"
     feas = int(np.count_nonzero(_h(z))) <= k
-    return make_report("cardinality", "exact", _dist(z, x), exact, feas, method, x.dtype, v.size)
+    return _report(fr, "cardinality", "exact", _dist(fr, z, x), exact, feas, method, x.dtype,
+                   v.size)
 
 
 def verify_global_cardinality(w: Mapping[str, Any], k: int) -> Report:
     """:func:`~compressopt.projections.project_global_cardinality` against float64 sorting."""
     z = P.project_global_cardinality(w, k)
-    v = np.concatenate([_h(a).reshape(-1) for a in w.values()])
+    fr = frame(w)
+    v = np.concatenate([fr.scale(a).reshape(-1) for a in w.values()])
     exact = float(np.sort(v**2)[: max(v.size - k, 0)].sum())
     feas = sum(int(np.count_nonzero(_h(a))) for a in z.values()) <= k
-    return make_report("global_cardinality", "exact", _dist(z, w), exact, feas, "closed form",
-                       _dtype(w), v.size)
+    return _report(fr, "global_cardinality", "exact", _dist(fr, z, w), exact, feas,
+                   "closed form", _dtype(w), v.size)
 
 
-def _group_sq(x: Any, axis: int) -> np.ndarray:
-    v = np.moveaxis(_h(x), axis, 0)
+def _group_sq(x: np.ndarray, axis: int) -> np.ndarray:
+    v = np.moveaxis(x, axis, 0)
     return np.sum(v.reshape(v.shape[0], -1) ** 2, axis=1)
 
 
@@ -198,23 +283,26 @@ def verify_channels(x: Any, k: int, axis: int = 0) -> Report:
     """:func:`~compressopt.projections.project_channels` against enumeration of the kept
     groups (tiny) or the sorted group norms in float64."""
     z = P.project_channels(x, k, axis)
-    g = _group_sq(x, axis)
+    fr = frame(x)
+    xs = fr.scale(x)
+    g = _group_sq(xs, axis)
     if math.comb(g.size, min(k, g.size)) <= _BRUTE_LIMIT:
-        exact, method = brute.brute_channels(x, k, axis).objective, "brute force"
+        exact, method = brute.brute_channels(xs, k, axis).objective, "brute force"
     else:
         exact, method = float(np.sort(g)[: max(g.size - k, 0)].sum()), "closed form"
-    return make_report("channels", "exact", _dist(z, x), exact, nonzero_groups(z, axis) <= k,
-                       method, x.dtype, _n(x))
+    return _report(fr, "channels", "exact", _dist(fr, z, x), exact,
+                   nonzero_groups(z, axis) <= k, method, x.dtype, _n(x))
 
 
 def verify_global_channels(w: Mapping[str, Any], k: int, axis: int = 0) -> Report:
     """:func:`~compressopt.projections.project_global_channels` against float64 sorting."""
     z = P.project_global_channels(w, k, axis)
-    g = np.concatenate([_group_sq(a, axis) for a in w.values()])
+    fr = frame(w)
+    g = np.concatenate([_group_sq(fr.scale(a), axis) for a in w.values()])
     exact = float(np.sort(g)[: max(g.size - k, 0)].sum())
     feas = sum(nonzero_groups(a, axis) for a in z.values()) <= k
-    return make_report("global_channels", "exact", _dist(z, w), exact, feas, "closed form",
-                       _dtype(w), _n(w))
+    return _report(fr, "global_channels", "exact", _dist(fr, z, w), exact, feas, "closed form",
+                   _dtype(w), _n(w))
 
 
 # ---------------------------------------------------------------- convex sets and prox
@@ -225,10 +313,11 @@ def verify_l1_ball(x: Any, radius: float) -> Report:
     from compressopt.verify.convex import l1_ball_cvx
 
     z = P.project_l1_ball(x, radius)
-    r = l1_ball_cvx(x, radius)
-    t = tol_for(x.dtype, "cvxpy")
-    return make_report("l1_ball", "exact", _dist(z, x), r.objective, in_l1_ball(z, radius, t),
-                       r.status, x.dtype, _n(x))
+    fr = frame(x, radius)
+    r = l1_ball_cvx(fr.scale(x), fr.num(radius))
+    t = fr.tol(tol_for(x.dtype, "cvxpy"))
+    return _report(fr, "l1_ball", "exact", _dist(fr, z, x), r.objective,
+                   in_l1_ball(fr.scale(z), fr.num(radius), t), r.status, x.dtype, _n(x))
 
 
 def verify_simplex(x: Any, radius: float = 1.0) -> Report:
@@ -236,10 +325,11 @@ def verify_simplex(x: Any, radius: float = 1.0) -> Report:
     from compressopt.verify.convex import simplex_cvx
 
     z = P.project_simplex(x, radius)
-    r = simplex_cvx(x, radius)
-    t = tol_for(x.dtype, "cvxpy")
-    return make_report("simplex", "exact", _dist(z, x), r.objective, in_simplex(z, radius, t),
-                       r.status, x.dtype, _n(x))
+    fr = frame(x, radius)
+    r = simplex_cvx(fr.scale(x), fr.num(radius))
+    t = fr.tol(tol_for(x.dtype, "cvxpy"))
+    return _report(fr, "simplex", "exact", _dist(fr, z, x), r.objective,
+                   in_simplex(fr.scale(z), fr.num(radius), t), r.status, x.dtype, _n(x))
 
 
 def verify_box(x: Any, lower: Any = -1.0, upper: Any = 1.0) -> Report:
@@ -247,10 +337,12 @@ def verify_box(x: Any, lower: Any = -1.0, upper: Any = 1.0) -> Report:
     from compressopt.verify.convex import box_cvx
 
     z = P.project_box(x, lower, upper)
-    r = box_cvx(x, lower, upper)
-    t = tol_for(x.dtype, "cvxpy")
-    return make_report("box", "exact", _dist(z, x), r.objective, in_box(z, lower, upper, t),
-                       r.status, x.dtype, _n(x))
+    fr = frame(x, lower, upper)
+    lo, hi = fr.scale(lower), fr.scale(upper)
+    r = box_cvx(fr.scale(x), lo, hi)
+    t = fr.tol(tol_for(x.dtype, "cvxpy"))
+    return _report(fr, "box", "exact", _dist(fr, z, x), r.objective,
+                   in_box(fr.scale(z), lo, hi, t), r.status, x.dtype, _n(x))
 
 
 def verify_soft_threshold(x: Any, t: float) -> Report:
@@ -258,21 +350,24 @@ def verify_soft_threshold(x: Any, t: float) -> Report:
     from compressopt.verify.convex import soft_threshold_cvx
 
     z = P.soft_threshold(x, t)
-    r = soft_threshold_cvx(x, t)
-    fast = 0.5 * _dist(z, x) + t * float(np.abs(_h(z)).sum())
-    return make_report("soft_threshold", "exact", fast, r.objective, True, r.status, x.dtype,
-                       _n(x))
+    fr = frame(x, t)
+    ts = fr.num(t)
+    r = soft_threshold_cvx(fr.scale(x), ts)
+    fast = 0.5 * _dist(fr, z, x) + ts * float(np.abs(fr.scale(z)).sum())
+    return _report(fr, "soft_threshold", "exact", fast, r.objective, True, r.status, x.dtype,
+                   _n(x))
 
 
 def verify_hard_threshold(x: Any, t: float) -> Report:
     """:func:`~compressopt.projections.hard_threshold` as the prox of ``(t²/2)||·||_0``,
     against the enumeration of each coordinate's two candidates {0, x_i}."""
     z = P.hard_threshold(x, t)
-    v = _h(x)
-    fast = 0.5 * _dist(z, x) + 0.5 * t * t * int(np.count_nonzero(_h(z)))
-    exact = float(np.minimum(0.5 * v**2, 0.5 * t * t).sum())
-    return make_report("hard_threshold", "exact", fast, exact, True, "brute force", x.dtype,
-                       v.size)
+    fr = frame(x, t)
+    ts, v = fr.num(t), fr.scale(x)
+    fast = 0.5 * _dist(fr, z, x) + 0.5 * ts * ts * int(np.count_nonzero(_h(z)))
+    exact = float(np.minimum(0.5 * v**2, 0.5 * ts * ts).sum())
+    return _report(fr, "hard_threshold", "exact", fast, exact, True, "brute force", x.dtype,
+                   v.size)
 
 
 def verify_group_lasso(x: Any, t: float, axis: int = 0) -> Report:
@@ -280,10 +375,12 @@ def verify_group_lasso(x: Any, t: float, axis: int = 0) -> Report:
     from compressopt.verify.convex import group_lasso_cvx
 
     z = P.prox_group_lasso(x, t, axis)
-    r = group_lasso_cvx(x, t, axis)
-    fast = 0.5 * _dist(z, x) + t * float(np.sqrt(_group_sq(z, axis)).sum())
-    return make_report("group_lasso", "exact", fast, r.objective, True, r.status, x.dtype,
-                       _n(x))
+    fr = frame(x, t)
+    ts = fr.num(t)
+    r = group_lasso_cvx(fr.scale(x), ts, axis)
+    fast = 0.5 * _dist(fr, z, x) + ts * float(np.sqrt(_group_sq(fr.scale(z), axis)).sum())
+    return _report(fr, "group_lasso", "exact", fast, r.objective, True, r.status, x.dtype,
+                   _n(x))
 
 
 def verify_ctl1(x: Any, a: float, axis: int = 0) -> Report:
@@ -325,10 +422,12 @@ def verify_knapsack(w: Mapping[str, Any], bits: Mapping[str, int], budget_bits: 
     (enumeration for <= 16 nonzeros, else OR-Tools' branch and bound).
 
     Checks ``objective >= OPT - break_profit`` (the proven bound, as ``gap <= bound`` on the
-    distances) and ``OPT <= lp_bound``; feasibility ``Σ b_i ||z_i||_0 <= S``.
+    distances) and ``OPT <= lp_bound``; feasibility ``Σ b_i ||z_i||_0 <= S``. Profits (w²) in
+    the frame; the projection's objective, LP bound and break profit are converted to it.
     """
     r = P.project_knapsack(w, bits, budget_bits)
-    prof = np.concatenate([_h(a).reshape(-1) ** 2 for a in w.values()])
+    fr = frame(w)
+    prof = np.concatenate([fr.scale(a).reshape(-1) ** 2 for a in w.values()])
     wts = np.concatenate([np.full(int(np.prod(a.shape)), bits[n]) for n, a in w.items()])
     keep = prof > 0
     p_nz, w_nz = prof[keep], wts[keep]
@@ -343,11 +442,12 @@ def verify_knapsack(w: Mapping[str, Any], bits: Mapping[str, int], budget_bits: 
             raise RuntimeError("the knapsack ILP hit its time limit: no certified optimum")
         opt, method, slack = ilp.objective, ilp.solver, ilp.rounding
     total = float(prof.sum())
-    obj, lp, brk = (float(to_numpy(a)) for a in (r.objective, r.lp_bound, r.break_profit))
+    obj, lp, brk = (fr.num(float(to_numpy(a)), 2) for a in (r.objective, r.lp_bound,
+                                                             r.break_profit))
     used = sum(bits[n] * int(np.count_nonzero(_h(z))) for n, z in r.w.items())
-    rep = make_report("knapsack", "greedy", total - obj, total - opt, used <= budget_bits, method,
-                      _dtype(w), prof.size, bound=brk + slack)
-    t = tol_for(_dtype(w), "ortools")
+    rep = _report(fr, "knapsack", "greedy", total - obj, total - opt, used <= budget_bits,
+                  method, _dtype(w), prof.size, bound=brk + slack)
+    t = fr.tol(tol_for(_dtype(w), "ortools"))
     lp_ok = opt <= lp + slack + _slack(t, lp, prof.size)
     return _with_valid(rep, lp_ok, objective=obj, optimum=opt, lp_bound=lp, break_profit=brk,
                        budget_used=used)
@@ -380,29 +480,33 @@ def verify_allocate_bits(w: Mapping[str, Any], budget_bits: float,
     optimum is the exact answer. The proven bound on the gap is the greedy's LP gap on its own
     table plus, per tensor, the largest excess of the fast table over the exact one (0 with
     ``method="exact"``). Also checks that the greedy's LP bound equals cvxpy's LP optimum.
+    Errors in the frame (the allocation's are converted).
     """
     from compressopt.verify.convex import mckp_lp
     from compressopt.verify.ilp import mckp_ilp
 
     cands = sorted(set(candidates))
     r = P.allocate_bits(w, budget_bits, cands, method=method)
-    exact_tab = {n: P.kmeans1d_sweep(_h(a), [2**j for j in cands], sparse=True,
+    fr = frame(w)
+    exact_tab = {n: P.kmeans1d_sweep(fr.scale(a), [2**j for j in cands], sparse=True,
                                      method="exact").sse for n, a in w.items()}
+    fast_tab = {n: np.ldexp(np.asarray(r.errors[n], dtype=np.float64), -2 * fr.e) for n in w}
     names = list(w)
     wts = [[j * r.nnz[n] for j in cands] for n in names]
     ilp = mckp_ilp([-exact_tab[n] for n in names], wts, math.floor(budget_bits))
-    excess = sum(float(np.max(np.maximum(r.errors[n] - exact_tab[n], 0.0))) for n in names)
-    fast = _dist(r.decompress(), w)
+    excess = sum(float(np.max(np.maximum(fast_tab[n] - exact_tab[n], 0.0))) for n in names)
+    fast = _dist(fr, r.decompress(), w)
     feas = in_sparse_quantized(r.decompress(), budget_bits, cands) and \
         all(int(np.count_nonzero(_h(r.decompress()[n]))) <= r.nnz[n] for n in names)
-    rep = make_report("allocate_bits", "greedy", fast, -ilp.objective, feas, ilp.solver,
-                      _dtype(w), _n(w), bound=r.error - r.lp_bound + excess + ilp.rounding)
-    lp = mckp_lp([-r.errors[n] for n in names], wts, budget_bits).objective
+    err, lpb = fr.num(r.error, 2), fr.num(r.lp_bound, 2)
+    rep = _report(fr, "allocate_bits", "greedy", fast, -ilp.objective, feas, ilp.solver,
+                  _dtype(w), _n(w), bound=err - lpb + excess + ilp.rounding)
+    lp = mckp_lp([-fast_tab[n] for n in names], wts, budget_bits).objective
     t = tol_for("float64", "cvxpy")
-    return _with_valid(rep, abs(-lp - r.lp_bound) <= _slack(t, lp, 1), bits=r.bits,
+    return _with_valid(rep, abs(-lp - lpb) <= _slack(t, lp, 1), bits=r.bits,
                        optimal_bits=dict(zip(names, (cands[c] for c in ilp.selection),
                                              strict=True)),
-                       lp_bound=r.lp_bound, table_excess=excess, integral=r.integral)
+                       lp_bound=lpb, table_excess=excess, integral=r.integral)
 
 
 def verify_sparse_quantized(w: Mapping[str, Any], budget_bits: float,
@@ -411,11 +515,12 @@ def verify_sparse_quantized(w: Mapping[str, Any], budget_bits: float,
     supports, bit widths and optimal codebooks (tiny instances). Heuristic: no bound."""
     cands = sorted(set(candidates))
     r = P.project_sparse_quantized(w, budget_bits, cands, **kwargs)
-    ex = brute.brute_sparse_quantized(w, budget_bits, cands)
+    fr = frame(w)
+    ex = brute.brute_sparse_quantized(fr.scale(w), budget_bits, cands)
     z = r.w
-    return make_report("sparse_quantized", "heuristic", _dist(z, w), ex.objective,
-                       in_sparse_quantized(z, budget_bits, cands), "brute force", _dtype(w),
-                       _n(w), bits=r.bits)
+    return _report(fr, "sparse_quantized", "heuristic", _dist(fr, z, w), ex.objective,
+                   in_sparse_quantized(z, budget_bits, cands), "brute force", _dtype(w),
+                   _n(w), bits=r.bits)
 
 
 # ---------------------------------------------------------------- quantization
@@ -426,7 +531,8 @@ def verify_kmeans(x: Any, k: int, *, sparse: bool = False, method: str = "exact"
     1-D k-means: enumeration of contiguous partitions (<= 12 values) or kmeans1d."""
     q = P.AdaptiveQuantization(k, method=method, sparse=sparse)  # type: ignore[arg-type]
     z = q.project(x)
-    v = _h(x).reshape(-1)
+    fr = frame(x)
+    v = fr.scale(x).reshape(-1)
     vals = v[v != 0] if sparse else v
     if vals.size <= 12:
         exact, how = brute.brute_kmeans(vals, k).objective, "brute force"
@@ -435,14 +541,20 @@ def verify_kmeans(x: Any, k: int, *, sparse: bool = False, method: str = "exact"
         exact = float(np.min((vals[:, None] - c[None, :]) ** 2, axis=1).sum())
         how = "kmeans1d"
     zv = _h(z).reshape(-1)
-    distinct = np.unique(zv[v != 0] if sparse else zv).size
-    feas = distinct <= k and (not sparse or bool(np.all(zv[v == 0] == 0)))
-    return make_report(f"kmeans_{method}", "exact" if method == "exact" else "heuristic",
-                       _dist(z, x), exact, feas, how, x.dtype, v.size)
+    xv = _h(x).reshape(-1)
+    # sparse mode: at most k distinct nonzero values, zeros kept (a nonzero below
+    # max|x|·2^-1075 is a zero at the precision of the frame, and may be quantized to 0)
+    distinct = np.unique(zv[zv != 0] if sparse else zv).size
+    feas = distinct <= k and (not sparse or bool(np.all(zv[xv == 0] == 0)))
+    return _report(fr, f"kmeans_{method}", "exact" if method == "exact" else "heuristic",
+                   _dist(fr, z, x), exact, feas, how, x.dtype, v.size)
 
 
-def _grid(name: str, z: Any, x: Any, codes: range | tuple, kind: str = "exact") -> Report:
-    v = _h(x).reshape(-1)
+def _grid(name: str, t: P.ScaledCodes, x: Any, codes: range | tuple,
+          kind: str = "exact") -> Report:
+    fr = frame(x)
+    z = _h(t.codes) * fr.num(float(to_numpy(t.scale)))  # α q in the frame: no overflow
+    v = fr.scale(x).reshape(-1)
     n_cand = len(codes) ** v.size
     if n_cand <= _BRUTE_LIMIT:
         exact, how = brute.brute_scaled_grid(v, codes).objective, "brute force"
@@ -451,22 +563,21 @@ def _grid(name: str, z: Any, x: Any, codes: range | tuple, kind: str = "exact") 
         if 0 not in codes:  # binary: closed form
             exact, how = float(v @ v) - float(np.abs(v).sum()) ** 2 / v.size, "closed form"
         else:
-            t = P.project_uniform(v, levels=levels, method="exact")
-            exact, how = _dist(_h(t.codes) * float(t.scale), v), "closed form"
-    return make_report(name, kind, _dist(z, x), exact, in_scaled_grid(z, codes), how, x.dtype,
-                       v.size)
+            ts = P.project_uniform(v, levels=levels, method="exact")
+            exact = float(np.sum((_h(ts.codes) * float(ts.scale) - v) ** 2))
+            how = "closed form"
+    fast = float(np.sum((z.reshape(-1) - v) ** 2))
+    return _report(fr, name, kind, fast, exact, in_scaled_grid(z, codes), how, x.dtype, v.size)
 
 
 def verify_binary(x: Any) -> Report:
     """:func:`~compressopt.projections.project_binary` against enumeration of sign patterns."""
-    t = P.project_binary(x)
-    return _grid("binary", _h(t.codes) * float(to_numpy(t.scale)), x, (-1, 1))
+    return _grid("binary", P.project_binary(x), x, (-1, 1))
 
 
 def verify_ternary(x: Any) -> Report:
     """:func:`~compressopt.projections.project_ternary` against enumeration of {-1,0,1}^n."""
-    t = P.project_ternary(x)
-    return _grid("ternary", _h(t.codes) * float(to_numpy(t.scale)), x, (-1, 0, 1))
+    return _grid("ternary", P.project_ternary(x), x, (-1, 0, 1))
 
 
 def verify_uniform(x: Any, bits: int | None = None, *, levels: int | None = None,
@@ -477,31 +588,30 @@ def verify_uniform(x: Any, bits: int | None = None, *, levels: int | None = None
     t = P.project_uniform(x, bits, levels=levels, method=method)  # type: ignore[arg-type]
     big_l = 2 ** (bits - 1) if bits is not None else int(levels)  # type: ignore[arg-type]
     kind = "heuristic" if method == "alternating" else "exact"
-    return _grid("uniform", _h(t.codes) * float(to_numpy(t.scale)), x,
-                 range(-big_l, big_l + 1), kind)
+    return _grid("uniform", t, x, range(-big_l, big_l + 1), kind)
 
 
 def verify_codebook(x: Any, codebook: Any) -> Report:
     """:func:`~compressopt.projections.project_codebook` against the per-entry enumeration of
-    the codebook."""
+    the codebook (x and the codebook in one frame: nearest values do not change)."""
     q = P.project_codebook(x, codebook)
-    z = _h(q.codebook)[_h(q.assignments).astype(np.int64)]
     c = np.asarray(to_numpy(codebook) if hasattr(codebook, "shape") else list(codebook),
                    dtype=np.float64)
-    v = _h(x).reshape(-1)
-    exact = float(np.min((v[:, None] - c[None, :]) ** 2, axis=1).sum())
+    fr = frame(x, c)
+    z = _h(q.codebook)[_h(q.assignments).astype(np.int64)]
+    v, cs = fr.scale(x).reshape(-1), fr.scale(c)
+    exact = float(np.min((v[:, None] - cs[None, :]) ** 2, axis=1).sum())
     feas = bool(np.all(np.isin(z.reshape(-1), _h(q.codebook))))
-    return make_report("codebook", "exact", _dist(z, x), exact, feas, "brute force", x.dtype,
-                       v.size)
+    return _report(fr, "codebook", "exact", _dist(fr, z, x), exact, feas, "brute force",
+                   x.dtype, v.size)
 
 
 # ---------------------------------------------------------------- low rank
 
 
-def _svals(x: Any) -> np.ndarray:
+def _svals(a: np.ndarray) -> np.ndarray:
     import scipy.linalg
 
-    a = _h(x)
     a = a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
     if a.size == 0:
         return np.zeros(0)
@@ -512,10 +622,11 @@ def verify_rank(x: Any, r: int) -> Report:
     """:func:`~compressopt.projections.project_rank` against LAPACK's gesvd in float64: the
     optimal error is ``Σ_{l > r} σ_l²`` (Eckart–Young)."""
     z = P.project_rank(x, r)
-    s = _svals(x)
-    t = tol_for(x.dtype, "lapack")
-    return make_report("low_rank", "exact", _dist(z, x), float(np.sum(s[r:] ** 2)),
-                       has_rank_at_most(z, r, t), "lapack", x.dtype, _n(x))
+    fr = frame(x)
+    s = _svals(fr.scale(x))
+    t = fr.tol(tol_for(x.dtype, "lapack"))
+    return _report(fr, "low_rank", "exact", _dist(fr, z, x), float(np.sum(s[r:] ** 2)),
+                   has_rank_at_most(fr.scale(z), r, t), "lapack", x.dtype, _n(x))
 
 
 def verify_select_ranks(w: Mapping[str, Any], budget_params: float) -> Report:
@@ -524,19 +635,23 @@ def verify_select_ranks(w: Mapping[str, Any], budget_params: float) -> Report:
     from compressopt.verify.ilp import mckp_ilp
 
     r = P.select_ranks(w, budget_params)
+    fr = frame(w)
     names = list(w)
     prof, wts, total = [], [], 0.0
     for n in names:
-        s2 = _svals(w[n]) ** 2
-        a = _h(w[n])
+        a = fr.scale(w[n])
+        s2 = _svals(a) ** 2
         prof.append(np.concatenate([[0.0], np.cumsum(s2)]))
         wts.append(np.arange(s2.size + 1) * (a.shape[0] + int(np.prod(a.shape[1:]))))
         total += float(s2.sum())
     ilp = mckp_ilp(prof, wts, math.floor(budget_params))
     z = r.decompress()
-    t = tol_for(_dtype(w), "lapack")
+    t = fr.tol(tol_for(_dtype(w), "lapack"))
     feas = r.params_used <= budget_params and all(
-        has_rank_at_most(z[n], r.ranks[n], t) for n in names)
-    return make_report("rank_selection", "greedy", _dist(z, w), total - ilp.objective, feas,
-                       ilp.solver, _dtype(w), _n(w),
-                       bound=r.error - r.lp_bound + ilp.rounding, ranks=r.ranks)
+        has_rank_at_most(fr.scale(z[n]), r.ranks[n], t) for n in names)
+    # the greedy's certificate on the frame's table: its error minus the LP lower bound
+    err = total - sum(float(p[r.ranks[n]]) for p, n in zip(prof, names, strict=True))
+    lp = P.mckp_greedy(prof, wts, budget_params).lp_bound
+    return _report(fr, "rank_selection", "greedy", _dist(fr, z, w), total - ilp.objective,
+                   feas, ilp.solver, _dtype(w), _n(w),
+                   bound=err - (total - lp) + ilp.rounding, ranks=r.ranks)

@@ -107,10 +107,11 @@ class Report(NamedTuple):
 
 def make_report(name: str, kind: Literal["exact", "greedy", "heuristic"], fast: float,
                 exact: float, feasible: bool, method: str, dtype: Any, n: int = 1, *,
-                bound: float | None = None, **details: Any) -> Report:
-    """Assemble a :class:`Report`: the gap, the tolerance from :func:`tol_for`, and ``ok``."""
+                bound: float | None = None, slack: float = 0.0, **details: Any) -> Report:
+    """Assemble a :class:`Report`: the gap, the tolerance from :func:`tol_for` (plus `slack`,
+    e.g. the effect of rounding the output to subnormal numbers), and ``ok``."""
     t = tol_for(dtype, method)
-    tol = t.rtol * max(1.0, abs(exact), abs(fast)) + t.atol * max(n, 1)
+    tol = t.rtol * max(1.0, abs(exact), abs(fast)) + t.atol * max(n, 1) + slack
     gap = float(fast) - float(exact)
     if bound is None:
         bound = 0.0 if kind == "exact" else math.inf

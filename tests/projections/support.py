@@ -84,6 +84,86 @@ def cases(draw: st.DrawFn, entry: Entry, feasible: bool = False, max_size: int =
     return make(np.random.default_rng(seed), size)
 
 
+# ------------------------------------------------------------------ every finite magnitude
+
+#: the magnitudes the magnitude tests draw, by dtype: from the subnormals (float32 1e-44,
+#: float64 1e-320) up to 1/16 of the largest finite value (outputs such as a low-rank
+#: approximation may exceed max|x| a little)
+MAGNITUDES = {np.float32: (1e-44, 2e37), np.float64: (1e-320, 1e307)}
+#: parameters in the units of x (scaled with it)
+UNIT_PARAMS = ("radius", "lower", "upper", "codebook", "t")
+
+
+def magnitudes(dtype: Any) -> st.SearchStrategy[float]:
+    """Magnitudes log-uniform over :data:`MAGNITUDES` (10^p, p real), and its two ends and
+    1e±300 / 1e±38 exactly; float32-representable for float32."""
+    lo, hi = MAGNITUDES[dtype]
+    ends = [lo, hi, 1e-300, 1e300] if dtype == np.float64 else [lo, hi, 1e-38, 1e38, 1e-40]
+    m = st.one_of(st.sampled_from(ends), st.floats(np.log10(lo), np.log10(hi)).map(
+        lambda p: 10.0**p))
+    return m.map(lambda v: float(np.asarray(v, dtype=dtype)))
+
+
+def _leaves(x: Any) -> list:
+    return list(x.values()) if isinstance(x, dict) else [x]
+
+
+def _unit_max(case: Case) -> float:
+    """The largest finite magnitude of x and the parameters in its units."""
+    vals = [np.abs(np.asarray(v, dtype=np.float64)).reshape(-1) for v in _leaves(case.x)]
+    vals += [np.abs(np.asarray(case.params[k], dtype=np.float64)).reshape(-1)
+             for k in UNIT_PARAMS if k in case.params]
+    v = np.concatenate(vals)
+    v = v[np.isfinite(v)]
+    return float(v.max(initial=0.0))
+
+
+def _to(v: Any, big: float, m: float) -> Any:
+    """`v` scaled by m/big, as (v/big)·m so that the factor itself cannot overflow."""
+    if isinstance(v, tuple):
+        return tuple(_to(c, big, m) for c in v)
+    return (v / big) * m if big > 0 else v * m
+
+
+def _scale_params(params: dict, big: float, m: float) -> dict:
+    return {k: _to(v, big, m) if k in UNIT_PARAMS else v for k, v in params.items()}
+
+
+def rescale(case: Case, m: float) -> Case:
+    """`case` scaled so that its largest magnitude (x and the parameters in x's units) is `m`
+    (scale-equivariant projections: the same instance at another magnitude)."""
+    big = _unit_max(case)
+    x = {k: _to(v, big, m) for k, v in case.x.items()} if isinstance(case.x, dict) else \
+        _to(case.x, big, m)
+    return Case(x, _scale_params(case.params, big, m))
+
+
+@st.composite
+def scaled_cases(draw: st.DrawFn, entry: Entry, dtype: Any, max_size: int = 12) -> Case:
+    """A registry sample moved to a magnitude drawn by :func:`magnitudes`."""
+    return rescale(draw(cases(entry, max_size=max_size)), draw(magnitudes(dtype)))
+
+
+@st.composite
+def raw_cases(draw: st.DrawFn, entry: Entry, dtype: Any, max_size: int = 8) -> Case:
+    """A registry sample's shape and parameters with entries drawn by hypothesis directly:
+    ``floats(allow_subnormal=True, width=32/64)`` within ±m, m from :func:`magnitudes`
+    (mixtures of ±m, 0, subnormals and everything between); parameters in x's units scaled
+    from the sample's to m."""
+    base = draw(cases(entry, max_size=max_size))
+    m = draw(magnitudes(dtype))
+    width = 32 if dtype == np.float32 else 64
+    el = st.floats(-m, m, allow_nan=False, allow_infinity=False, allow_subnormal=True,
+                   width=width)
+
+    def leaf(v: np.ndarray) -> np.ndarray:
+        vals = draw(st.lists(el, min_size=v.size, max_size=v.size))
+        return np.asarray(vals, dtype=np.float64).reshape(v.shape)
+
+    x = {k: leaf(v) for k, v in base.x.items()} if isinstance(base.x, dict) else leaf(base.x)
+    return Case(x, _scale_params(base.params, _unit_max(base), m))
+
+
 def permute(x: Any, kind: str, rng: np.random.Generator) -> tuple[Any, Any]:
     """(x permuted, a function applying the same permutation to an output like x)."""
     if isinstance(x, dict):
