@@ -343,6 +343,12 @@ class Coordinator:
     #: the oracle methods ``run`` requires (checked before any work when a subclass sets it)
     oracle_methods: ClassVar[tuple[str, ...] | None] = None
 
+    @property
+    def needs_oracle(self) -> bool:
+        """Whether ``run`` needs a loss oracle (direct compression without ``eval_loss``
+        does not: its C step alone is the answer)."""
+        return True
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Run :func:`check_settings` before the subclass's own ``__post_init__``, so every
         coordinator refuses NaN, infinite and mistyped settings the same way."""
@@ -449,13 +455,14 @@ def _check_run(solver: Any, w: Any, oracle: Any, callback: Any, resume: Any) -> 
     """The checks of :meth:`Coordinator.run` before any work (see its Raises)."""
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
-    if not any(callable(getattr(oracle, m, None)) for m in ("value", "lstep", "grad")):
-        raise TypeError(f"oracle must be a loss oracle (value, lstep or grad methods), got "
-                        f"{type(oracle).__name__}")
-    for m in solver.oracle_methods or ():
-        if not callable(getattr(oracle, m, None)):
-            raise TypeError(f"{solver.name} needs an oracle with a {m}() method; "
-                            f"{type(oracle).__name__} has none")
+    if oracle is not None or solver.needs_oracle:
+        if not any(callable(getattr(oracle, m, None)) for m in ("value", "lstep", "grad")):
+            raise TypeError(f"oracle must be a loss oracle (value, lstep or grad methods), got "
+                            f"{type(oracle).__name__}")
+        for m in solver.oracle_methods or ():
+            if not callable(getattr(oracle, m, None)):
+                raise TypeError(f"{solver.name} needs an oracle with a {m}() method; "
+                                f"{type(oracle).__name__} has none")
     if resume is not None:
         if not isinstance(resume, SolveResult):
             raise TypeError(f"resume must be a SolveResult of {solver.name}, got "

@@ -103,6 +103,11 @@ class DirectCompression(Coordinator):
     name = "DC"
 
     @property
+    def needs_oracle(self) -> bool:
+        """Only ``eval_loss`` evaluates the loss: ``run(w, None, C)`` is the C step alone."""
+        return self.eval_loss
+
+    @property
     def niter(self) -> int:
         return 1
 
