@@ -31,16 +31,27 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+from array_api_compat import is_numpy_array
 
 from compressopt._array import Array, array_namespace, kth_largest, to_numpy
-from compressopt.projections._util import mask_top
+from compressopt.projections._util import mask_top, to_list
 
-__all__ = ["ArrayKeys", "Keys", "Selection", "first_step", "greedy_select", "split_values"]
+__all__ = [
+    "ArrayKeys",
+    "Keys",
+    "MagnitudeKeys",
+    "Selection",
+    "apply_masks",
+    "first_step",
+    "greedy_select",
+    "split_values",
+]
 
 SAMPLE = (1 << 11, 1 << 16)  #: bounds on the keys sampled per round
 FINISH = 1 << 13  #: candidates sorted outright
 SIGMAS = 4.0  #: half-width of the bracket, in standard deviations of the sampled estimate
 FULL_ROUNDS = 3  #: passes over the whole tensors before the region is extracted outright
+BLOCK = 1 << 16  #: entries per block of the numpy passes (about 320 kB of scratch)
 
 class Keys(Protocol):
     """The keys of the items of T tensors (>= 0, one dtype), computed the same way whatever
@@ -100,6 +111,125 @@ def split_values(k: Array, p_lo: Array, p_hi: Array | None
         mid ^= ge  # p_hi > p_lo: ge is a subset
         count = xp.count_nonzero(ge)
     return ge, xp.astype(xp.nonzero(mid)[0], xp.int64), count
+
+
+class MagnitudeKeys:
+    """:class:`Keys` that are a nondecreasing function of the magnitudes |f| of flat arrays
+    (default: |f| itself): ``key >= p`` is ``|f| >= a_i(p)`` (:meth:`magnitudes`), so a pass
+    over a tensor compares magnitudes and computes keys only for the candidates. numpy
+    arrays are read in cache-sized blocks of ``BLOCK`` entries (a loop over blocks, not over
+    weights: the weights are read once and the mask written once); other libraries in
+    whole-tensor operations. :meth:`split` records each tensor's largest magnitude (NaN if
+    it holds one), read by :meth:`tops`.
+    """
+
+    def __init__(self, fl: list[Array], step: int) -> None:
+        self.fl, self.step = fl, step
+        self.raw = [f[::step] for f in fl]  # the first sample: strided, cheap
+        self.xp = array_namespace(*fl)
+        self.dtype, self.dev = fl[0].dtype, fl[0].device
+        self.top: list[Any] = [0.0] * len(fl)
+        self.cached: tuple[Any, Any, Array, Array | None] | None = None
+        self.numpy = is_numpy_array(fl[0])
+        if self.numpy:  # scratch for the magnitudes and the candidates' mask of a block
+            size = min(BLOCK, max(f.shape[0] for f in fl))
+            self.mag, self.mid = np.empty(size, dtype=self.dtype), np.empty(size, dtype=bool)
+
+    def key(self, i: int, v: Array) -> Array:
+        """The keys of the values `v` of tensor i (a new array)."""
+        return self.xp.abs(v)
+
+    def magnitudes(self, p: Array) -> Array:
+        """``a_i(p)``, per tensor: the smallest magnitude whose key reaches p."""
+        return self.xp.full((len(self.fl),), p, dtype=self.dtype, device=self.dev)
+
+    def at(self, i: int, sel: Any) -> Array:
+        f = self.fl[i]
+        if sel is not None:
+            f = f[sel] if isinstance(sel, slice) else self.xp.take(f, sel)
+        return self.key(i, f)
+
+    def sample(self, i: int, step: int) -> Array:
+        return self.key(i, self.raw[i]) if step == self.step else self.at(
+            i, slice(0, None, step))
+
+    def tops(self) -> list[float]:
+        """The largest magnitude of every tensor split so far (NaN if it holds one)."""
+        xp = self.xp
+        dt = xp.float64 if self.numpy else self.dtype
+        return to_list(xp.stack([xp.asarray(t, dtype=dt, device=self.dev) for t in self.top]))
+
+    def split(self, i: int, p_lo: Array, p_hi: Array | None, out: Array | None
+              ) -> tuple[Array | None, Array, Array, Array | int]:
+        if self.cached is None or self.cached[0] is not p_lo or self.cached[1] is not p_hi:
+            self.cached = (p_lo, p_hi, self.magnitudes(p_lo),
+                           None if p_hi is None else self.magnitudes(p_hi))
+        a_lo, a_hi = self.cached[2][i], None if p_hi is None else self.cached[3][i]
+        f = self.fl[i]
+        if not self.numpy:
+            mag = self.xp.abs(f)
+            self.top[i] = self.xp.max(mag)
+            ge, j, count = split_values(mag, a_lo, a_hi)
+            return ge, j, self.key(i, self.xp.take(f, j)), count
+        n = f.shape[0]
+        ge = None if a_hi is None else (np.empty(n, dtype=bool) if out is None else out)
+        idx, keys, count, top = [], [], 0, 0.0
+        for s in range(0, n, BLOCK):  # blocks in the cache: a loop over blocks
+            e = min(n, s + BLOCK)
+            fb = f[s:e]
+            mag = np.abs(fb, out=self.mag[: e - s])
+            m = float(mag.max())
+            if not m <= top and top == top:  # a NaN sticks
+                top = m
+            mid = np.greater_equal(mag, a_lo, out=self.mid[: e - s])
+            if ge is not None:
+                g = np.greater_equal(mag, a_hi, out=ge[s:e])
+                np.logical_xor(mid, g, out=mid)
+                count += int(np.count_nonzero(g))
+            j = np.flatnonzero(mid)
+            if j.size:
+                keys.append(self.key(i, fb[j]))
+                idx.append(j + s if s else j)
+        self.top[i] = top
+        if not idx:
+            return ge, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=f.dtype), count
+        return ge, np.concatenate(idx), np.concatenate(keys), count
+
+
+def apply_masks(fl: list[Array], masks: list[Array], acc: Any
+                ) -> tuple[list[Array], list[Array]]:
+    """Per tensor ``f`` where its mask, +0.0 elsewhere (views of one new buffer), and ``Σ``
+    of its squares as a 0-d array of `acc` (float64 but on MPS: the squares of float32
+    entries exact, the sum rounded in float64; `acc` None: no sums). numpy: in cache-sized
+    blocks."""
+    xp = array_namespace(*fl)
+    buf = xp.empty((sum(f.shape[0] for f in fl),), dtype=fl[0].dtype, device=fl[0].device)
+    outs, sums, start = [], [], 0
+    for f, m in zip(fl, masks, strict=True):  # a loop over tensors
+        o = buf[start : start + f.shape[0]]
+        start += f.shape[0]
+        outs.append(o)
+        if not is_numpy_array(f):
+            o[...] = xp.astype(m, f.dtype)
+            o *= f
+            o += 0.0  # -0.0 -> 0.0 where an entry is dropped
+            if acc is not None:
+                a = xp.astype(o, acc)
+                sums.append(xp.vecdot(a, a))
+            continue
+        sq = np.empty(min(BLOCK, f.shape[0]), dtype=acc) if acc is not None else None
+        total = 0.0
+        for s in range(0, f.shape[0], BLOCK):  # blocks in the cache: a loop over blocks
+            e = min(f.shape[0], s + BLOCK)
+            ob = np.multiply(f[s:e], m[s:e], out=o[s:e])
+            ob += 0.0
+            if sq is not None:
+                sb = sq[: e - s]
+                np.copyto(sb, ob)
+                total += float(np.sum(np.square(sb, out=sb)))
+        if acc is not None:
+            sums.append(np.asarray(total, dtype=acc))
+    return outs, sums
 
 
 class Selection(NamedTuple):

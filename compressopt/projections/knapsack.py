@@ -23,16 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import numpy as np
-from array_api_compat import is_numpy_array
-
 from compressopt._array import Array, array_namespace, check_floating, numel
 from compressopt.errors import NonFiniteError, ShapeMismatchError, UnsupportedDTypeError
 from compressopt.projections._selection import (
+    MagnitudeKeys,
     Selection,
+    apply_masks,
     first_step,
     greedy_select,
-    split_values,
 )
 from compressopt.projections._util import (
     acc_dtype,
@@ -47,8 +45,6 @@ from compressopt.projections.cardinality import Pruned
 from compressopt.tree import Params, tree_check
 
 __all__ = ["KnapsackPruning", "KnapsackResult", "project_knapsack"]
-
-BLOCK = 1 << 16  #: entries per block of the numpy passes (about 320 kB of scratch)
 
 
 class KnapsackResult(NamedTuple):
@@ -200,16 +196,9 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
             sel = Selection(masks=[f != 0 for f in fl], kept=nnz, used=used, prefix_used=used,
                             brk=None, fill=[])
 
-    masks, out, obj = {}, {}, []
-    buf = xp.empty((sum(n),), dtype=kdt, device=dev)  # one allocation for all outputs
-    start = 0
-    for i, name in enumerate(names):  # a loop over tensors
-        m = sel.masks[i]
-        o, sq = _apply(fl[i], m, acc, buf[start : start + n[i]])
-        start += n[i]
-        obj.append(sq)
-        masks[name] = xp.reshape(m, xs[i].shape)
-        out[name] = xp.reshape(o, xs[i].shape)
+    outs, obj = apply_masks(fl, sel.masks, acc)
+    masks = {nm: xp.reshape(m, x.shape) for nm, m, x in zip(names, sel.masks, xs, strict=True)}
+    out = {nm: xp.reshape(o, x.shape) for nm, o, x in zip(names, outs, xs, strict=True)}
     objective = xp.sum(xp.stack(obj))
     zero = xp.zeros((), dtype=acc, device=dev)
     if sel.brk is None:
@@ -232,12 +221,11 @@ def _select(names: list[str], fl: list[Array], bl: list[int], cap: int) -> Selec
     scale of the keys, first taken from the sample, is corrected if it differs)."""
     n = [numel(f) for f in fl]
     step = first_step(sum(n))
-    raw = [f[::step] for f in fl]
     xp = array_namespace(*fl)
-    top = max(to_list(xp.stack([xp.max(xp.abs(r)) if r.shape[0] else
-                                xp.zeros((), dtype=r.dtype, device=r.device) for r in raw])))
+    top = max(to_list(xp.stack([xp.max(xp.abs(f[::step])) if f.shape[0] else
+                                xp.zeros((), dtype=f.dtype, device=f.device) for f in fl])))
     for _ in range(2):  # a second time only if the sample's largest magnitude misled
-        keys = _DensityKeys(fl, bl, top, step, raw)
+        keys = _DensityKeys(fl, bl, top, step)
         sel = greedy_select(keys, n, bl, cap, like=fl[0])
         tops = keys.tops()
         if not all(math.isfinite(v) for v in tops):
@@ -263,37 +251,29 @@ def _shift(top: float, limit: int) -> int:
     return 0 if -(limit // 2) <= e_top <= limit // 2 else limit - e_top
 
 
-class _DensityKeys:
-    """The greedy's keys ``(f·2^e)² / b_i`` in the weights' dtype (a :class:`Keys`).
+class _DensityKeys(MagnitudeKeys):
+    """The greedy's keys ``(f·2^e)² / b_i`` in the weights' dtype.
 
     ``e = 0`` (the keys ``f²/b`` of Yang et al.) when the largest magnitude `top` lies within
     ``2^±(m/2)``, for a dtype whose largest finite value is about ``2^(2m+2)`` (float32: m =
     63, float64: m = 511); otherwise the power of two that brings it just below ``2^m``. No
     square overflows then, and only entries below ``2^-m`` times the largest (float32:
     2^-63, a profit below 2^-126 of the largest) can round to a key of 0 (never kept).
-    Scaling by a power of two keeps the order of the keys that do not underflow.
-
-    The key is a nondecreasing function of |f| (a square, a division and roundings), so
-    ``key >= p`` is ``|f| >= a_i(p)``, the smallest magnitude whose key reaches p: the passes
-    over the weights compare magnitudes and compute keys only for the candidates.
+    Scaling by a power of two keeps the order of the keys that do not underflow. The key is
+    a nondecreasing function of |f| (a square, a division and roundings).
     """
 
-    def __init__(self, fl: list[Array], bl: list[int], top: float, step: int,
-                 raw: list[Array]) -> None:  # raw: the entries at 0, step, 2 step, ...
-        self.fl, self.bl, self.step, self.raw = fl, bl, step, raw
-        self.xp = xp = array_namespace(*fl)
-        self.dtype, self.dev = fl[0].dtype, fl[0].device
-        self.limit = (math.frexp(float(xp.finfo(self.dtype).max))[1] - 2) // 2  # f32: 63
+    def __init__(self, fl: list[Array], bl: list[int], top: float, step: int) -> None:
+        super().__init__(fl, step)
+        self.bl = bl
+        self.limit = (math.frexp(float(self.xp.finfo(self.dtype).max))[1] - 2) // 2  # f32: 63
         self.shift = _shift(top, self.limit)
-        self.top: list[Any] = [0.0] * len(fl)  # the largest magnitudes seen by split
-        self.bvec = xp.asarray(bl, dtype=self.dtype, device=self.dev)
-        self.cached: tuple[Any, Any, Array, Array | None] | None = None
-        self.numpy = is_numpy_array(fl[0])
-        if self.numpy:  # scratch buffers for the magnitudes and the candidate mask
-            size = min(BLOCK, max(numel(f) for f in fl))
-            self.mag, self.mid = np.empty(size, dtype=fl[0].dtype), np.empty(size, dtype=bool)
+        self.bvec = self.xp.asarray(bl, dtype=self.dtype, device=self.dev)
 
-    def key(self, v: Array, b: Any) -> Array:
+    def key(self, i: int, v: Array) -> Array:
+        return self._key(v, self.bl[i])
+
+    def _key(self, v: Array, b: Any) -> Array:
         """The keys of the values `v` for bits `b` (an int, or an array like v): new array."""
         if self.shift:
             v = _ldexp(v, self.shift, self.limit)
@@ -302,23 +282,6 @@ class _DensityKeys:
             v = v * v
         v /= b
         return v
-
-    def at(self, i: int, sel: Any) -> Array:
-        f = self.fl[i]
-        if sel is not None:
-            f = f[sel] if isinstance(sel, slice) else self.xp.take(f, sel)
-        return self.key(f, self.bl[i])
-
-    def tops(self) -> list[float]:
-        """The largest magnitude of every tensor split so far (NaN if it holds one)."""
-        xp = self.xp
-        return to_list(xp.stack([xp.asarray(t, dtype=xp.float64 if self.numpy else
-                                             self.dtype, device=self.dev) for t in self.top]))
-
-    def sample(self, i: int, step: int) -> Array:
-        if step == self.step:
-            return self.key(self.raw[i], self.bl[i])
-        return self.at(i, slice(0, None, step))
 
     def magnitudes(self, p: Array) -> Array:
         """``a_i(p)`` for every tensor: the smallest magnitude whose key reaches p > 0, exactly
@@ -331,7 +294,7 @@ class _DensityKeys:
         zero, inf = xp.zeros_like(x), xp.full_like(x, math.inf)
 
         def reaches(v: Array) -> Array:
-            return self.key(v, self.bvec) >= p
+            return self._key(v, self.bvec) >= p
 
         lo, hi = x, x
         for _ in range(4):
@@ -354,44 +317,6 @@ class _DensityKeys:
             hi = xp.where(ok, mid, hi)
             lo = xp.where(open_ & ~ok, mid, lo)
 
-    def split(self, i: int, p_lo: Array, p_hi: Array | None, out: Array | None
-              ) -> tuple[Array | None, Array, Array, Array | int]:
-        if self.cached is None or self.cached[0] is not p_lo or self.cached[1] is not p_hi:
-            self.cached = (p_lo, p_hi, self.magnitudes(p_lo),
-                           None if p_hi is None else self.magnitudes(p_hi))
-        a_lo, a_hi = self.cached[2][i], None if p_hi is None else self.cached[3][i]
-        f, b = self.fl[i], self.bl[i]
-        if not self.numpy:
-            mag = self.xp.abs(f)
-            self.top[i] = self.xp.max(mag)
-            ge, j, count = split_values(mag, a_lo, a_hi)
-            return ge, j, self.key(self.xp.take(f, j), b), count
-        # numpy: in blocks that stay in the cache (a loop over blocks, not over weights): the
-        # weights are read once, the mask written once, the candidates' keys computed there
-        n = f.shape[0]
-        ge = None if a_hi is None else (np.empty(n, dtype=bool) if out is None else out)
-        idx, keys, count, top = [], [], 0, 0.0
-        for s in range(0, n, BLOCK):
-            e = min(n, s + BLOCK)
-            fb = f[s:e]
-            mag = np.abs(fb, out=self.mag[: e - s])
-            m = float(mag.max())
-            if not m <= top and top == top:  # a NaN sticks
-                top = m
-            mid = np.greater_equal(mag, a_lo, out=self.mid[: e - s])
-            if ge is not None:
-                g = np.greater_equal(mag, a_hi, out=ge[s:e])
-                np.logical_xor(mid, g, out=mid)
-                count += int(np.count_nonzero(g))
-            j = np.flatnonzero(mid)
-            if j.size:
-                keys.append(self.key(fb[j], b))
-                idx.append(j + s if s else j)
-        self.top[i] = top
-        if not idx:
-            return ge, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=f.dtype), count
-        return ge, np.concatenate(idx), np.concatenate(keys), count
-
 
 def _ldexp(v: Array, e: int, limit: int) -> Array:
     """``v · 2^e`` as a new array, in factors of at most ``2^±limit`` (representable)."""
@@ -403,29 +328,6 @@ def _ldexp(v: Array, e: int, limit: int) -> Array:
         v *= 2.0**step
         e -= step
     return v
-
-
-def _apply(f: Array, m: Array, acc: Any, o: Array) -> tuple[Array, Array]:
-    """``f`` where `m`, +0.0 elsewhere (written into `o`, returned), and ``Σ`` of its squares
-    as a 0-d array of `acc` (float64 but on MPS: the squares of float32 entries exact, the
-    sum rounded in float64)."""
-    xp = array_namespace(f)
-    if not is_numpy_array(f):
-        o[...] = xp.astype(m, f.dtype)
-        o *= f
-        o += 0.0  # -0.0 -> 0.0 where an entry is dropped
-        a = xp.astype(o, acc)
-        return o, xp.vecdot(a, a)
-    sq = np.empty(min(BLOCK, f.shape[0]), dtype=acc)
-    total = 0.0
-    for s in range(0, f.shape[0], BLOCK):  # blocks in the cache: a loop over blocks
-        e = min(f.shape[0], s + BLOCK)
-        ob = np.multiply(f[s:e], m[s:e], out=o[s:e])
-        ob += 0.0
-        sb = sq[: e - s]
-        np.copyto(sb, ob)
-        total += float(np.sum(np.square(sb, out=sb)))
-    return o, np.asarray(total, dtype=acc)
 
 
 @dataclass(frozen=True)
