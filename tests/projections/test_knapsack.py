@@ -99,12 +99,17 @@ def test_partial_ties_keep_the_lowest_indices():
     assert rt.masks["a"].tolist() == [True, True, False, False, False]
 
 
+def _gaussian_tensors(seed, tensors, low, high, keep):
+    """`tensors` float32 Gaussians of low..high entries, 1..8 bits, budget `keep` of all bits."""
+    rng = np.random.default_rng(seed)
+    w = {f"t{i}": rng.standard_normal(int(rng.integers(low, high))).astype(np.float32)
+         for i in range(tensors)}
+    bits = {k: int(b) for k, b in zip(w, rng.integers(1, 9, tensors), strict=True)}
+    return w, bits, keep * sum(bits[k] * v.size for k, v in w.items())
+
+
 def test_torch_matches_numpy_on_a_large_instance():
-    rng = np.random.default_rng(7)
-    w = {f"t{i}": rng.standard_normal(int(rng.integers(1000, 5000))).astype(np.float32)
-         for i in range(5)}
-    bits = {k: int(b) for k, b in zip(w, rng.integers(1, 9, 5), strict=True)}
-    budget = 0.2 * sum(bits[k] * v.size for k, v in w.items())
+    w, bits, budget = _gaussian_tensors(7, 5, 1000, 5000, 0.2)
     rn = project_knapsack(w, bits, budget)
     rt = project_knapsack({k: torch.from_numpy(v) for k, v in w.items()}, bits, budget)
     for k in w:
@@ -238,11 +243,7 @@ def test_selection_rounds_and_fill_match_the_reference(seed, tiny_rounds):
 
 
 def test_selection_on_a_large_instance_matches_the_reference():
-    rng = np.random.default_rng(3)
-    w = {f"t{i}": rng.standard_normal(int(rng.integers(20_000, 60_000))).astype(np.float32)
-         for i in range(6)}
-    bits = {k: int(b) for k, b in zip(w, rng.integers(1, 9, 6), strict=True)}
-    budget = 0.3 * sum(bits[k] * v.size for k, v in w.items())
+    w, bits, budget = _gaussian_tensors(3, 6, 20_000, 60_000, 0.3)
     _check_against_reference(w, bits, budget, project_knapsack(w, bits, budget))
 
 
