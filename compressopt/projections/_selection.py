@@ -315,8 +315,8 @@ class _Greedy:
     def _host(self, a: Array) -> np.ndarray:
         return to_numpy(self.xp.astype(a, self.hdt))
 
-    def _dev(self, v: float) -> Array:
-        return self.xp.asarray(v, dtype=self.kdt, device=self.dev)
+    def _dev(self, v: Any) -> Array:
+        return self.xp.asarray(float(v), dtype=self.kdt, device=self.dev)
 
     # ------------------------------------------------------------------ pivots
 
@@ -326,38 +326,42 @@ class _Greedy:
         xp = self.xp
         if region is None:
             step = first_step(sum(self.n))
-            parts, wts = [], []
+            parts, tids, per = [], [], np.zeros(max(self.t, 1))
             for i in range(self.t):  # a loop over tensors
                 if self.n[i]:
                     parts.append(self.keys.sample(i, step))
                     m = -(-self.n[i] // step)
-                    wts.append(np.full(m, self.b[i] * self.n[i] / m))
-            sk = self._host(xp.concat(parts))
-            sw = np.concatenate(wts)
+                    tids.append(np.full(m, i, dtype=np.int64))
+                    per[i] = self.b[i] * self.n[i] / m  # bits each sampled key stands for
+            sk, tid = self._host_keys(xp.concat(parts)), np.concatenate(tids)
         else:
             step = max(1, region.size() // _sample_size(region.size()))
-            sk = self._host(region.keys[::step])
-            sw = to_numpy(region.bw[::step]).astype(np.float64) * (
-                region.size() / max(1, sk.size))
-        lo = float(self.lo)
-        keep = sk >= lo
+            sk, tid = self._host_keys(region.keys[::step]), to_numpy(region.tid[::step])
+            per = np.asarray(self.b, dtype=np.float64) * (region.size() / max(1, sk.size))
+        keep = sk >= _host_scalar(self.lo, sk.dtype)
         if self.hi is not None:
-            keep &= sk < float(self.hi)
-        sk, sw = sk[keep], sw[keep]
+            keep &= sk < _host_scalar(self.hi, sk.dtype)
+        sk, tid = sk[keep], tid[keep].astype(np.int64)
         if sk.size == 0:
             return self.lo, self.hi
-        order = np.argsort(-sk)
-        sk, sw = sk[order], sw[order]
+        sk, tid = _sort_desc(sk, tid)
+        sw = per[tid]
         cum = np.cumsum(sw)
         j = int(np.searchsorted(cum, self.cap - self.g_a, side="right"))  # first over
         jj = min(j, sk.size - 1)
         sd = math.sqrt(float(np.sum(sw[: jj + 1] ** 2)))
         d = 2 + math.ceil(SIGMAS * sd / float(np.mean(sw[max(0, jj - 8) : jj + 9])))
-        p_hi = self.hi if j - d < 0 else self._dev(float(sk[j - d]))
-        p_lo = self.lo if j + d >= sk.size else self._dev(float(sk[j + d]))
+        p_hi = self.hi if j - d < 0 else self._dev(sk[j - d])
+        p_lo = self.lo if j + d >= sk.size else self._dev(sk[j + d])
         if p_hi is not None and not bool(p_lo < p_hi):  # ties: bracket exactly the tied key
             p_hi = xp.nextafter(p_lo, xp.full_like(p_lo, math.inf))
         return p_lo, p_hi
+
+    def _host_keys(self, a: Array) -> np.ndarray:
+        """Keys on the host: as they are for float32/float64, else in the host dtype."""
+        if a.dtype in (self.xp.float32, self.xp.float64):
+            return to_numpy(a)
+        return self._host(a)
 
     # ------------------------------------------------------------------ rounds
 
@@ -552,6 +556,25 @@ class _Greedy:
         used = sum(b * k for b, k in zip(self.b, kept, strict=True))
         return Selection(masks=masks, kept=kept, used=used, prefix_used=prefix_used, brk=brk,
                          fill=fill)
+
+
+def _host_scalar(v: Array, dtype: Any) -> Any:
+    """A 0-d key as a host scalar of `dtype` (exact: the sample's dtype holds the keys')."""
+    return np.asarray(float(v), dtype=dtype)
+
+
+def _sort_desc(keys: np.ndarray, tid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys (>= 0) in decreasing order with their tensors: float32 keys and tensor numbers
+    packed into one uint64 sort (the bits of a nonnegative float order as integers), else
+    an argsort."""
+    if keys.dtype == np.float32 and tid.size and int(tid.max()) < 2**32:
+        packed = (keys.view(np.uint32).astype(np.uint64) << np.uint64(32)) | tid.astype(
+            np.uint64)
+        packed = np.sort(packed)[::-1]
+        return (packed >> np.uint64(32)).astype(np.uint32).view(np.float32), (
+            packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    order = np.argsort(-keys)
+    return keys[order], tid[order]
 
 
 def first_step(total: int) -> int:
