@@ -21,7 +21,8 @@
 Usage::
 
     python benchmarks/projections.py [--device numpy|cpu|cuda] [--repeats 7] [--seeds 5]
-        [--only-speed] [--skip-exact] [--weights lenet5.npz] [--json out.json] [--threads N]
+        [--only-speed | --only-scale] [--skip-exact] [--weights lenet5.npz] [--json out.json]
+        [--threads N]
 
 ``--device cpu``/``cuda`` runs the projections on torch tensors on that device (the
 references are ``torch.kthvalue`` and ``torch.sort`` there); ``numpy`` (default) on numpy
@@ -393,6 +394,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--only-speed", action="store_true",
                     help="only the knapsack and cardinality timings")
+    ap.add_argument("--only-scale", action="store_true",
+                    help="only the exact bit allocation at 200 and 1,000 tensors")
     ap.add_argument("--seeds", type=int, default=5,
                     help="random instances per size of the MCKP scale section")
     ap.add_argument("--threads", type=int,
@@ -404,6 +407,9 @@ def main(argv: list[str] | None = None) -> dict:
                  "cpus": os.cpu_count(), "python": platform.python_version()}
     print(f"# Projections benchmark: device={args.device}, {os.cpu_count()} CPUs\n")
 
+    if args.only_scale:
+        mckp_scale_section(res, args.seeds)
+        return _write(res, args.json)
     ref = "partition" if be.device == "numpy" else "kthvalue"
     res["knapsack"] = [knapsack_vs_selection(be, n, args.repeats) for n in (10**6, 10**7)]
     print(f"## Knapsack projection vs one {ref} and one sort (float32, 10 tensors; medians of "
@@ -423,7 +429,7 @@ def main(argv: list[str] | None = None) -> dict:
                   r["global_cardinality_ratio_wall"], r["global_cardinality_ratio_cpu"]]
                  for r in res["cardinality"]]), "\n")
     if args.only_speed:
-        return res
+        return _write(res, args.json)
 
     res["mckp"] = [mckp_lenet(be, args.weights, p, args.repeats, not args.skip_exact)
                    for p in (False, True)]
@@ -447,25 +453,7 @@ def main(argv: list[str] | None = None) -> dict:
                   r["rel_gap"]] for r in res["uniform"]]), "\n")
 
     if not args.skip_exact:
-        res["mckp_scale"] = mckp_at_scale((200, 1000), args.seeds)
-        print("## Exact bit allocation at scale (8 widths, 3.5 bits per nonzero): time, solver, "
-              "gap to CP-SAT\n")
-        rows = []
-        for kind in ("allocate_bits", "synthetic table"):
-            for t in (200, 1000):
-                rs = [r for r in res["mckp_scale"] if r["kind"] == kind and r["tensors"] == t]
-                paths = {p: sum(r["path"] == p for r in rs) for p in ("lp", "pareto", "milp",
-                                                                     "greedy")}
-                rows.append([kind, t, len(rs), statistics.median(r["total_s"] for r in rs),
-                             max(r["total_s"] for r in rs),
-                             statistics.median(r["mckp_s"] for r in rs),
-                             max(r["mckp_s"] for r in rs),
-                             " ".join(f"{p} {c}" for p, c in paths.items() if c),
-                             max(abs(r["gap"]) for r in rs), max(r["rounding"] for r in rs),
-                             all(r["cp_sat_optimal"] for r in rs)])
-        print(table(["instances", "tensors", "runs", "total (s, median)", "total (s, max)",
-                     "MCKP (s, median)", "MCKP (s, max)", "paths", "max |gap| to CP-SAT",
-                     "CP-SAT rounding", "CP-SAT optimal"], rows), "\n")
+        mckp_scale_section(res, args.seeds)
         res["scaling"] = verifier_scaling()
         print(f"## Exact verifiers: instances solved to optimality within {LIMIT:g} s\n")
         print(table(["knapsack items", "time (s)", "optimal"],
@@ -487,9 +475,35 @@ def main(argv: list[str] | None = None) -> dict:
                     [[r["groups"], r["seed"], r["greedy"], r["optimum"], r["lp_bound"],
                       (r["greedy"] - r["optimum"]) / r["optimum"]]
                      for r in res["gaps"]["mckp"]]), "\n")
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+    return _write(res, args.json)
+
+
+def _write(res: dict, path: str | None) -> dict:
+    if path:
+        Path(path).write_text(json.dumps(res, indent=1, default=str))
     return res
+
+
+def mckp_scale_section(res: dict, seeds: int) -> None:
+    res["mckp_scale"] = mckp_at_scale((200, 1000), seeds)
+    print("## Exact bit allocation at scale (8 widths, 3.5 bits per nonzero): time, solver, "
+          "gap to CP-SAT\n")
+    rows = []
+    for kind in ("allocate_bits", "synthetic table"):
+        for t in (200, 1000):
+            rs = [r for r in res["mckp_scale"] if r["kind"] == kind and r["tensors"] == t]
+            paths = {p: sum(r["path"] == p for r in rs) for p in ("lp", "pareto", "milp",
+                                                                 "greedy")}
+            rows.append([kind, t, len(rs), statistics.median(r["total_s"] for r in rs),
+                         max(r["total_s"] for r in rs),
+                         statistics.median(r["mckp_s"] for r in rs),
+                         max(r["mckp_s"] for r in rs),
+                         " ".join(f"{p} {c}" for p, c in paths.items() if c),
+                         max(abs(r["gap"]) for r in rs), max(r["rounding"] for r in rs),
+                         all(r["cp_sat_optimal"] for r in rs)])
+    print(table(["instances", "tensors", "runs", "total (s, median)", "total (s, max)",
+                 "MCKP (s, median)", "MCKP (s, max)", "paths", "max |gap| to CP-SAT",
+                 "CP-SAT rounding", "CP-SAT optimal"], rows), "\n")
 
 
 if __name__ == "__main__":
