@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from compressopt._array import Array, array_namespace, check_floating, numel
 from compressopt.errors import NonFiniteError, ShapeMismatchError, UnsupportedDTypeError
 from compressopt.projections._selection import (
@@ -66,7 +68,9 @@ class KnapsackResult(NamedTuple):
     objective : 0-d array
         ``Σ_kept W̄²``, the knapsack profit (maximized), accumulated in float64 (the squares
         of float32 weights exact); the squared distance ``||W - P(W)||²`` is
-        ``Σ W̄² - objective``.
+        ``Σ W̄² - objective``. inf (like ``lp_bound`` and ``break_profit``) when the squares
+        exceed the float range (float64 weights above about 1.3e154); the projection itself
+        is right at every finite magnitude.
     budget_used : int
         ``Σ_i b_i · kept_i`` bits (<= budget).
     lp_bound : 0-d array
@@ -196,20 +200,22 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
             sel = Selection(masks=[f != 0 for f in fl], kept=nnz, used=used, prefix_used=used,
                             brk=None, fill=[])
 
-    outs, obj = apply_masks(fl, sel.masks, acc)
-    masks = {nm: xp.reshape(m, x.shape) for nm, m, x in zip(names, sel.masks, xs, strict=True)}
-    out = {nm: xp.reshape(o, x.shape) for nm, o, x in zip(names, outs, xs, strict=True)}
-    objective = xp.sum(xp.stack(obj))
-    zero = xp.zeros((), dtype=acc, device=dev)
-    if sel.brk is None:
-        p_break, lp = zero, objective
-    else:
-        bt, bi = sel.brk
-        p_break = xp.astype(fl[bt][bi], acc) ** 2
-        fill_profit = xp.sum(xp.stack([zero] + [xp.astype(fl[t][j], acc) ** 2
-                                                for t, j in sel.fill]))
-        theta = (s_budget - sel.prefix_used) / bl[bt]  # the fraction of the break item
-        lp = xp.maximum(objective - fill_profit + theta * p_break, objective)
+    with np.errstate(over="ignore"):  # squares beyond the float range: inf, as documented
+        outs, obj = apply_masks(fl, sel.masks, acc)
+        masks = {nm: xp.reshape(m, x.shape) for nm, m, x in zip(names, sel.masks, xs,
+                                                                 strict=True)}
+        out = {nm: xp.reshape(o, x.shape) for nm, o, x in zip(names, outs, xs, strict=True)}
+        objective = xp.sum(xp.stack(obj))
+        zero = xp.zeros((), dtype=acc, device=dev)
+        if sel.brk is None:
+            p_break, lp = zero, objective
+        else:
+            bt, bi = sel.brk
+            p_break = xp.astype(fl[bt][bi], acc) ** 2
+            fill_profit = xp.sum(xp.stack([zero] + [xp.astype(fl[t][j], acc) ** 2
+                                                    for t, j in sel.fill]))
+            theta = (s_budget - sel.prefix_used) / bl[bt]  # the fraction of the break item
+            lp = xp.maximum(objective - fill_profit + theta * p_break, objective)
     return KnapsackResult(w=out, masks=masks, kept=dict(zip(names, sel.kept, strict=True)),
                           objective=objective, budget_used=sel.used, lp_bound=lp,
                           break_profit=p_break, budget=s_budget)
