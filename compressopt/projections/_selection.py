@@ -9,19 +9,24 @@ taken. So τ is a weighted selection — the largest key v with ``Σ_l b_l #{k_l
 found here without sorting (the break item in linear time, as in Balas & Zemel 1980; Kellerer,
 Pferschy & Pisinger, *Knapsack Problems*, 2004, §3.1):
 
-1. a strided sample of the keys estimates the weighted quantile; two pivots bracket it by
-   ``SIGMAS`` standard deviations of the estimate;
-2. one pass over every tensor counts the keys above each pivot and extracts the indices of the
-   keys between them (the candidates; about ``2 SIGMAS n / sqrt(m)`` of them for a sample of
-   m, ``m ≈ 2 n^(2/3)`` within [2^11, 2^16]), keeping the
-   mask of the keys above the upper pivot (all taken);
+1. a strided sample of m keys (``m ≈ 2 n^(2/3)``, within [2^11, 2^16]) estimates the
+   weighted quantile; two pivots bracket it by ``SIGMAS`` standard deviations of the
+   estimate;
+2. one pass over every tensor counts the keys above each pivot and extracts the indices of
+   the keys between them (the candidates: about ``2 SIGMAS n / sqrt(m)``), keeping the mask
+   of the keys above the upper pivot (all taken). With :class:`MagnitudeKeys` the pass
+   compares magnitudes with per-tensor bounds and computes keys only for the candidates;
+   numpy arrays go in cache-sized blocks;
 3. the same on the candidates (one concatenated set) until at most ``FINISH`` remain, which
-   are sorted.
+   are sorted; then the break item, the prefix and the fill.
 
 A bracket that misses (a sample unlike its tensor) only costs another round: the counts are
 exact, so the result never depends on the sample. Keys of 0 are never taken. All array work
-is Array-API (numpy, torch on any device); a round reads a few counts back to the host, and
-the fill (at most ``ceil(max b / min b) - 1`` items) runs on the host.
+is Array-API (numpy, torch on any device); a round reads a few counts back to the host (on
+an accelerator, a synchronization per round and per tensor's candidate extraction), and
+the sample's order and the fill (at most ``ceil(max b / min b) - 1`` items) run on the host.
+Used by :func:`~compressopt.projections.project_knapsack` (keys ``W̄²/b_i``) and the ℓ0
+projections (keys ``|w|``, every entry weighing 1).
 """
 
 from __future__ import annotations
