@@ -101,7 +101,7 @@ def test_bind_mu_reaches_every_c_step():
     LC(mu0=0.5, mu_growth=2.0, maxiter=4, tol=0).run(w0, ls, _RecordingPenalty(0.1, log))
     assert log == [0.5, 0.5, 1.0, 2.0, 4.0]  # init at μ0, then one C step per μ
     log.clear()
-    ADMM(rho=3.0, maxiter=2, eps_abs=0, eps_rel=0).run(
+    ADMM(rho=3.0, maxiter=2, eps_abs=0, eps_rel=0, adaptive=False).run(
         w0, ls, Tasks({"w": _RecordingPenalty(0.1, log)})
     )
     assert log == [3.0, 3.0, 3.0]

@@ -77,11 +77,13 @@ from compressopt.projections.lowrank import (
 from compressopt.projections.mckp import (
     BitAllocation,
     MCKPResult,
+    MCKPSolution,
     MixedPrecision,
     allocate_bits,
     mckp_best,
     mckp_greedy,
     mckp_pareto,
+    mckp_solve,
     upper_hull,
 )
 from compressopt.projections.prox import (
@@ -142,6 +144,7 @@ __all__ = [
     "LowRank",
     "LowRankTheta",
     "MCKPResult",
+    "MCKPSolution",
     "MixedPrecision",
     "PerTensor",
     "PowersOfTwo",
@@ -175,6 +178,7 @@ __all__ = [
     "mckp_best",
     "mckp_greedy",
     "mckp_pareto",
+    "mckp_solve",
     "powers_of_two",
     "project_binary",
     "project_box",

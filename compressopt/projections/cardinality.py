@@ -7,6 +7,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from compressopt._array import Array, array_namespace, check_finite, kth_largest, numel
+from compressopt.projections._selection import (
+    MagnitudeKeys,
+    apply_masks,
+    first_step,
+    greedy_select,
+)
 from compressopt.projections._util import mask_top
 from compressopt.projections.base import StorageCost, TensorScheme, count_nonzero
 from compressopt.tree import Params, tree_check
@@ -73,7 +79,8 @@ def project_cardinality(x: Array, k: int) -> Array:
     -------
     array like `x` (same shape, dtype, device; a new array): the `k` largest-magnitude entries
     of `x`, the rest zero. Exact; among equal magnitudes the lower flat (C-order) index is kept.
-    O(n) selection.
+    O(n) expected: the selection of :func:`project_global_cardinality` (no sort, no
+    partition of a copy).
 
     Raises
     ------
@@ -94,12 +101,8 @@ def project_cardinality(x: Array, k: int) -> Array:
     array([ 0., -2.,  1.,  0.])
     """
     check_finite(x)
-    n = numel(x)
-    _check_k(k, n)
-    xp = array_namespace(x)
-    flat = xp.reshape(x, (-1,))
-    mask = topk_mask(xp.abs(flat), k)
-    return xp.reshape(xp.where(mask, flat, xp.zeros_like(flat)), x.shape)
+    _check_k(k, numel(x))
+    return project_global_cardinality({"x": x}, k)["x"]
 
 
 def project_global_cardinality(w: Params, k: int) -> dict[str, Array]:
@@ -108,7 +111,7 @@ def project_global_cardinality(w: Params, k: int) -> dict[str, Array]:
     The `k` largest magnitudes over all tensors together are kept (LC's global ℓ0 pruning,
     Carreira-Perpiñán & Idelbayev 2018 §3): layers end up with different sparsities. Exact; ties
     keep the entry that comes first in the concatenation of the flattened tensors in the
-    mapping's order. O(n) selection over the concatenation (one copy of all weights).
+    mapping's order.
 
     Parameters
     ----------
@@ -117,12 +120,20 @@ def project_global_cardinality(w: Params, k: int) -> dict[str, Array]:
 
     Returns
     -------
-    dict name -> array, the shapes and dtypes of `w`.
+    dict name -> array, the shapes and dtypes of `w` (new arrays).
 
     Raises
     ------
     ValueError, UnsupportedDTypeError, NonFiniteError
         As :func:`project_cardinality`.
+
+    Notes
+    -----
+    O(n) expected, without concatenating or sorting the tensors: the threshold on the
+    magnitudes is a selection across the tensors (the knapsack greedy of
+    :mod:`compressopt.projections._selection` with every entry weighing 1): a strided
+    sample brackets it, one pass per tensor counts and extracts the candidates, a few
+    rounds on those.
 
     Examples
     --------
@@ -141,13 +152,19 @@ def project_global_cardinality(w: Params, k: int) -> dict[str, Array]:
     flats = [xp.reshape(x, (-1,)) for x in xs]
     sizes = [f.shape[0] for f in flats]
     _check_k(k, sum(sizes))
-    mask = topk_mask(xp.abs(xp.concat(flats)), k)
-    out, start = {}, 0
-    for n, x, f, m in zip(names, xs, flats, sizes, strict=True):
-        piece = mask[start : start + m]
-        out[n] = xp.reshape(xp.where(piece, f, xp.zeros_like(f)), x.shape)
-        start += m
-    return out
+    if k == sum(sizes):
+        return {n: xp.asarray(x, copy=True) for n, x in zip(names, xs, strict=True)}
+    if any(x.dtype != xs[0].dtype for x in xs):  # one key dtype for the selection
+        mask = topk_mask(xp.abs(xp.concat(flats)), k)
+        masks, start = [], 0
+        for m in sizes:
+            masks.append(mask[start : start + m])
+            start += m
+    else:
+        keys = MagnitudeKeys(flats, first_step(sum(sizes)))
+        masks = greedy_select(keys, sizes, [1] * len(xs), k, like=flats[0]).masks
+    outs, _ = apply_masks(flats, masks, None)
+    return {n: xp.reshape(o, x.shape) for n, o, x in zip(names, outs, xs, strict=True)}
 
 
 class Pruned(NamedTuple):

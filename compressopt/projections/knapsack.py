@@ -11,7 +11,9 @@ keeps a subset of the entries unchanged (a kept entry is best left as it is): a 
 whose items are the entries, with profit ``W̄²`` (the error saved by keeping it) and weight
 b_i. The greedy by profit density ``W̄²/b_i`` is the LP relaxation's optimum up to one
 fractional item (Dantzig 1957), so its value is within one item's profit of the optimum and
-the LP bound certifies the gap without an ILP.
+the LP bound certifies the gap without an ILP. The greedy's prefix is a threshold on the
+densities, found by a weighted selection (:mod:`compressopt.projections._selection`) in
+O(n), without sorting the weights.
 """
 
 from __future__ import annotations
@@ -21,15 +23,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from compressopt._array import Array, array_namespace, check_floating, numel
 from compressopt.errors import NonFiniteError, ShapeMismatchError, UnsupportedDTypeError
+from compressopt.projections._selection import (
+    MagnitudeKeys,
+    Selection,
+    apply_masks,
+    first_step,
+    greedy_select,
+)
 from compressopt.projections._util import (
     acc_dtype,
     check_int,
     check_nonneg,
     flat,
-    mask_top,
-    sort_owned,
     to_ints,
     to_list,
 )
@@ -38,8 +47,6 @@ from compressopt.projections.cardinality import Pruned
 from compressopt.tree import Params, tree_check
 
 __all__ = ["KnapsackPruning", "KnapsackResult", "project_knapsack"]
-
-_PROBES = 15  # probes per tensor and round of the break-item search: log_16(n) rounds
 
 
 class KnapsackResult(NamedTuple):
@@ -59,9 +66,11 @@ class KnapsackResult(NamedTuple):
     kept : dict name -> int
         Entries kept per tensor.
     objective : 0-d array
-        ``Σ_kept W̄²``, the knapsack profit (maximized), summed in float64 from the kept
-        densities times b_i (relative rounding 2⁻²⁴ in float32); the squared distance
-        ``||W - P(W)||²`` is ``Σ W̄² - objective``.
+        ``Σ_kept W̄²``, the knapsack profit (maximized), accumulated in float64 (the squares
+        of float32 weights exact); the squared distance ``||W - P(W)||²`` is
+        ``Σ W̄² - objective``. inf (like ``lp_bound`` and ``break_profit``) when the squares
+        exceed the float range (float64 weights above about 1.3e154); the projection itself
+        is right at every finite magnitude.
     budget_used : int
         ``Σ_i b_i · kept_i`` bits (<= budget).
     lp_bound : 0-d array
@@ -132,13 +141,21 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
     Heuristic with a certificate (greedy for a 0-1 knapsack, Dantzig 1957; KPP 2004 §2.1).
     The order is by the densities as rounded in the input dtype (ties: tensors in the
     mapping's order, then flat index), so the bound is exact up to that rounding (relative
-    2⁻²⁴ in float32).
+    2⁻²⁴ in float32). The densities are ``(W̄·2^e)²/b_i`` with ``e = 0`` (Yang et al.'s
+    ``W̄²/b_i``) unless the largest magnitude is outside ``2^±31`` (float32; ``2^±255`` in
+    float64), where a power of two keeps the squares from overflowing or underflowing:
+    only entries below 2⁻⁶³ (float64: 2⁻⁵¹¹) times the largest can have a density of 0,
+    and an entry of density 0 is kept only when every nonzero fits.
 
-    Cost: one sort per tensor (O(n log n) in all; in place on numpy), about five elementwise
-    passes, a lockstep search over the tensors for the first entry that does not fit
-    (``log_16 n`` rounds of O(T²·15) scalar work, T tensors) and ``ceil(max b / min b)`` fill
-    steps. No host transfer of weights: the T kept counts (and T tie flags) are read once.
-
+    Cost: O(n) expected, never a sort of the weights: a strided sample of about
+    ``2 n^(2/3)`` entries (at most 65,536) brackets the density threshold; one pass over
+    each tensor compares magnitudes with two per-tensor bounds (numpy: in cache-sized
+    blocks), counts, and extracts the O(n^(2/3)) candidates between them; two or three
+    rounds on the candidates; a sort of the last few thousand; the fill (at most
+    ``ceil(max b / min b) - 1`` entries) on the host; one pass for the output. A bracket
+    that misses costs another pass, never a wrong answer. Host transfers: a few counts per
+    round and the sample (on an accelerator, the sample's and the last candidates' keys).
+    Memory: the output, the masks and O(n^(2/3)) candidates.
     Examples
     --------
     >>> import numpy as np
@@ -164,181 +181,159 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
             f"all tensors must share one dtype, got {sorted({str(x.dtype) for x in xs})}")
     acc = acc_dtype(xs[0])
     dev = xs[0].device
-    t = len(xs)
-    i64 = xp.int64
-    n = [numel(x) for x in xs]
-
-    # Keys (densities W̄²/b in the input dtype) per tensor, sorted ascending (in place where
-    # the library allows): desc position j is asc index n-1-j.
     fl = [flat(x) for x in xs]
-    srt = [sort_owned(_density(f, b)) for f, b in zip(fl, bl, strict=True)]
-    top = xp.stack([xp.astype(s_l[-1], acc) if n_l else xp.zeros((), dtype=acc, device=dev)
-                    for s_l, n_l in zip(srt, n, strict=True)])
-    if not bool(xp.all(xp.isfinite(top))):  # NaN and Inf sort last: one check per tensor
-        bad = [nm for nm, v in zip(names, to_list(top), strict=True) if not math.isfinite(v)]
-        raise NonFiniteError(f"w{bad} hold NaN or Inf entries (or entries whose square overflows)")
+    n = [numel(x) for x in xs]
+    if sum(b * k for b, k in zip(bl, n, strict=True)) >= 2**62:
+        raise ValueError("Σ bits[i] · size(w[i]) must be below 2**62")
 
-    def counts(v: Array) -> tuple[Array, Array]:
-        """Entries of each tensor l with key >= v and > v: two (T, *v.shape) int64 arrays."""
-        q = xp.reshape(xp.astype(v, kdt), (-1,))
-        both = xp.concat([q, xp.nextafter(q, xp.full_like(q, math.inf))])
-        c = xp.astype(xp.stack([n_l - xp.searchsorted(s_l, both, side="left")  # per tensor
-                                for s_l, n_l in zip(srt, n, strict=True)]), i64)
-        m = q.shape[0]
-        return xp.reshape(c[:, :m], (t, *v.shape)), xp.reshape(c[:, m:], (t, *v.shape))
+    sel = None
+    if sum(b * k for b, k in zip(bl, n, strict=True)) > s_budget:
+        sel = _select(names, fl, bl, math.floor(s_budget))
+    else:
+        _check_finite(names, fl, acc)
+    if sel is None or sel.brk is None:
+        # every positive key fits: keep every nonzero if they fit (the identity), else the
+        # selection stands (it leaves out only entries whose key underflows to 0)
+        nnz = to_ints(xp.stack([xp.astype(xp.count_nonzero(f), xp.int64) for f in fl]))
+        used = sum(b * k for b, k in zip(bl, nnz, strict=True))
+        if used <= s_budget:
+            sel = Selection(masks=[f != 0 for f in fl], kept=nnz, used=used, prefix_used=used,
+                            brk=None, fill=[])
 
-    def key_at(pos: Array) -> Array:
-        """Keys at desc positions pos[i, ...] of tensor i (clipped into range), acc dtype."""
-        out = []
-        for i in range(t):  # a loop over tensors
-            if n[i] == 0:
-                out.append(xp.zeros(pos.shape[1:], dtype=acc, device=dev))
-                continue
-            p = xp.reshape(xp.minimum(xp.maximum(pos[i, ...], 0), n[i] - 1), (-1,))
-            out.append(xp.reshape(xp.astype(xp.take(srt[i], n[i] - 1 - p), acc), pos.shape[1:]))
-        return xp.stack(out)
-
-    bw = xp.asarray(bl, dtype=acc, device=dev)
-    lvl = xp.arange(t, device=dev)
-
-    def prefix(v: Array, own: Array) -> Array:
-        """Entries of tensor l up to item i in the greedy order (key desc, then tensor): for
-        items with keys v[i, ...] and own-tensor counts own[i, ...]; shape (T_l, T_i, ...)."""
-        ge, gt = counts(v)
-        ones = (1,) * (v.ndim - 1)
-        ll, ii = xp.reshape(lvl, (t, 1, *ones)), xp.reshape(lvl, (1, t, *ones))
-        return xp.where(ll < ii, ge, xp.where(ll > ii, gt, own[None, ...]))
-
-    def bits_of(c: Array) -> Array:
-        bshape = (t,) + (1,) * (c.ndim - 1)
-        return xp.sum(xp.astype(c, acc) * xp.reshape(bw, bshape), axis=0)
-
-    # nonzero keys: the entries worth keeping
-    nnz = xp.stack([n_l - xp.astype(xp.searchsorted(
-        s_l, xp.zeros((1,), dtype=s_l.dtype, device=dev), side="right")[0], i64)
-        for s_l, n_l in zip(srt, n, strict=True)])
-
-    # j_i = last desc position of tensor i whose greedy prefix fits (-1 if none): a search
-    # with G probes per tensor per round, all tensors in lockstep (lo fits, hi does not).
-    lo = xp.full((t,), -1, dtype=i64, device=dev)
-    hi = nnz
-    g = xp.reshape(xp.arange(1, _PROBES + 1, dtype=i64, device=dev), (1, -1))
-    rounds = 0
-    while (_PROBES + 1) ** rounds < max(n) + 1:  # each round divides the spans by G + 1
-        rounds += 1
-    for _ in range(rounds):
-        span = hi - lo
-        probe = xp.minimum(lo[:, None] + (span[:, None] * g + _PROBES) // (_PROBES + 1),
-                           hi[:, None] - 1)  # (T, G) positions in (lo, hi), nondecreasing
-        probe = xp.maximum(probe, lo[:, None] + 1)
-        fits = bits_of(prefix(key_at(probe), probe + 1)) <= s_budget  # (T, G)
-        fits = fits & (probe < hi[:, None])
-        last = xp.sum(xp.astype(fits, i64), axis=1)  # probes that fit form a prefix
-        new_lo = xp.where(last > 0, xp.take_along_axis(probe, xp.maximum(last - 1, 0)[:, None],
-                                                      axis=1)[:, 0], lo)
-        nxt = xp.take_along_axis(probe, xp.minimum(last, _PROBES - 1)[:, None], axis=1)[:, 0]
-        new_hi = xp.where((last < _PROBES) & (nxt < hi), nxt, hi)
-        lo, hi = new_lo, new_hi
-
-    # The first entry that does not fit (the break item) is the greedy-first of the (i, j_i+1).
-    cand = lo + 1
-    has = cand < nnz
-    cv = xp.where(has, key_at(cand), xp.full((t,), -math.inf, dtype=acc, device=dev))
-    star = xp.argmax(cv)
-    any_break = xp.any(has)
-    onehot = lvl == star
-    vstar = xp.take(cv, xp.reshape(star, (1,)))
-    c_break = xp.sum(xp.where(onehot[None, :], prefix(xp.broadcast_to(vstar, (t,)), cand), 0),
-                     axis=1)
-    c = xp.where(any_break, xp.minimum(c_break, nnz), nnz)
-    used = bits_of(c)
-    bstar = xp.sum(xp.where(onehot, bw, xp.zeros_like(bw)))
-    p_break = xp.where(any_break, vstar[0] * bstar, xp.zeros_like(bstar))
-    theta = xp.where(any_break, (s_budget - used) / bstar, xp.zeros_like(bstar))
-
-    # Fill: later entries that still fit, greedy order. The room left is below the break
-    # item's bits <= max b and each entry takes >= min b, so at most F = ceil(max b / min b)
-    # - 1 of them fit: the next F keys of every tensor are read once.
-    nf = -(-max(bl) // min(bl)) - 1
-    taken = xp.zeros((t,), dtype=i64, device=dev)
-    fill_profit = xp.zeros((), dtype=acc, device=dev)
-    if nf > 0:
-        ahead = c[:, None] + xp.reshape(xp.arange(nf, dtype=i64, device=dev), (1, nf))
-        nxt = xp.where(ahead < nnz[:, None], key_at(ahead),
-                       xp.full((t, nf), -math.inf, dtype=acc, device=dev))
-    for _ in range(nf):
-        nv = xp.take_along_axis(nxt, xp.minimum(taken, nf - 1)[:, None], axis=1)[:, 0]
-        ok = (bw <= s_budget - used) & (taken < nf) & (nv > -math.inf)
-        nv = xp.where(ok, nv, xp.full_like(nv, -math.inf))
-        pick = (lvl == xp.argmax(nv)) & xp.any(ok)
-        taken = taken + xp.astype(pick, i64)
-        used = used + xp.sum(xp.where(pick, bw, xp.zeros_like(bw)))
-        fill_profit = fill_profit + xp.sum(xp.where(pick, nv * bw, xp.zeros_like(bw)))
-    c = c + taken
-
-    # Masks: the top c_l keys of each tensor. One transfer of T counts and T flags: a tensor
-    # with a partial tie at its threshold needs ranks among the ties (rare); the others keep
-    # |x| >= a_l, the smallest magnitude whose key reaches the threshold.
-    thr = key_at(c - 1)
-    ge, gt = counts(thr)
-    diag = lvl[:, None] == lvl[None, :]
-    ties = xp.sum(xp.where(diag, ge - gt, 0), axis=0)
-    above = xp.sum(xp.where(diag, gt, 0), axis=0)
-    partial = (c > 0) & (ties > c - above)
-    host = to_ints(xp.concat([c, xp.astype(partial, i64)]))
-    kept, need_ranks = host[:t], host[t:]
-    thr_k = xp.astype(thr, kdt)  # keys of the tensors: exact in their dtype
-    # |x| >= a_l keeps the entries of tensor l whose key reaches thr_l (all tensors at once;
-    # a tensor that keeps nothing has no threshold, and its a_l is unused)
-    alive = thr_k > 0
-    a_all = _magnitude_threshold(xp.where(alive, thr_k, xp.ones_like(thr_k)),
-                                 xp.asarray(bl, dtype=kdt, device=dev))
-    masks, out, obj = {}, {}, []
-    for i, name in enumerate(names):  # a loop over tensors
-        f, b, ci = fl[i], bl[i], kept[i]
-        if ci == 0:
-            m = xp.zeros(f.shape, dtype=xp.bool, device=dev)
-        elif need_ranks[i]:
-            m = mask_top(_density(f, b), thr_k[i], ci)
+    with np.errstate(over="ignore"):  # squares beyond the float range: inf, as documented
+        outs, obj = apply_masks(fl, sel.masks, acc)
+        masks = {nm: xp.reshape(m, x.shape) for nm, m, x in zip(names, sel.masks, xs,
+                                                                 strict=True)}
+        out = {nm: xp.reshape(o, x.shape) for nm, o, x in zip(names, outs, xs, strict=True)}
+        objective = xp.sum(xp.stack(obj))
+        zero = xp.zeros((), dtype=acc, device=dev)
+        if sel.brk is None:
+            p_break, lp = zero, objective
         else:
-            m = xp.abs(f) >= a_all[i]
-        masks[name] = xp.reshape(m, xs[i].shape)
-        o = xp.astype(m, f.dtype)
-        o *= f  # in place on the new array: one allocation for the output
-        o += 0.0  # -0.0 -> 0.0
-        out[name] = xp.reshape(o, xs[i].shape)
-        obj.append(b * xp.sum(srt[i][n[i] - ci :], dtype=acc))
-    objective = xp.sum(xp.stack(obj))
-    lp = objective - fill_profit + theta * p_break
-    return KnapsackResult(w=out, masks=masks, kept=dict(zip(names, kept, strict=True)),
-                          objective=objective, budget_used=sum(b * k for b, k in zip(
-                              bl, kept, strict=True)),
-                          lp_bound=xp.maximum(lp, objective), break_profit=p_break,
-                          budget=s_budget)
+            bt, bi = sel.brk
+            p_break = xp.astype(fl[bt][bi], acc) ** 2
+            fill_profit = xp.sum(xp.stack([zero] + [xp.astype(fl[t][j], acc) ** 2
+                                                    for t, j in sel.fill]))
+            theta = (s_budget - sel.prefix_used) / bl[bt]  # the fraction of the break item
+            lp = xp.maximum(objective - fill_profit + theta * p_break, objective)
+    return KnapsackResult(w=out, masks=masks, kept=dict(zip(names, sel.kept, strict=True)),
+                          objective=objective, budget_used=sel.used, lp_bound=lp,
+                          break_profit=p_break, budget=s_budget)
 
 
-def _density(f: Array, b: int) -> Array:
-    """``(f * f) / b``: a new array (divided in place), the key of the greedy order."""
-    k = f * f
-    k /= b
-    return k
+def _select(names: list[str], fl: list[Array], bl: list[int], cap: int) -> Selection:
+    """The density greedy by selection; NonFiniteError if a tensor holds NaN or Inf (found
+    by the first pass over the weights, which also gives the exact largest magnitude: the
+    scale of the keys, first taken from the sample, is corrected if it differs)."""
+    n = [numel(f) for f in fl]
+    step = first_step(sum(n))
+    xp = array_namespace(*fl)
+    top = max(to_list(xp.stack([xp.max(xp.abs(f[::step])) if f.shape[0] else
+                                xp.zeros((), dtype=f.dtype, device=f.device) for f in fl])))
+    for _ in range(2):  # a second time only if the sample's largest magnitude misled
+        keys = _DensityKeys(fl, bl, top, step)
+        sel = greedy_select(keys, n, bl, cap, like=fl[0])
+        tops = keys.tops()
+        if not all(math.isfinite(v) for v in tops):
+            bad = [nm for nm, v in zip(names, tops, strict=True) if not math.isfinite(v)]
+            raise NonFiniteError(f"w{bad} hold NaN or Inf entries")
+        top = max(tops)
+        if _shift(top, keys.limit) == keys.shift:
+            break
+    return sel
 
 
-def _magnitude_threshold(thr: Array, b: Array) -> Array:
-    """The smallest a >= 0 with ``(a*a)/b >= thr`` in the dtype of `thr`, elementwise (thr > 0;
-    `b` holds the bit widths in the same dtype and shape).
+def _check_finite(names: list[str], fl: list[Array], acc: Any) -> None:
+    xp = array_namespace(*fl)
+    ok = to_list(xp.stack([xp.astype(xp.all(xp.isfinite(f)), acc) for f in fl]))
+    if not all(ok):
+        bad = [nm for nm, v in zip(names, ok, strict=True) if not v]
+        raise NonFiniteError(f"w{bad} hold NaN or Inf entries")
 
-    ``(a*a)/b`` rounds monotonically in a, so ``|x| >= a`` selects exactly the entries whose
-    key reaches `thr`. Start a few ulps below sqrt(thr b) and step up: O(thr.size) work.
+
+def _shift(top: float, limit: int) -> int:
+    """The exponent e of the keys' scale 2^e for the largest magnitude `top`."""
+    e_top = math.frexp(top)[1] if math.isfinite(top) else 0
+    return 0 if -(limit // 2) <= e_top <= limit // 2 else limit - e_top
+
+
+class _DensityKeys(MagnitudeKeys):
+    """The greedy's keys ``(f·2^e)² / b_i`` in the weights' dtype.
+
+    ``e = 0`` (the keys ``f²/b`` of Yang et al.) when the largest magnitude `top` lies within
+    ``2^±(m/2)``, for a dtype whose largest finite value is about ``2^(2m+2)`` (float32: m =
+    63, float64: m = 511); otherwise the power of two that brings it just below ``2^m``. No
+    square overflows then, and only entries below ``2^-m`` times the largest (float32:
+    2^-63, a profit below 2^-126 of the largest) can round to a key of 0 (never kept).
+    Scaling by a power of two keeps the order of the keys that do not underflow. The key is
+    a nondecreasing function of |f| (a square, a division and roundings).
     """
-    xp = array_namespace(thr)
-    a = xp.sqrt(thr * b)
-    zero, inf = xp.zeros_like(a), xp.full_like(a, math.inf)
-    for _ in range(4):
-        a = xp.nextafter(a, zero)
-    for _ in range(12):
-        a = xp.where((a * a) / b >= thr, a, xp.nextafter(a, inf))
-    return a
+
+    def __init__(self, fl: list[Array], bl: list[int], top: float, step: int) -> None:
+        super().__init__(fl, step)
+        self.bl = bl
+        self.limit = (math.frexp(float(self.xp.finfo(self.dtype).max))[1] - 2) // 2  # f32: 63
+        self.shift = _shift(top, self.limit)
+        self.bvec = self.xp.asarray(bl, dtype=self.dtype, device=self.dev)
+
+    def key(self, i: int, v: Array) -> Array:
+        return self._key(v, self.bl[i])
+
+    def _key(self, v: Array, b: Any) -> Array:
+        """The keys of the values `v` for bits `b` (an int, or an array like v): new array."""
+        if self.shift:
+            v = _ldexp(v, self.shift, self.limit)
+            v *= v
+        else:
+            v = v * v
+        v /= b
+        return v
+
+    def magnitudes(self, p: Array) -> Array:
+        """``a_i(p)`` for every tensor: the smallest magnitude whose key reaches p > 0, exactly
+        (inf if none does): a bracket around ``sqrt(p b_i) 2^-e``, then a bisection over the
+        representable numbers (geometric while the ends are far apart)."""
+        xp = self.xp
+        acc = acc_dtype(p)
+        x = xp.sqrt(xp.astype(p, acc)) * xp.sqrt(xp.asarray(self.bl, dtype=acc, device=self.dev))
+        x = xp.astype(x * 2.0**-self.shift if self.shift else x, self.dtype)
+        zero, inf = xp.zeros_like(x), xp.full_like(x, math.inf)
+
+        def reaches(v: Array) -> Array:
+            return self._key(v, self.bvec) >= p
+
+        lo, hi = x, x
+        for _ in range(4):
+            lo, hi = xp.nextafter(lo, zero), xp.nextafter(hi, inf)
+        while True:  # hi reaches p (inf always does), lo does not (0 never does): a few rounds
+            up, down = ~reaches(hi), reaches(lo)
+            if not bool(xp.any(up | down)):
+                break
+            hi = xp.where(up, xp.where(hi > 0, hi * 2, xp.nextafter(hi, inf)), hi)
+            lo = xp.where(down, lo / 2, lo)
+        while True:  # lo < a_i <= hi
+            step = xp.nextafter(lo, inf)
+            open_ = step < hi
+            if not bool(xp.any(open_)):
+                return hi
+            mid = xp.where((lo > 0) & (hi > 4 * lo), xp.sqrt(lo) * xp.sqrt(hi),
+                           lo + (hi - lo) / 2)
+            mid = xp.where((mid > lo) & (mid < hi), mid, step)
+            ok = reaches(mid) & open_
+            hi = xp.where(ok, mid, hi)
+            lo = xp.where(open_ & ~ok, mid, lo)
+
+
+def _ldexp(v: Array, e: int, limit: int) -> Array:
+    """``v · 2^e`` as a new array, in factors of at most ``2^±limit`` (representable)."""
+    step = max(-limit, min(limit, e))
+    v = v * (2.0**step)
+    e -= step
+    while e:
+        step = max(-limit, min(limit, e))
+        v *= 2.0**step
+        e -= step
+    return v
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,14 @@ Definition 1 and Proposition 2: group = tensor, item = bit width j, weight ``j·
 
 from __future__ import annotations
 
+import math
+import numbers
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import partial
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -42,11 +46,13 @@ from compressopt.tree import Params, tree_check
 __all__ = [
     "BitAllocation",
     "MCKPResult",
+    "MCKPSolution",
     "MixedPrecision",
     "allocate_bits",
     "mckp_best",
     "mckp_greedy",
     "mckp_pareto",
+    "mckp_solve",
     "upper_hull",
 ]
 
@@ -60,8 +66,8 @@ class MCKPResult(NamedTuple):
         Index of the chosen item in each group (into the group's input arrays).
     profit : float
         Total profit of the choice.
-    weight : float
-        Total weight of the choice (<= capacity).
+    weight : int or float
+        Total weight of the choice (<= capacity), exact: an int when the weights are ints.
     lp_bound : float
         Optimum of the LP relaxation: ``profit <= OPT <= lp_bound``.
     integral : bool
@@ -75,32 +81,98 @@ class MCKPResult(NamedTuple):
 
     choice: tuple[int, ...]
     profit: float
-    weight: float
+    weight: int | float
     lp_bound: float
     integral: bool
     lp_choice: tuple[int, ...]
     fraction: tuple[int, int, float] | None
 
 
-def _groups(profits: Sequence[Sequence[float]],
-            weights: Sequence[Sequence[float]]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Validated (profits, weights) of each group as float64 vectors (see :func:`mckp_greedy`)."""
+class MCKPSolution(NamedTuple):
+    """Solution of a multiple-choice knapsack by :func:`mckp_solve`.
+
+    Attributes
+    ----------
+    choice : tuple of int
+        The chosen item of each group.
+    profit : float
+        Its total profit.
+    weight : int or float
+        Its total weight, exact (<= capacity; an int when the weights are ints).
+    optimal : bool
+        The choice is proven optimal (up to the float rounding of the profits).
+    path : str
+        Which solver decided: ``"lp"`` (the LP optimum is integral, so the greedy is
+        optimal), ``"pareto"`` (:func:`mckp_pareto` on the reduced instance), ``"milp"``
+        (HiGHS through :func:`scipy.optimize.milp` on the reduced instance), or
+        ``"greedy"`` (neither finished: the better of the greedy and the MILP's incumbent,
+        with the certified ``bound``).
+    bound : float
+        An upper bound on the optimum: ``profit <= OPT <= bound`` (the profit itself when
+        optimal, else the smaller of the LP bound and the MILP's dual bound).
+    greedy : MCKPResult
+        The greedy and its LP bound.
+    """
+
+    choice: tuple[int, ...]
+    profit: float
+    weight: int | float
+    optimal: bool
+    path: str
+    bound: float
+    greedy: MCKPResult
+
+
+class _Instance(NamedTuple):
+    """A validated MCKP: float64 profits; the weights and the capacity as exact integers in
+    units of ``1/scale`` (the weights' common binary denominator); float weights for slopes."""
+
+    profits: list[np.ndarray]
+    weights: list[list[int]]  #: exact, in units of 1/scale
+    wf: list[np.ndarray]  #: float64, original units
+    cap: int  #: floor(capacity · scale)
+    scale: int
+
+    def out(self, w: int) -> int | float:
+        """A weight in the original units: exact int, or the nearest float."""
+        return w if self.scale == 1 else float(Fraction(w, self.scale))
+
+
+def _exact(v: Any) -> Fraction:
+    """A finite real (Python or numpy int or float) as an exact fraction."""
+    if isinstance(v, numbers.Integral) or (isinstance(v, np.generic) and
+                                           np.issubdtype(type(v), np.integer)):
+        return Fraction(int(v))
+    return Fraction(float(v))
+
+
+def _instance(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[float]],
+              capacity: Any) -> _Instance:
+    """Validate an MCKP (see :func:`mckp_greedy`) and make its weights exact integers."""
+    check_nonneg(capacity, "capacity")
     if len(profits) != len(weights):
         raise ShapeMismatchError(f"{len(profits)} groups of profits but {len(weights)} of weights")
-    out = []
+    ps, fr, wf = [], [], []
     for g, (pg, wg) in enumerate(zip(profits, weights, strict=True)):
         pa = np.asarray(pg, dtype=np.float64).reshape(-1)
-        wa = np.asarray(wg, dtype=np.float64).reshape(-1)
+        wo = np.asarray(wg)
+        wl = wo.reshape(-1).tolist() if wo.dtype != object else list(np.ravel(wo))
+        wa = np.asarray([float(v) for v in wl], dtype=np.float64)
         if pa.shape != wa.shape or pa.size == 0:
             raise ShapeMismatchError(
                 f"group {g}: profits {pa.shape} and weights {wa.shape} must be equal and non-empty"
             )
-        if not (np.all(np.isfinite(pa)) and np.all(np.isfinite(wa))):
+        if not (np.all(np.isfinite(pa)) and all(math.isfinite(float(v)) for v in wl)):
             raise NonFiniteError(f"group {g} holds NaN or Inf profits or weights")
         if np.any(wa < 0):
             raise ValueError(f"group {g} has a negative weight")
-        out.append((pa, wa))
-    return out
+        ps.append(pa)
+        fr.append([_exact(v) for v in wl])
+        wf.append(wa)
+    cap = _exact(capacity)
+    scale = max([f.denominator for g in fr for f in g] + [1])  # powers of two: their lcm
+    return _Instance(ps, [[int(f * scale) for f in g] for g in fr], wf,
+                     math.floor(cap * scale), scale)
 
 
 def upper_hull(weights: Sequence[float], profits: Sequence[float]) -> list[int]:
@@ -109,7 +181,8 @@ def upper_hull(weights: Sequence[float], profits: Sequence[float]) -> list[int]:
     Drops dominated items (another item is no heavier and at least as profitable; among
     equal items the first index is kept) and items strictly below the upper convex hull of
     (weight, profit) (LP-dominated, KPP Proposition 11.2.2); collinear hull points are kept so
-    that the integer greedy may stop on them. O(J log J).
+    that the integer greedy may stop on them. The weights are compared exactly as given
+    (ints stay ints). O(J log J).
 
     Examples
     --------
@@ -118,9 +191,9 @@ def upper_hull(weights: Sequence[float], profits: Sequence[float]) -> list[int]:
     >>> upper_hull([1, 2, 3], [0.0, 1.0, 5.0])   # (2, 1) lies below the chord
     [0, 2]
     """
-    w = np.asarray(weights, dtype=np.float64)
-    p = np.asarray(profits, dtype=np.float64)
-    order = np.lexsort((np.arange(w.size), -p, w))  # by weight, then best profit, then index
+    w = list(weights)
+    p = [float(v) for v in profits]
+    order = sorted(range(len(w)), key=lambda i: (w[i], -p[i], i))  # weight, best profit, index
     hull: list[int] = []
     for i in order:  # a loop over the items of one group (bit widths), not over weights
         if hull and (w[i] == w[hull[-1]] or p[i] <= p[hull[-1]]):
@@ -128,7 +201,7 @@ def upper_hull(weights: Sequence[float], profits: Sequence[float]) -> list[int]:
         while len(hull) >= 2:
             a, b = hull[-2], hull[-1]
             # pop b if it lies strictly below the chord from a to i
-            if (p[b] - p[a]) * (w[i] - w[b]) < (p[i] - p[b]) * (w[b] - w[a]):
+            if (p[b] - p[a]) * float(w[i] - w[b]) < (p[i] - p[b]) * float(w[b] - w[a]):
                 hull.pop()
             else:
                 break
@@ -145,8 +218,9 @@ def mckp_greedy(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     Parameters
     ----------
     profits, weights : one 1-D sequence per group (lengths may differ, each >= 1); weights
-        >= 0 and finite, profits finite (may be negative).
-    capacity : S >= 0.
+        >= 0 and finite (ints, or floats: both compared exactly), profits finite (may be
+        negative).
+    capacity : S >= 0 (an int or a float, compared exactly).
 
     Returns
     -------
@@ -170,8 +244,10 @@ def mckp_greedy(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     Notes
     -----
     Exact for the LP relaxation (Zemel 1980; KPP 2004, Thm 11.2.3); for the integer problem
-    the greedy is within ``lp_bound - profit <= max Δp`` of the optimum. Runs on the host
-    (an MCKP instance is tensors × bit widths numbers, not weights): O(N log N) for N items.
+    the greedy is within ``lp_bound - profit <= max Δp`` of the optimum. Feasibility is
+    decided in exact integer arithmetic (the weights' common binary denominator), so the
+    choice never exceeds the capacity, even by one ulp above 2^53. Runs on the host (an MCKP
+    instance is tensors × bit widths numbers, not weights): O(N log N) for N items.
 
     Examples
     --------
@@ -179,21 +255,28 @@ def mckp_greedy(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     >>> r.choice, r.profit, r.lp_bound
     ((1, 0), 5.0, 7.0)
     """
-    cap = check_nonneg(capacity, "capacity")
-    hulls, base_w, base_p = [], 0.0, 0.0
-    inc: list[tuple[float, float, int, int]] = []  # (Δp, Δw, group, hull position)
-    for g, (pa, wa) in enumerate(_groups(profits, weights)):
-        h = upper_hull(wa, pa)
-        hulls.append((h, pa, wa))
-        base_w += wa[h[0]]
+    return _greedy(_instance(profits, weights, capacity))
+
+
+def _greedy(inst: _Instance) -> MCKPResult:
+    cap = inst.cap
+    hulls, base_w, base_p = [], 0, 0.0
+    inc: list[tuple[float, int, float, int, int]] = []  # (Δp, Δw exact, Δw float, group, pos)
+    for g, (pa, wi, wa) in enumerate(zip(inst.profits, inst.weights, inst.wf, strict=True)):
+        h = upper_hull(wi, pa)
+        hulls.append(h)
+        base_w += wi[h[0]]
         base_p += pa[h[0]]
         for t in range(1, len(h)):
-            inc.append((pa[h[t]] - pa[h[t - 1]], wa[h[t]] - wa[h[t - 1]], g, t))
+            inc.append((pa[h[t]] - pa[h[t - 1]], wi[h[t]] - wi[h[t - 1]],
+                        wa[h[t]] - wa[h[t - 1]], g, t))
     if base_w > cap:
+        minimum = inst.out(base_w)
+        budget = inst.out(cap)
         raise InfeasibleBudgetError(
-            f"budget {cap:g} is below the cheapest choice {base_w:g} (the lightest item of "
-            "every group)", budget=cap, minimum=base_w)
-    dens = np.array([dp / dw for dp, dw, _, _ in inc])
+            f"budget {budget:g} is below the cheapest choice {minimum:g} (the lightest item of "
+            "every group)", budget=budget, minimum=minimum)
+    dens = np.array([dp / (dwf if dwf > 0 else math.ulp(0.0)) for dp, _, dwf, _, _ in inc])
     order = np.argsort(-dens, kind="stable")  # ties: group order, then hull order
     pos = [0] * len(hulls)
     used, prof = base_w, base_p
@@ -201,12 +284,12 @@ def mckp_greedy(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     lp_bound = None
     k = 0
     while k < len(order):  # the LP's integral part: the prefix that fits
-        dp, dw, g, t = inc[order[k]]
+        dp, dw, _, g, t = inc[order[k]]
         if used + dw > cap:
             theta = (cap - used) / dw
             lp_bound = prof + theta * dp
             if theta > 0:
-                frac = (g, hulls[g][0][t], theta)
+                frac = (g, hulls[g][t], theta)
             break
         used += dw
         prof += dp
@@ -216,11 +299,11 @@ def mckp_greedy(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     lp_bound = prof if lp_bound is None else lp_bound
     lp_pos = list(pos)
 
-    def fill(pos: list[int], used: float, prof: float) -> tuple[list[int], float, float]:
+    def fill(pos: list[int], used: int, prof: float) -> tuple[list[int], int, float]:
         """Take, in density order, every increment that follows its group's last and fits."""
         blocked = set()
         for i in order:  # a loop over increments (tensors × bit widths), not over weights
-            dp, dw, g, t = inc[i]
+            dp, dw, _, g, t = inc[i]
             if g in blocked or t <= pos[g]:
                 continue
             if t == pos[g] + 1 and used + dw <= cap:
@@ -234,13 +317,13 @@ def mckp_greedy(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     if k < len(order) and frac is not None:
         # (b) the fractional increment taken whole, repaired by undoing the least dense
         # increments of the other groups until it fits, then filled
-        dp, dw, gs, ts = inc[order[k]]
+        dp, dw, _, gs, ts = inc[order[k]]
         pb, ub, qb = list(lp_pos), lp_used + dw, lp_prof + dp
         pb[gs] = ts
         for i in order[:k][::-1]:
             if ub <= cap:
                 break
-            dp, dw, g, t = inc[i]
+            dp, dw, _, g, t = inc[i]
             if g != gs and pb[g] == t:
                 pb[g], ub, qb = t - 1, ub - dw, qb - dp
         if ub <= cap:
@@ -248,12 +331,12 @@ def mckp_greedy(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
             if qb > prof:
                 pos, used, prof = pb, ub, qb
     return MCKPResult(
-        choice=tuple(hulls[g][0][pos[g]] for g in range(len(hulls))),
+        choice=tuple(hulls[g][pos[g]] for g in range(len(hulls))),
         profit=float(prof),
-        weight=float(used),
+        weight=inst.out(used),
         lp_bound=float(lp_bound),
         integral=frac is None,
-        lp_choice=tuple(hulls[g][0][lp_pos[g]] for g in range(len(hulls))),
+        lp_choice=tuple(hulls[g][lp_pos[g]] for g in range(len(hulls))),
         fraction=frac,
     )
 
@@ -265,6 +348,7 @@ def mckp_pareto(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     Solves the problem of :func:`mckp_greedy` exactly: groups are added one at a time and
     only the partial choices that no lighter (or equally heavy) partial choice beats in
     profit are kept (Nemhauser & Ullmann 1969; KPP 2004 §11.5), each feasible for `capacity`.
+    Weights are summed and compared exactly (integers).
 
     Parameters
     ----------
@@ -288,18 +372,29 @@ def mckp_pareto(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     -----
     Cost O(Σ_g F_g B_g log(F_g B_g)) for frontiers of F_g states and B_g items: at most
     ``max_states · B`` numbers per group. With a handful of tensors and 8 bit widths the
-    frontier stays small (at most B^T); for many tensors it may hit `max_states`, and the
-    greedy's answer stands.
+    frontier stays small (at most B^T); for many tensors it may hit `max_states`;
+    :func:`mckp_solve` first removes the items that cannot beat the greedy, then tries
+    this DP, then an MILP.
 
     Examples
     --------
     >>> mckp_pareto([[0.0, 5.0, 6.0], [0.0, 4.0]], [[0, 2, 4], [0, 2]], 3)
     (1, 0)
     """
-    cap = check_nonneg(capacity, "capacity")
-    w_f, p_f = np.zeros(1), np.zeros(1)
+    inst = _instance(profits, weights, capacity)
+    return _pareto(inst.profits, inst.weights, inst.cap, max_states)
+
+
+def _pareto(profits: list[np.ndarray], weights: list[list[int]], cap: int,
+            max_states: int) -> tuple[int, ...] | None:
+    """:func:`mckp_pareto` on exact integer weights (int64 when the sums fit, else Python
+    ints)."""
+    big = sum(max(w) for w in weights) >= 2**62 or cap >= 2**62
+    dt = object if big else np.int64
+    w_f, p_f = np.zeros(1, dtype=dt), np.zeros(1)
     back: list[tuple[np.ndarray, int]] = []
-    for pa, wa in _groups(profits, weights):
+    for pa, wl in zip(profits, weights, strict=True):
+        wa = np.array(wl, dtype=dt)
         cw = (w_f[:, None] + wa[None, :]).reshape(-1)
         cp = (p_f[:, None] + pa[None, :]).reshape(-1)
         idx = np.flatnonzero(cw <= cap)
@@ -320,16 +415,187 @@ def mckp_pareto(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[f
     return tuple(reversed(choice))
 
 
+def mckp_solve(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[float]],
+               capacity: float, *, time_limit: float = 10.0,
+               max_states: int = 100_000) -> MCKPSolution:
+    """Exact multiple-choice knapsack at any size: the greedy, a reduction, then an exact
+    solver (the Pareto DP, else an MILP), else the greedy with a certified gap.
+
+    .. math:: \\max_{j_g} \\sum_g p_{g,j_g} \\;\\text{s.t.}\\; \\sum_g w_{g,j_g} \\le S
+
+    1. :func:`mckp_greedy`: its LP bound, and the answer when the LP optimum is integral.
+    2. Reduction (KPP 2004 §11.4, the Lagrangian bound with the LP's multiplier λ, the
+       fractional increment's density): forcing group g to item j gives the bound
+       ``U_gj = λS + Σ_h max_i (p_hi - λ w_hi) - [max_i (p_gi - λ w_gi) - (p_gj - λ w_gj)]``;
+       items with ``U_gj`` below the greedy's profit cannot be in a better choice and are
+       dropped. Usually a few groups keep two or more items (the core).
+    3. :func:`mckp_pareto` on the core, with `max_states`.
+    4. If it gives up: ``scipy.optimize.milp`` (HiGHS) on the core, within `time_limit`
+       seconds; its choice is checked in exact integer arithmetic.
+    5. If neither finishes: the better of the greedy and the MILP's incumbent, with the
+       bound ``min(LP bound, MILP dual bound)`` (``path="greedy"``, ``optimal=False``).
+
+    Parameters
+    ----------
+    profits, weights, capacity : as :func:`mckp_greedy`.
+    time_limit : seconds for the MILP (step 4).
+    max_states : frontier size at which the Pareto DP gives up (step 3).
+
+    Returns
+    -------
+    MCKPSolution
+        The choice, whether it is proven optimal, which path decided, and an upper bound.
+
+    Raises
+    ------
+    As :func:`mckp_greedy`.
+
+    Notes
+    -----
+    Exact up to the float rounding of the profits (the reduction keeps every item within a
+    relative 1e-9 of the bound; the MILP closes its gap to 0 with HiGHS' tolerances); the
+    weights are exact. Weights above 2^53 (in units of their binary denominator) skip the
+    MILP, which works in floating point. Cost: the greedy O(N log N), the reduction O(N),
+    then the exact solver on the core only.
+
+    Examples
+    --------
+    k-means-like errors ``c 4^-j`` at 1..4 bits for three tensors of 1, 2 and 4 nonzeros, 14
+    bits: the greedy ends at (4, 1, 2) bits, the optimum gives every tensor 2 bits.
+
+    >>> s = mckp_solve([[-1, -1/4, -1/16, -1/64], [-1/2, -1/8, -1/32, -1/128],
+    ...                 [-3/4, -3/16, -3/64, -3/256]],
+    ...                [[1, 2, 3, 4], [2, 4, 6, 8], [4, 8, 12, 16]], 14)
+    >>> s.choice, s.profit, s.optimal, s.path, s.greedy.profit
+    ((1, 1, 1), -0.5625, True, 'pareto', -0.703125)
+    """
+    if isinstance(time_limit, bool) or not (isinstance(time_limit, numbers.Real)
+                                            and time_limit > 0):
+        raise ValueError(f"time_limit must be a number of seconds > 0, got {time_limit!r}")
+    inst = _instance(profits, weights, capacity)
+    g = _greedy(inst)
+
+    def weight(choice: Sequence[int]) -> int:
+        return sum(w[c] for w, c in zip(inst.weights, choice, strict=True))
+
+    def profit(choice: Sequence[int]) -> float:
+        return float(sum(p[c] for p, c in zip(inst.profits, choice, strict=True)))
+
+    if g.integral:
+        return MCKPSolution(g.choice, g.profit, g.weight, True, "lp", g.lp_bound, g)
+    keep = _reduce(inst, g)
+    core = [i for i, k in enumerate(keep) if len(k) > 1]
+    fixed = [keep[i][0] if len(k) == 1 else None for i, k in enumerate(keep)]
+    room = inst.cap - sum(inst.weights[i][c] for i, c in enumerate(fixed) if c is not None)
+    sub_p = [inst.profits[i][keep[i]] for i in core]
+    sub_w = [[inst.weights[i][j] for j in keep[i]] for i in core]
+
+    def full(sub: Sequence[int]) -> tuple[int, ...]:
+        out = list(fixed)
+        for i, j in zip(core, sub, strict=True):
+            out[i] = keep[i][j]
+        return tuple(out)  # type: ignore[arg-type]
+
+    found = _pareto(sub_p, sub_w, room, max_states) if core else ()
+    if found is not None:  # optimal: at least the greedy (which the reduction keeps)
+        choice = max(full(found), g.choice, key=profit)  # the same sums: rounding ties
+        return MCKPSolution(choice, profit(choice), inst.out(weight(choice)), True, "pareto",
+                            profit(choice), g)
+    bound = g.lp_bound
+    best, best_p = g.choice, profit(g.choice)
+    if max(max(w) for w in sub_w) < 2**53 and room < 2**53:
+        res = _milp(sub_p, sub_w, room, time_limit)
+        if res is not None:
+            sub, optimal, dual = res
+            choice = full(sub)
+            if weight(choice) <= inst.cap and profit(choice) >= best_p:
+                best, best_p = choice, profit(choice)
+                if optimal:
+                    return MCKPSolution(best, best_p, inst.out(weight(best)), True, "milp",
+                                        best_p, g)
+            if dual is not None:
+                fixed_p = sum(float(inst.profits[i][c]) for i, c in enumerate(fixed)
+                              if c is not None)
+                bound = min(bound, fixed_p + dual)
+    return MCKPSolution(best, best_p, inst.out(weight(best)), False, "greedy",
+                        max(bound, best_p), g)
+
+
+def _reduce(inst: _Instance, g: MCKPResult) -> list[list[int]]:
+    """The items of each group that may beat the greedy (step 2 of :func:`mckp_solve`),
+    the greedy's item first when it is kept."""
+    grp, item, _ = g.fraction  # type: ignore[misc]
+    lp_item = g.lp_choice[grp]
+    dp = inst.profits[grp][item] - inst.profits[grp][lp_item]
+    dw = inst.wf[grp][item] - inst.wf[grp][lp_item]
+    lam = max(0.0, dp / dw) if dw > 0 else 0.0  # the LP's multiplier of the capacity
+    scores = [p - lam * w for p, w in zip(inst.profits, inst.wf, strict=True)]
+    best = [float(s.max()) for s in scores]
+    cap = float(Fraction(inst.cap, inst.scale))
+    upper = lam * cap + sum(best)
+    scale = abs(lam * cap) + sum(abs(b) for b in best) + sum(float(np.abs(p).max())
+                                                            for p in inst.profits)
+    slack = upper - g.profit + 1e-9 * scale + 1e-300  # an item may lose at most this much
+    keep = []
+    for s, b, c in zip(scores, best, g.choice, strict=True):
+        k = [int(j) for j in np.flatnonzero(b - s <= slack)]
+        if c not in k:
+            k.append(int(c))
+        k.sort(key=lambda j: j != c)  # the greedy's item first
+        keep.append(k)
+    return keep
+
+
+def _milp(profits: list[np.ndarray], weights: list[list[int]], cap: int, time_limit: float
+          ) -> tuple[tuple[int, ...], bool, float | None] | None:
+    """The MCKP by HiGHS: (choice, proven optimal, dual bound on the profit) or None.
+
+    Profits are shifted per group (its best to 0) and scaled to about 1, the capacity row
+    divided by the capacity, the gaps closed to 0; the choice is rounded and returned only
+    if it takes one item per group (the caller checks the weight exactly).
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import csr_array
+
+    sizes = [p.size for p in profits]
+    n = sum(sizes)
+    shift = [float(p.max()) for p in profits]
+    spread = max(max(float(p.max() - p.min()) for p in profits), 1e-300)
+    c = -np.concatenate([(p - s) / spread for p, s in zip(profits, shift, strict=True)])
+    rows = np.repeat(np.arange(len(sizes)), sizes)
+    one = csr_array((np.ones(n), (rows, np.arange(n))), shape=(len(sizes), n))
+    wrow = np.asarray([float(v) for wl in weights for v in wl]) / max(cap, 1)
+    cons = [LinearConstraint(one, 1, 1), LinearConstraint(wrow[None, :], 0, cap / max(cap, 1))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # HiGHS options passed verbatim
+        res = milp(c, integrality=np.ones(n), bounds=Bounds(0, 1), constraints=cons,
+                   options={"time_limit": float(time_limit), "mip_rel_gap": 0.0,
+                            "mip_abs_gap": 0.0, "mip_feasibility_tolerance": 1e-9,
+                            "primal_feasibility_tolerance": 1e-9, "threads": 1})
+    dual = None
+    if getattr(res, "mip_dual_bound", None) is not None and np.isfinite(res.mip_dual_bound):
+        dual = -float(res.mip_dual_bound) * spread + sum(shift)
+    if res.x is None:
+        return None
+    x = np.asarray(res.x)
+    choice, start = [], 0
+    for s in sizes:
+        seg = x[start : start + s]
+        j = int(np.argmax(seg))
+        if not seg[j] > 0.5:
+            return None
+        choice.append(j)
+        start += s
+    return tuple(choice), res.status == 0, dual
+
+
 def mckp_best(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[float]],
               capacity: float) -> tuple[MCKPResult, tuple[int, ...], bool]:
-    """The greedy (for its LP bound), then the exact :func:`mckp_pareto` if the LP optimum is
-    fractional: ``(greedy result, choice, optimal)``; `choice` is the greedy's when the DP
-    gives up (then ``optimal`` is False). Raises as :func:`mckp_greedy`."""
-    res = mckp_greedy(profits, weights, capacity)
-    if res.integral:
-        return res, res.choice, True
-    exact = mckp_pareto(profits, weights, capacity)
-    return (res, res.choice, False) if exact is None else (res, exact, True)
+    """``(greedy result, choice, optimal)`` of :func:`mckp_solve` (kept for its callers):
+    `choice` is exact unless ``optimal`` is False (then the greedy's, or the MILP's
+    incumbent). Raises as :func:`mckp_greedy`."""
+    s = mckp_solve(profits, weights, capacity)
+    return s.greedy, s.choice, s.optimal
 
 
 @dataclass(frozen=True)
@@ -361,8 +627,12 @@ class BitAllocation:
         The LP optimum is integral, hence the greedy allocation is optimal (for the error
         table).
     optimal : bool
-        The allocation is optimal for the error table: the LP optimum is integral or
-        :func:`mckp_pareto` solved the instance (it replaces the greedy's choice then).
+        The allocation is optimal for the error table: :func:`mckp_solve` proved it (the
+        LP optimum is integral, or the Pareto DP or the MILP solved the instance).
+    path : str
+        Which solver decided (:attr:`MCKPSolution.path`): ``"lp"``, ``"pareto"``,
+        ``"milp"`` or ``"greedy"`` (not proven optimal; ``error - lp_bound`` bounds the
+        gap).
     """
 
     bits: dict[str, int]
@@ -376,6 +646,7 @@ class BitAllocation:
     budget: float
     integral: bool
     optimal: bool = False
+    path: str = "greedy"
 
     def decompress(self) -> dict[str, Array]:
         """The quantized tensors as arrays (``codebook[assignments]``)."""
@@ -407,7 +678,7 @@ def _check_candidates(candidates: Iterable[int]) -> tuple[int, ...]:
 def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = range(1, 9), *,
                   method: Literal["fast", "exact"] = "fast", iters: int = 30,
                   nnz: Mapping[str, int] | None = None,
-                  zero_level: bool = False) -> BitAllocation:
+                  zero_level: bool = False, time_limit: float = 10.0) -> BitAllocation:
     """Bit allocation across tensors under a storage budget (multiple-choice knapsack).
 
     .. math:: \\min_{b_i \\in B} \\sum_i E_i(b_i) \\;\\text{s.t.}\\;
@@ -417,9 +688,10 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
     Yang et al., "Automatic neural network compression by sparsity-quantization joint
     learning", CVPR 2020, eq. (10), Definition 1 and Proposition 2: each tensor is a group,
     each candidate width j an item of weight ``j·nnz_i`` and profit ``-E_i(j)``; solved by
-    :func:`mckp_greedy` (the LP bound, and the answer when the LP optimum is integral), else
-    exactly by :func:`mckp_pareto` when its frontier stays small (a few tensors), else the
-    greedy's answer. Only the nonzeros are quantized and counted (zeros stay zero).
+    :func:`mckp_solve`: the greedy (the LP bound, and the answer when the LP optimum is
+    integral), then exactly on the items that may beat it, by the Pareto DP or an MILP
+    (HiGHS, within `time_limit`), at any number of tensors; ``path`` says which. Only the
+    nonzeros are quantized and counted (zeros stay zero).
 
     Parameters
     ----------
@@ -438,6 +710,7 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
         ``b(V)`` counts distinct nonzeros, so zeros are free and V's support is not W's); E is
         then :func:`kmeans1d_sweep`'s ``zero_level`` error, and ``theta`` holds
         :func:`quantize_zero_level` codes. Default: only the nonzeros are quantized.
+    time_limit : seconds for the MILP of :func:`mckp_solve` (then the greedy stands).
 
     Returns
     -------
@@ -459,9 +732,10 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
     -----
     Cost: the error table (one sort per tensor, then per width the k-means), a host transfer
     of |B| numbers and one nonzero count per tensor, and an O(N log N) greedy over the N = |B|
-    × tensors items, plus the Pareto DP when the LP optimum is fractional (at most 10⁵
-    states per tensor). The allocation is optimal for the error table when ``optimal``
-    (LeNet-5's four tensors: always); in all cases ``lp_bound <= optimal error <= error``.
+    × tensors items, plus, when the LP optimum is fractional, the exact solver on the items
+    that may beat the greedy (the Pareto DP, at most 10⁵ states per tensor, else the MILP).
+    The allocation is optimal for the error table when ``optimal`` (in the benchmarks:
+    always, up to 1,000 tensors); in all cases ``lp_bound <= optimal error <= error``.
     Optimal for the table is not optimal for the weights when ``method="fast"`` (its errors
     are within 1% of the exact k-means).
 
@@ -501,7 +775,8 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
     names = list(w)
     profits = [-errors[n] for n in names]
     weights = [[j * charged[n] for j in cands] for n in names]
-    res, choice, optimal = mckp_best(profits, weights, s)
+    sol = mckp_solve(profits, weights, s, time_limit=time_limit)
+    res, choice = sol.greedy, sol.choice
     bits = {n: cands[c] for n, c in zip(names, choice, strict=True)}
     quantize = quantize_zero_level if zero_level else partial(_quantized, sparse=True)
     theta = {n: quantize(w[n], books[n][c]) for n, c in zip(names, choice, strict=True)}
@@ -509,7 +784,7 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
         bits=bits, theta=theta, candidates=cands, errors=errors, nnz=charged,
         error=float(sum(errors[n][c] for n, c in zip(names, choice, strict=True))),
         lp_bound=0.0 - res.lp_bound, budget_used=sum(bits[n] * charged[n] for n in names),
-        budget=s, integral=res.integral, optimal=optimal,
+        budget=s, integral=res.integral, optimal=sol.optimal, path=sol.path,
     )
 
 

@@ -16,6 +16,7 @@ from compressopt.projections import (
     mckp_best,
     mckp_greedy,
     mckp_pareto,
+    mckp_solve,
     upper_hull,
 )
 from compressopt.verify import brute_mckp, mckp_ilp, mckp_lp
@@ -231,3 +232,94 @@ def test_mixed_precision_compression():
     assert out["b"].tolist() == [2.0, 2.0, 2.0]
     assert c.cost(theta) == {"a": StorageCost(4, 3, 1, 64), "b": StorageCost(3, 3, 1, 64)}
     assert c.contains(out) and not c.contains({"a": np.array([1.0, 2.0, 3.0]), "b": np.ones(3)})
+
+
+# ------------------------------------------------------------------ exact at any size (issue 13.2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(inst=mckp_instances, floats=st.booleans())
+def test_mckp_solve_is_exact_against_enumeration(inst, floats):
+    profits, rng = inst
+    weights = [rng.integers(0, 6, size=p.size) for p in profits]
+    if floats:  # binary fractions: compared exactly too
+        weights = [w * 0.25 for w in weights]
+    cap = sum(float(w.min()) for w in weights) + float(rng.integers(0, 10)) * (
+        0.25 if floats else 1)
+    s = mckp_solve(profits, weights, cap)
+    b = brute_mckp(profits, weights, cap)
+    assert s.optimal and s.path in ("lp", "pareto")
+    assert sum(w[c] for w, c in zip(weights, s.choice, strict=True)) <= cap
+    assert s.profit == pytest.approx(b.objective, abs=1e-12)
+    assert s.greedy.profit - 1e-12 <= s.profit <= s.bound + 1e-12
+
+
+def _bit_tables(groups, seed):
+    """Bit-allocation-like instances: E_gj ~ nnz σ² 4^-j with noise, weight j·nnz (8 widths)."""
+    rng = np.random.default_rng(seed)
+    nnz = rng.integers(100, 20000, groups)
+    sig = rng.uniform(0.1, 2.0, groups)
+    prof = [-n * s2 * 4.0 ** (-np.arange(1, 9)) * np.exp(rng.normal(0, 0.3, 8)).cumprod() ** 0.3
+            for n, s2 in zip(nnz, sig, strict=True)]
+    return prof, [np.arange(1, 9) * n for n in nnz], int(3.5 * nnz.sum())
+
+
+@pytest.mark.parametrize(("groups", "seed"), [(30, 0), (30, 1), (100, 2), (200, 3)])
+@pytest.mark.parametrize("force_milp", [False, True])
+def test_mckp_solve_matches_cp_sat_on_medium_instances(groups, seed, force_milp):
+    prof, wts, cap = _bit_tables(groups, seed)
+    s = mckp_solve(prof, wts, cap, max_states=0 if force_milp else 100_000)
+    ilp = mckp_ilp(prof, wts, cap, hint=s.choice)
+    assert ilp.optimal and s.optimal
+    assert s.path == ("milp" if force_milp and not s.greedy.integral else s.path)
+    assert s.path != "greedy"
+    assert s.weight == sum(int(w[c]) for w, c in zip(wts, s.choice, strict=True)) <= cap
+    assert abs(s.profit - ilp.objective) <= ilp.rounding  # 0 gap (up to CP-SAT's rounding)
+
+
+def test_mckp_solve_reports_the_greedy_with_a_bound_when_no_solver_finishes():
+    prof, wts, cap = _bit_tables(200, 7)
+    s = mckp_solve(prof, wts, cap, max_states=0, time_limit=1e-9)
+    ilp = mckp_ilp(prof, wts, cap, hint=s.choice)
+    assert not s.greedy.integral and s.path == "greedy" and not s.optimal
+    assert s.profit >= s.greedy.profit - 1e-9  # the greedy, or a better MILP incumbent
+    assert s.profit <= ilp.objective + ilp.rounding <= s.bound + 2 * ilp.rounding
+    with pytest.raises(ValueError, match="time_limit"):
+        mckp_solve(prof, wts, cap, time_limit=0)
+
+
+def test_capacity_is_never_exceeded_above_2_53():
+    # issue 14: the float sums rounded 2^53 + 1 down to 2^53, so mckp_best returned (1, 1),
+    # one unit over the capacity
+    for w in ([[0, 2**53], [0, 1]], [[0.0, 2.0**53], [0.0, 1.0]]):
+        _, choice, optimal = mckp_best([[0.0, 1.0], [0.0, 1.0]], w, 2**53)
+        assert choice == (0, 1) and optimal
+        assert sum(int(g[c]) for g, c in zip(w, choice, strict=True)) <= 2**53
+        assert mckp_greedy([[0.0, 1.0], [0.0, 1.0]], w, 2**53).weight <= 2**53
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # huge integer weights: feasibility decided in integers
+        w = [[2**60 + int(rng.integers(0, 2**20)) * 2**10 + int(rng.integers(0, 4))
+              for _ in range(3)] for _ in range(4)]
+        p = [rng.normal(size=3) for _ in range(4)]
+        cap = sum(min(g) for g in w) + int(rng.integers(0, 2**31))
+        s = mckp_solve(p, w, cap)
+        assert s.weight == sum(g[c] for g, c in zip(w, s.choice, strict=True)) <= cap
+        choice = mckp_pareto(p, w, cap)
+        assert choice is None or sum(g[c] for g, c in zip(w, choice, strict=True)) <= cap
+
+
+def test_allocate_bits_is_exact_on_many_tensors_and_says_how():
+    rng = np.random.default_rng(11)
+    w = {f"t{i}": _pruned(rng, int(rng.integers(50, 400)), 0.5) * rng.uniform(0.1, 3)
+         for i in range(60)}
+    nnz = {k: int(np.count_nonzero(v)) for k, v in w.items()}
+    budget = 3.3 * sum(nnz.values())
+    r = allocate_bits(w, budget, method="exact")
+    assert r.optimal and r.path in ("lp", "pareto", "milp")
+    ilp = mckp_ilp([-r.errors[k] for k in w], [[j * nnz[k] for j in r.candidates] for k in w],
+                   int(budget))
+    assert ilp.optimal and abs(r.error + ilp.objective) <= ilp.rounding
+    assert r.budget_used <= budget and r.lp_bound <= r.error
+    forced = allocate_bits(w, budget, method="exact", time_limit=1e-9)  # may fall back
+    assert forced.path in ("lp", "pareto", "milp", "greedy")
+    assert forced.error >= r.error - ilp.rounding

@@ -88,7 +88,8 @@ def test_lc_admm_slr_agree_on_planted_sparse_instances():
         lc = LC(mu0=1e-2, mu_growth=1.1, maxiter=300, tol=1e-10).run(
             inst.w0, inst.oracle, Cardinality(k=3)
         )
-        admm = ADMM(rho=1e-2, rho_growth=1.1, maxiter=300, eps_abs=1e-12, eps_rel=1e-10).run(
+        admm = ADMM(rho=1e-2, rho_growth=1.1, maxiter=300, eps_abs=1e-12, eps_rel=1e-10,
+                    adaptive=False, relaxation=1.0).run(
             inst.w0, inst.oracle, Cardinality(k=3)
         )
         # Bragin et al.'s step rule: 9/10 optimal supports; eq. (13) as printed finds 7/10
