@@ -109,7 +109,6 @@ def test_issue_uniform_grid_with_31_bits():
         P.project_uniform(x, 31, method="exact")  # 96·n·L = 103 TB: refused first
 
 
-@pytest.mark.xfail(strict=False, reason="knapsack.py (helper projperf): float32 below 1e-19")
 def test_issue_knapsack_float32_tiny_values():
     r = P.project_knapsack({"a": np.array([1e-20, 2e-20], dtype=np.float32)}, {"a": 1}, 1)
     assert r.masks["a"].tolist() == [False, True] and r.kept == {"a": 1}
@@ -593,12 +592,10 @@ def test_valid_edge_settings_are_accepted():
     assert JointADMM(tol=None, init_bits=None).tol is None
 
 
-@pytest.mark.xfail(strict=False, reason="apgdssm.py (helper fidelity): PenaltySchedule "
-                   "accepts NaN and inf factors; a fix: check_real on each factor")
-@pytest.mark.parametrize("bad", [NAN, INF])
+@pytest.mark.parametrize("bad", [NAN, INF, -1.0])
 def test_penalty_schedule_factors(bad):
-    with pytest.raises(ValueError, match="lambda1"):
-        PenaltySchedule(milestones=(2,), lambda1=(1.0, bad))
+    with pytest.raises(ValueError, match="lambda1 needs 1 finite nonnegative"):
+        PenaltySchedule(milestones=(2,), lambda1=(bad,))
 
 
 class _NoGrad:
@@ -611,14 +608,10 @@ class _NoGrad:
         return dict(w)
 
 
-@pytest.mark.xfail(strict=False, reason="apgdssm.py (helper fidelity): declare "
-                   "oracle_methods = ('grad',) so that run() refuses it before any work")
 def test_apgdssm_refuses_an_oracle_without_grad():
     with pytest.raises(TypeError, match="grad"):
         APGDSSM(maxiter=1).run(W, _NoGrad(), P.UniformQuantization(bits=2))
 
 
-@pytest.mark.xfail(strict=False, reason="joint_admm.py (helper fidelity): init_bits checks "
-                   "isinstance(b, int), refusing numpy ints")
 def test_joint_admm_accepts_numpy_int_bits():
     assert JointADMM(init_bits=np.int64(2)).init_bits == 2

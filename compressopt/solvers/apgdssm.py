@@ -334,6 +334,7 @@ class APGDSSM(Coordinator):
     maxiter: int = 100
     eval_loss: bool = True
     name = "APGDSSM"
+    oracle_methods = ("grad",)
     _choices: ClassVar[dict[str, tuple[str, ...]]] = {
         "threshold": ("paper", "prox_grad"),
         "splitting": ("paper", "simultaneous"),

@@ -17,6 +17,7 @@ multiple-choice knapsack over bit widths (eq. 10, Prop. 2).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -220,8 +221,11 @@ class JointADMM(Coordinator):
             raise ValueError(f"rho_growth must be a finite number >= 1, got {self.rho_growth}")
         check_positive_int(self.maxiter, "maxiter")
         b = self.init_bits
-        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 16):
+        if b is not None and (isinstance(b, bool) or not isinstance(b, numbers.Integral)
+                              or not 1 <= b <= 16):
             raise ValueError(f"init_bits must be an int in [1, 16], got {b!r}")
+        if b is not None:
+            object.__setattr__(self, "init_bits", int(b))
         if self.tol is not None and not self.tol >= 0:
             raise ValueError(f"tol must be >= 0, got {self.tol}")
         if self.v_support not in ("w", "free"):
