@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from compressopt.dnn.experiment import JobConfig, lstep_optimizer, run_job
-from compressopt.dnn.methods import METHODS, Method, build_compression
-from compressopt.errors import DataError, ShapeMismatchError
+from compressopt.dnn.methods import METHODS, Method, build_compression, register
+from compressopt.errors import ConfigError, DataError, ShapeMismatchError
+from compressopt.options import METHOD_OPTIONS, MethodOptions, opt
 from compressopt.projections import AdaptiveQuantization, Chain, GlobalCardinality, PerTensor
 from compressopt.solvers import LC
 
@@ -24,7 +28,7 @@ REQUIRED = {
 
 def job(tmp_path, **kw):
     cfg = JobConfig(**{**TINY, "out": str(tmp_path), **kw})
-    return run_job(cfg), torch.load(tmp_path / "compressed.pt", weights_only=True)
+    return run_job(cfg), load_file(tmp_path / "model.safetensors")
 
 
 def check_consistent(report):
@@ -66,7 +70,10 @@ def test_prune_report(tmp_path):
     assert report["diagnostics"]["iterations"] == 3
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk["accuracy"] == report["accuracy"] and on_disk["layers"] == report["layers"]
-    assert (tmp_path / "reference.pt").is_file()
+    assert (tmp_path / "reference.safetensors").is_file()
+    files = on_disk["files"]  # every file of the run, with its size and SHA-256
+    assert set(files) == {"reference.safetensors", "model.safetensors", "config.toml"}
+    assert all(files[f]["bytes"] == (tmp_path / f).stat().st_size for f in files)
 
 
 def test_quantize_report(tmp_path):
@@ -113,9 +120,15 @@ def test_same_seed_same_result_and_reference_reload(tmp_path):
     c, _ = job(tmp_path / "c", prune=0.1, seed=4)
     assert c["reference_accuracy"] != a["reference_accuracy"] or c["accuracy"] != a["accuracy"]
     # loading the saved reference reproduces the run without training
-    d, sd = job(tmp_path / "d", prune=0.1, seed=3, reference=str(tmp_path / "a" / "reference.pt"))
+    d, sd = job(tmp_path / "d", prune=0.1, seed=3,
+                reference=str(tmp_path / "a" / "reference.safetensors"))
     assert d["reference_accuracy"] == a["reference_accuracy"] and d["pretrain_epochs"] == 0
     assert all(torch.equal(sa[k], sd[k]) for k in sa)
+    assert not (tmp_path / "d" / "reference.safetensors").exists()  # loaded, not trained
+    # a torch state_dict of plain tensors is read too (weights_only=True)
+    torch.save(load_file(tmp_path / "a" / "reference.safetensors"), tmp_path / "ref.pt")
+    e, _ = job(tmp_path / "e", prune=0.1, seed=3, reference=str(tmp_path / "ref.pt"))
+    assert e["accuracy"] == a["accuracy"]
 
 
 def test_bad_pattern_fails_before_training(tmp_path):
@@ -131,32 +144,53 @@ def test_reference_errors(tmp_path):
     torch.save({"fc1.weight": torch.zeros(3)}, tmp_path / "wrong.pt")
     with pytest.raises(ShapeMismatchError, match="does not fit the model"):
         run_job(JobConfig(**TINY, reference=str(tmp_path / "wrong.pt")))
+    save_file({"fc1.weight": torch.zeros(3)}, tmp_path / "wrong.safetensors")
+    with pytest.raises(ShapeMismatchError, match="does not fit the model"):
+        run_job(JobConfig(**TINY, reference=str(tmp_path / "wrong.safetensors")))
     (tmp_path / "junk.pt").write_text("not a torch file")
-    with pytest.raises(DataError, match="not a readable state_dict"):
+    with pytest.raises(DataError, match="not a readable reference model"):
         run_job(JobConfig(**TINY, reference=str(tmp_path / "junk.pt")))
+    # a pickled object is refused, and the message never suggests loading it unsafely
+    torch.save({"w": torch.zeros(1), "obj": Pickled()}, tmp_path / "obj.pt")
+    with pytest.raises(DataError, match="not a readable reference model") as e:
+        run_job(JobConfig(**TINY, reference=str(tmp_path / "obj.pt")))
+    assert "weights_only" not in str(e.value) and "pickle" not in str(e.value).lower()
+
+
+class Pickled:
+    """An object torch.load(weights_only=True) refuses."""
 
 
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"prune": 0.0}, r"KEEP must be in \(0, 1\]"),
-        ({"prune": 1.5}, r"KEEP must be in \(0, 1\]"),
-        ({"quantize": 1}, "K must be >= 2"),
-        ({"method": "sgd"}, "unknown method 'sgd'"),
-        ({"model": "vgg"}, "unknown model 'vgg'"),
-        ({"steps": 0}, "--steps must be >= 1"),
-        ({"mu_growth": 0.5}, "--mu-growth must be >= 1"),
-        ({"dataset": "cifar"}, "no training defaults"),
-        ({"device": "gpu0"}, "not a torch device: 'gpu0'"),
-        ({"momentum": 1.0}, r"--momentum must be in \[0, 1\)"),
-        ({"weight_decay": -1e-4}, "--weight-decay must be >= 0"),
-        ({"lr_schedule": "step"}, "--lr-schedule must be 'exp' or 'cos'"),
-        ({"warmup": 3, "steps": 3}, r"--warmup must be in \[0, steps\)"),
+        ({"prune": 0.0}, r"--prune must be a finite number in \(0, 1\], got 0.0"),
+        ({"prune": 1.5}, r"--prune must be a finite number in \(0, 1\]"),
+        ({"quantize": 1}, "--quantize must be an integer >= 2, got 1"),
+        ({"method": "sgd"}, "--method must be one of admm, apgdssm, lc, slr, got 'sgd'"),
+        ({"steps": 0}, "--steps must be an integer >= 1"),
+        ({"mu_growth": 0.5}, "--mu-growth must be a finite number >= 1"),
+        ({"momentum": 1.0}, r"--momentum must be a finite number in \[0, 1\)"),
+        ({"weight_decay": -1e-4}, "--weight-decay must be a finite number >= 0"),
+        ({"lr_schedule": "step"}, "--lr-schedule must be one of 'exp', 'cos'"),
+        ({"warmup": 3, "steps": 3}, r"--warmup must be in \[0, --steps\)"),
     ],
 )
 def test_bad_config(kw, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):
         JobConfig(**kw).resolved()
+
+
+@pytest.mark.parametrize(("kw", "error", "match"), [
+    ({"device": "gpu0"}, ConfigError, "not a torch device: 'gpu0'"),
+    ({"device": "meta"}, ConfigError, "--device meta: a meta tensor holds no data"),
+    ({"model": "vgg"}, ValueError, "vgg"),
+])
+def test_bad_config_found_before_training(kw, error, match):
+    seen = []
+    with pytest.raises(error, match=match):
+        run_job(JobConfig(**TINY, **kw), on_event=lambda k, i: seen.append(k))
+    assert "reference_start" not in seen
 
 
 def test_resolved_defaults():
@@ -165,6 +199,7 @@ def test_resolved_defaults():
     assert c.mus[1] / c.mus[0] == pytest.approx(c.mu_growth)
     assert JobConfig(quantize=4).resolved().prune is None
     assert JobConfig(epochs=3).resolved().first_epochs == 6
+    assert JobConfig(dataset="cifar").resolved().steps == 30  # the generic defaults
     m = JobConfig(dataset="mnist", model="lenet300").resolved()
     assert m.mu0 == pytest.approx(9.76e-5) and m.lr_decay == 0.98
     assert JobConfig(lr_schedule="cos").resolved().lr_decay == 1.0  # the cosine alone
@@ -196,24 +231,29 @@ def test_build_compression():
         build_compression(None, None)
 
 
+@dataclass(frozen=True)
+class QPOptions(MethodOptions):
+    method: ClassVar[str] = "lc-qp"
+    summary: ClassVar[str] = "LC, quadratic penalty"
+    penalty: Literal["al", "qp"] = opt("qp", "the penalty")
+
+
 def test_registering_a_method_is_one_entry(tmp_path, monkeypatch):
     def build(cfg, shapes):
-        assert cfg.options == {"penalty": "qp"}
-        return LC(mus=cfg.mus, penalty=cfg.options["penalty"], eval_loss=False), build_compression(
+        assert cfg.options == QPOptions(penalty="qp")
+        return LC(mus=cfg.mus, penalty=cfg.options.penalty, eval_loss=False), build_compression(
             cfg.prune, cfg.quantize
         )
 
-    def add_arguments(group):
-        group.add_argument("--penalty", choices=["al", "qp"], default="qp")
-
-    monkeypatch.setitem(
-        METHODS, "lc-qp",
-        Method("lc-qp", "LC, quadratic penalty", build, lambda r: {"nit": r.nit}, add_arguments),
-    )
+    # registered for this test only (monkeypatch removes both entries afterwards)
+    monkeypatch.setitem(METHODS, "lc-qp", None)
+    monkeypatch.setitem(METHOD_OPTIONS, "lc-qp", [])
+    register(Method("lc-qp", "LC, quadratic penalty", build, lambda r: {"nit": r.nit},
+                    options=(QPOptions,)))
     from compressopt.cli import main
 
-    rc = main(["compress", "--quiet", "--method", "lc-qp", "--pretrain-epochs", "1", "--steps", "2",
-               "--epochs", "1", "--out", str(tmp_path)])
+    rc = main(["compress", "--quiet", "--method", "lc-qp", "--penalty", "qp",
+               "--pretrain-epochs", "1", "--steps", "2", "--epochs", "1", "--out", str(tmp_path)])
     assert rc == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["method"] == "lc-qp" and report["diagnostics"] == {"nit": 2}

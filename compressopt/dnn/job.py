@@ -1,0 +1,213 @@
+"""The command line's job: load the data and the model a config names, train (or load) the
+reference, then :func:`~compressopt.dnn.api.compress` it.
+
+:func:`run_job` is what ``compressopt compress`` runs. Its steps are :func:`load`, then
+:func:`~compressopt.dnn.api.prepare` (every check before training; OUT probed by
+:meth:`RunOutput.open <compressopt.storage.atomic.RunOutput.open>`), :func:`reference`, and
+the steps of :func:`~compressopt.dnn.api.compress_prepared` (solve, finish, write).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from compressopt.dnn.api import (
+    CompressionResult,
+    Event,
+    _Events,
+    check_device,
+    compress_prepared,
+    prepare,
+    state_bytes,
+)
+from compressopt.dnn.data import Splits, load_dataset, make_loader
+from compressopt.dnn.models import build_model
+from compressopt.dnn.train import cosine_lr, evaluate, train
+from compressopt.errors import DataError, ShapeMismatchError
+from compressopt.options import JobConfig
+from compressopt.storage.atomic import RunOutput
+
+__all__ = ["load", "load_reference", "reference", "run", "run_job"]
+
+#: the test split is scored in batches of this size (as :func:`~compressopt.dnn.train.evaluate`)
+EVAL_BATCH = 4096
+
+
+class Loaded(NamedTuple):
+    """The result of :func:`load`."""
+
+    data: Splits
+    model: nn.Module
+
+
+def load(config: JobConfig, emit: Event) -> Loaded:
+    """Step: the data set and the model of `config` (resolved), the model seeded with
+    ``config.seed`` and on ``config.device``."""
+    data = load_dataset(config.dataset, config.data_dir)
+    emit("data", {"name": data.name, "train": data.x_train.shape[0],
+                  "test": data.x_test.shape[0]})
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, data.input_shape, data.num_classes)
+    return Loaded(data, model.to(torch.device(config.device)))
+
+
+def load_reference(model: nn.Module, path: str) -> None:
+    """Load the reference weights at `path` into `model`: a ``.safetensors`` file, or a
+    torch ``state_dict`` of plain tensors (read with ``weights_only=True``; any other
+    object in the file is refused).
+
+    Raises
+    ------
+    DataError
+        The file is missing or is neither kind of file.
+    ShapeMismatchError
+        Its tensors do not fit the model (names or shapes).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"reference model file not found: {p}")
+    with open(p, "rb") as f:
+        head = f.read(9)
+    try:
+        if p.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{"):
+            state = load_file(p)
+        else:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+    except (SafetensorError, Exception) as e:  # torch's own message may suggest unsafe loading
+        raise DataError(f"{p}: not a readable reference model: expected a .safetensors file "
+                        f"or a torch state_dict of plain tensors ({type(e).__name__})") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor)
+                                                 for v in state.values()):
+        raise DataError(f"{p}: not a state_dict (a mapping of names to tensors)")
+    device = next(model.parameters()).device
+    try:
+        model.load_state_dict({k: v.to(device) for k, v in state.items()})
+    except RuntimeError as e:  # wrong keys or shapes; torch's message spans many lines
+        first = str(e).strip().splitlines()[0]
+        raise ShapeMismatchError(f"{p} does not fit the model: {first}") from e
+
+
+class Reference(NamedTuple):
+    """The result of :func:`reference`."""
+
+    accuracy: float
+    seconds: float
+
+
+def reference(config: JobConfig, loaded: Loaded, emit: Event) -> Reference:
+    """Step: load ``config.reference`` into the model, or train it ``pretrain_epochs`` epochs
+    (SGD, Nesterov momentum 0.9, cosine learning rate from ``lr``); its test accuracy."""
+    t = time.perf_counter()
+    model, data = loaded.model, loaded.data
+    if config.reference is not None:
+        load_reference(model, config.reference)
+    else:
+        emit("reference_start", {"epochs": config.pretrain_epochs})
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True)
+        loader = make_loader(data.x_train, data.y_train, config.batch_size, shuffle=True,
+                             seed=config.seed)
+        train(
+            model, nn.CrossEntropyLoss(), loader, opt, config.pretrain_epochs,
+            lr=cosine_lr(config.lr, config.pretrain_epochs),
+            on_epoch=lambda e, loss: emit("reference_epoch", {"epoch": e, "loss": loss}),
+        )
+    seconds = time.perf_counter() - t
+    _, acc = evaluate(model, data.x_test, data.y_test)
+    emit("reference_done", {"accuracy": acc, "seconds": seconds})
+    return Reference(acc, seconds)
+
+
+def run(
+    config: JobConfig, *, on_event: Event | None = None, stop: Callable[[], Any] | None = None,
+    overwrite: bool = False,
+) -> CompressionResult:
+    """:func:`run_job`, returning the whole :class:`~compressopt.dnn.api.CompressionResult`."""
+    t_start = time.perf_counter()
+    cfg = config.resolved()
+    check_device(cfg.device)  # before the data are loaded
+    emit = _Events(on_event, stop)
+    loaded = load(cfg, emit)
+    plan = prepare(loaded.model, cfg)  # every check that can fail, before training
+    out = RunOutput.open(cfg.out, overwrite=overwrite) if cfg.out is not None else None
+    try:
+        ref = reference(cfg, loaded, emit)
+        if out is not None and cfg.reference is None:
+            out.stage("reference.safetensors", state_bytes(loaded.model))
+        data = loaded.data
+        return compress_prepared(
+            plan, loaded.model,
+            make_loader(data.x_train, data.y_train, cfg.batch_size, shuffle=True,
+                        seed=cfg.seed + 1),
+            test_loader=make_loader(data.x_test, data.y_test, EVAL_BATCH, shuffle=False),
+            on_event=on_event, stop=stop, run=out, t_start=t_start,
+            reference_accuracy=ref.accuracy, reference_seconds=ref.seconds,
+            pretrain_epochs=cfg.pretrain_epochs if cfg.reference is None else 0,
+        )
+    except BaseException:
+        if out is not None:
+            out.abort()
+        raise
+
+
+def run_job(
+    config: JobConfig, *, on_event: Event | None = None, stop: Callable[[], Any] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train or load the reference, compress it with ``config.method``, evaluate, report.
+
+    Steps: :func:`load` the data set and the model (seeded with ``config.seed``);
+    :func:`~compressopt.dnn.api.prepare` (options, parameters, method, device and memory
+    checked); open OUT (probed, refused if it holds another run unless `overwrite`);
+    :func:`reference` (load ``config.reference`` or train ``pretrain_epochs`` epochs); then
+    :func:`~compressopt.dnn.api.compress_prepared`: solve, finish, write.
+
+    Parameters
+    ----------
+    config : JobConfig (resolved here).
+    on_event : callable(kind, info), optional
+        Progress events: ``"data"``, ``"reference_start"`` {epochs}, ``"reference_epoch"``
+        {epoch, loss}, ``"reference_done"`` {accuracy, seconds}, ``"compress_start"``
+        {steps, method, epochs, first_epochs}, ``"lstep_epoch"`` {step, epoch, loss},
+        ``"step"`` (one iteration's record), ``"done"`` {report}.
+    stop : callable() -> truthy to stop at the next epoch or iteration boundary
+        (:class:`~compressopt.dnn.api.JobStopped`; OUT is left as it was).
+    overwrite : replace the run already in ``config.out``.
+
+    Returns
+    -------
+    dict
+        The report (also written to ``OUT/report.json`` when ``config.out`` is set, with
+        ``config.toml``, the compressed model and, when trained, ``reference.safetensors``):
+        model, dataset, method, seed, epochs, reference_accuracy, accuracy, accuracy_drop
+        (fractions in [0, 1] on the test split), compression_ratio = 32·Σnumel /
+        Σ(bits·nonzeros) (null when nothing is stored), nonzero_fraction, average_bits =
+        Σ(bits·nonzeros)/Σnonzeros, weight_bits, overhead_bits, wall_seconds, layers
+        (:func:`~compressopt.dnn.api.layer_table`), iterations (one record per coordinator
+        iteration, with ``test_accuracy`` of the coordinator's output point and, with
+        ``eval_projected`` (``--eval-projected`` of ``--method admm``),
+        ``projected_test_accuracy`` of Π(W), the constraint set's projection of the current
+        W), diagnostics (the method's), config, environment, files (name -> bytes, sha256).
+        Non-finite numbers are written as null.
+
+    Raises
+    ------
+    ConfigError
+        Bad settings (see :class:`~compressopt.options.JobConfig`), an unusable device.
+    DataError
+        Missing or malformed data or reference file.
+    ShapeMismatchError
+        The reference file does not fit the model.
+    OutputError
+        OUT cannot be used or written.
+    ResourceLimitError
+        The C step would need more memory than is available.
+    """
+    return run(config, on_event=on_event, stop=stop, overwrite=overwrite).report
