@@ -110,8 +110,8 @@ class _Kind:
     choices: tuple[str, ...] | None = None
 
     def describe(self) -> str:
-        one = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-        return f"a list of {one[self.base][2:]}s" if self.seq else one[self.base]
+        one = {bool: "boolean", int: "integer", float: "number", str: "string"}[self.base]
+        return f"a list of {one}s" if self.seq else ("an " if one[0] == "i" else "a ") + one
 
 
 def _kind(tp: Any) -> _Kind:
@@ -794,12 +794,12 @@ def check_settings(settings: Mapping[str, Any], source: str) -> dict[str, Any]:
     kinds = setting_kinds()
     out: dict[str, Any] = {}
     for key, v in settings.items():
-        if key not in kinds:
-            raise ConfigError(f"{source}: {_unknown(key, list(kinds))}")
-        k = kinds[key].kind
         if isinstance(v, dict):
             raise ConfigError(f"{source}: key {key!r} is a table; the keys are flat option "
                               "names (key = value)")
+        if key not in kinds:
+            raise ConfigError(f"{source}: {_unknown(key, list(kinds))}")
+        k = kinds[key].kind
         elems = v if k.seq and isinstance(v, list) else [v]
         bad = (k.seq and not isinstance(v, list)) or (not k.seq and isinstance(v, list))
         for x in elems:
@@ -871,12 +871,19 @@ def dump_toml(settings: Mapping[str, Any], header: str = "") -> str:
 # -- recipes --------------------------------------------------------------------------------
 
 
-def recipes() -> dict[str, str]:
-    """The recipes shipped in :mod:`compressopt.recipes`: name -> its first comment line."""
+def recipe_folder() -> Any:
+    """Where the recipes are: the package data of :mod:`compressopt.recipes` (a
+    :class:`importlib.resources.abc.Traversable`)."""
     from importlib.resources import files
 
+    return files("compressopt.recipes")
+
+
+def recipes() -> dict[str, str]:
+    """The recipes shipped with compressopt: name -> its first comment line (a ``NAME.toml``
+    file of :func:`recipe_folder`; its keys are those of ``--config``)."""
     out = {}
-    for f in sorted(files("compressopt.recipes").iterdir(), key=lambda f: f.name):
+    for f in sorted(recipe_folder().iterdir(), key=lambda f: f.name):
         if f.name.endswith(".toml"):
             first = f.read_text(encoding="utf-8").splitlines()[:1]
             out[f.name[:-5]] = first[0].lstrip("# ").strip() if first else ""
@@ -885,16 +892,14 @@ def recipes() -> dict[str, str]:
 
 def load_recipe(name: str) -> dict[str, Any]:
     """The flat settings of recipe `name` (ConfigError naming the known recipes if absent)."""
-    from importlib.resources import files
-
     known = recipes()
     if name not in known:
         raise ConfigError(f"--recipe: no recipe {name!r}; the recipes: "
-                          f"{', '.join(known) or 'none'} (compressopt recipes)")
-    text = (files("compressopt.recipes") / f"{name}.toml").read_text(encoding="utf-8")
+                          f"{', '.join(known) or 'none yet'} (compressopt recipes)")
+    text = (recipe_folder() / f"{name}.toml").read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:  # pragma: no cover - the shipped files are tested
+    except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"recipe {name}: not valid TOML: {e}") from None
     return check_settings(data, f"recipe {name}")
 
