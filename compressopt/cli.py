@@ -383,7 +383,8 @@ class _PlainProgress:
         self.last = now
         f = self._fraction()
         spent = now - self.phase_start
-        parts = [f"{k} {v}" for k, v in self.fields.items()]
+        order = ("iteration", "epoch", "loss", "test accuracy")
+        parts = [f"{k} {self.fields[k]}" for k in order if k in self.fields]
         parts.append(f"elapsed {_clock(now - self.start)}")
         if f > 0:
             parts.append(f"remaining ~{_clock(spent * (1 - f) / f)}")

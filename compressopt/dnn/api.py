@@ -353,6 +353,8 @@ def prepare(model: nn.Module, config: JobConfig, compression: Compression | None
     shapes = {n: tuple(p.shape) for n, p in params.items()}
     method = METHODS[config.method]
     solver, built = method.build(config, shapes)
+    if compression is not None:  # it replaces the one of --prune/--quantize (the default)
+        config = replace(config, prune=None, quantize=None)
     check_resources(config, shapes)
     return Plan(config, params, shapes, method, solver, compression or built)
 
@@ -671,9 +673,11 @@ def compress(
                                 "device": str(device)}
     else:
         base = config.to_settings()
+    if compression is not None and any(v is not None for v in (prune, quantize, budget_ratio,
+                                                                 budget_bits)):
+        raise ConfigError("compression= replaces prune, quantize, budget_ratio and "
+                          "budget_bits: give one or the other")
     cfg = JobConfig.from_settings({**base, **given}).resolved()
-    if compression is not None:
-        cfg = replace(cfg, prune=prune, quantize=quantize)  # the compression says it
     plan = prepare(model, cfg, compression)
     run = RunOutput.open(cfg.out, overwrite=overwrite) if cfg.out is not None else None
     try:
