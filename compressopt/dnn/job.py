@@ -127,7 +127,7 @@ def reference(config: JobConfig, loaded: Loaded, emit: Event) -> Reference:
 
 def run(
     config: JobConfig, *, on_event: Event | None = None, stop: Callable[[], Any] | None = None,
-    overwrite: bool = False,
+    overwrite: bool = False, on_checkpoint: Callable[[Any, dict[str, Any]], None] | None = None,
 ) -> CompressionResult:
     """:func:`run_job`, returning the whole :class:`~compressopt.dnn.api.CompressionResult`."""
     t_start = time.perf_counter()
@@ -147,7 +147,7 @@ def run(
             make_loader(data.x_train, data.y_train, cfg.batch_size, shuffle=True,
                         seed=cfg.seed + 1),
             test_loader=make_loader(data.x_test, data.y_test, EVAL_BATCH, shuffle=False),
-            on_event=on_event, stop=stop, run=out, t_start=t_start,
+            on_event=on_event, stop=stop, on_checkpoint=on_checkpoint, run=out, t_start=t_start,
             reference_accuracy=ref.accuracy, reference_seconds=ref.seconds,
             pretrain_epochs=cfg.pretrain_epochs if cfg.reference is None else 0,
         )
@@ -159,7 +159,7 @@ def run(
 
 def run_job(
     config: JobConfig, *, on_event: Event | None = None, stop: Callable[[], Any] | None = None,
-    overwrite: bool = False,
+    overwrite: bool = False, on_checkpoint: Callable[[Any, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train or load the reference, compress it with ``config.method``, evaluate, report.
 
@@ -180,6 +180,9 @@ def run_job(
     stop : callable() -> truthy to stop at the next epoch or iteration boundary
         (:class:`~compressopt.dnn.api.JobStopped`; OUT is left as it was).
     overwrite : replace the run already in ``config.out``.
+    on_checkpoint : callable(state, record), optional
+        Called after every coordinator iteration with its state and record, before the stop
+        check: where a checkpoint is written (the resume hook).
 
     Returns
     -------
@@ -210,4 +213,5 @@ def run_job(
     ResourceLimitError
         The C step would need more memory than is available.
     """
-    return run(config, on_event=on_event, stop=stop, overwrite=overwrite).report
+    return run(config, on_event=on_event, stop=stop, overwrite=overwrite,
+               on_checkpoint=on_checkpoint).report
