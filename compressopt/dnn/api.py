@@ -52,7 +52,7 @@ from compressopt.options import (
 )
 from compressopt.projections import Compression, summarize
 from compressopt.solvers import SolveResult
-from compressopt.storage.atomic import RunOutput
+from compressopt.storage.atomic import RunOutput, read_run
 
 __all__ = [
     "CompressionResult",
@@ -542,7 +542,8 @@ def write(run: RunOutput, report: dict[str, Any], model: nn.Module, plan: Plan,
           done: Finished) -> dict[str, Any]:
     """Step 5: stage ``config.toml`` and the compressed model, then commit with the report
     last (:meth:`~compressopt.storage.atomic.RunOutput.commit`); return the report as
-    written (with its ``files``)."""
+    written and read back (:func:`~compressopt.storage.atomic.read_run`: every file's size
+    and SHA-256 checked, ``files`` listing them)."""
     header = (f"compressopt {__version__}: the settings of this run (defaults resolved).\n"
               "Repeat it with: compressopt compress --config config.toml --out OTHER_DIR")
     settings = {k: v for k, v in plan.config.to_settings().items() if k != "out"}
@@ -553,7 +554,8 @@ def write(run: RunOutput, report: dict[str, Any], model: nn.Module, plan: Plan,
     # Until that module is merged, the dense weights (Δ(Θ) written in) are staged instead,
     # in safetensors form, so a run's compressed weights stay readable without pickle.
     run.stage("model.safetensors", state_bytes(model))
-    return run.commit(report)
+    run.commit(report)
+    return read_run(plan.config.out)
 
 
 # -- the front door -----------------------------------------------------------------------
@@ -668,9 +670,9 @@ def compress(
                     out=None if out is None else os.fspath(out))
     given = {k: v for k, v in {**keywords, **options}.items() if v is not None}
     if config is None:
-        device = next(model.parameters()).device
+        first = next(model.parameters(), None)
         base: dict[str, Any] = {"model": type(model).__name__, "dataset": "custom",
-                                "device": str(device)}
+                                "device": str(first.device if first is not None else "cpu")}
     else:
         base = config.to_settings()
     if compression is not None and any(v is not None for v in (prune, quantize, budget_ratio,
