@@ -118,3 +118,14 @@ def test_file_size_limit_is_one_line_and_leaves_no_output(tmp_path):
     assert r.returncode == 1, r.stderr
     assert r.stderr.count("\n") == 1 and "File too large" in r.stderr
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_without_torch_compress_says_what_to_install():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from compressopt.cli import main\n"
+            "raise SystemExit(main(['compress', '--quiet']))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == ("compressopt compress: error: needs the module torch; install "
+                        "compressopt[torch]\n")
