@@ -560,11 +560,6 @@ def write(run: RunOutput, report: dict[str, Any], model: nn.Module, plan: Plan,
 
 # -- the front door -----------------------------------------------------------------------
 
-#: keywords of :func:`compress` that are options (None: not given)
-_OPTION_KEYWORDS = ("method", "prune", "quantize", "budget_ratio", "budget_bits", "epochs",
-                    "steps", "include", "exclude", "out")
-
-
 def compress(
     model: nn.Module,
     train_loader: Iterable[Any],
@@ -605,7 +600,7 @@ def compress(
         epoch), e.g. a :class:`~torch.utils.data.DataLoader`; its ``dataset`` must be
         indexable (the first 2048 examples are the fixed subset L(w) is evaluated on).
     loss : callable(outputs, targets) -> 0-d tensor, mean-reduced; default cross-entropy.
-    method : "lc" (default), "admm", "slr" or "apgdssm".
+    method : "lc" (default; "admm" when a budget is given), "admm", "slr" or "apgdssm".
     prune : fraction of the compressed weights kept (global ℓ0), in (0, 1].
     quantize : K >= 2, a K-entry codebook per tensor (⌈log₂ K⌉ bits per weight).
         With neither (and a method that prunes), ``prune=0.1``.
@@ -663,6 +658,8 @@ def compress(
     (0.25, 16)
     """
     t_start = time.perf_counter()
+    if method is None and config is None and (budget_ratio, budget_bits) != (None, None):
+        method = "admm"  # a budget is the joint ADMM's
     keywords = dict(method=method, prune=prune, quantize=quantize, budget_ratio=budget_ratio,
                     budget_bits=budget_bits, epochs=epochs, steps=steps,
                     include=(include,) if isinstance(include, str) else include,
