@@ -50,8 +50,12 @@ class Loaded(NamedTuple):
 
 def load(config: JobConfig, emit: Event) -> Loaded:
     """Step: the data set and the model of `config` (resolved), the model seeded with
-    ``config.seed`` and on ``config.device``."""
+    ``config.seed`` and on ``config.device``. DataError if a split is empty (nothing to train
+    on, or no accuracy to measure)."""
     data = load_dataset(config.dataset, config.data_dir)
+    for split, x in (("training", data.x_train), ("test", data.y_test)):
+        if x.shape[0] == 0:
+            raise DataError(f"the {split} split of {config.dataset} is empty")
     emit("data", {"name": data.name, "train": data.x_train.shape[0],
                   "test": data.x_test.shape[0]})
     torch.manual_seed(config.seed)

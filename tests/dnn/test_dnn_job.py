@@ -131,6 +131,19 @@ def test_same_seed_same_result_and_reference_reload(tmp_path):
     assert e["accuracy"] == a["accuracy"]
 
 
+def test_an_empty_test_split_is_refused_before_training(monkeypatch):
+    import compressopt.dnn.job as job
+    from compressopt.dnn.data import load_digits
+
+    d = load_digits()
+    monkeypatch.setattr(job, "load_dataset", lambda *a: d._replace(x_test=d.x_test[:0],
+                                                                    y_test=d.y_test[:0]))
+    seen = []
+    with pytest.raises(DataError, match="the test split of digits is empty"):
+        run_job(JobConfig(**TINY), on_event=lambda k, i: seen.append(k))
+    assert seen == []
+
+
 def test_bad_pattern_fails_before_training(tmp_path):
     seen = []
     with pytest.raises(ValueError, match="pattern 'conv\\*' matches no parameter"):
