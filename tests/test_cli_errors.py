@@ -129,3 +129,13 @@ def test_without_torch_compress_says_what_to_install():
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr == ("compressopt compress: error: needs the module torch; install "
                         "compressopt[torch]\n")
+
+
+@pytest.mark.parametrize(("args", "rc", "match"), [
+    (["--quantize", "1000000000000"], 2,
+     "--quantize 1000000000000 exceeds the 1,000 weights of fc3.weight"),
+    (["--method", "apgdssm", "--bits", "31"], 1, "GiB of memory for these options"),
+])
+def test_unbounded_memory_is_refused_before_training(capsys, args, rc, match):
+    got, _, err = run(["compress", *TINY, "--progress-every", "0", *args], capsys)
+    assert got == rc and match in one_line(err) and "reference" not in err
