@@ -18,6 +18,7 @@ def test_core_imports_with_torch_blocked():
         sys.modules["torch"] = None  # any `import torch` now raises ImportError
         import compressopt.solvers, compressopt.projections, compressopt.verify
         import compressopt.tree, compressopt.errors
+        import compressopt.storage, compressopt.storage.atomic
         assert sys.modules["torch"] is None
         import numpy as np
         from compressopt.projections import project_cardinality

@@ -17,14 +17,16 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import default_collate
 
+from compressopt.dnn import distributed
 from compressopt.dnn.distill import Distillation
 from compressopt.dnn.params import check_like, read_parameters, select_parameters, write_parameters
+from compressopt.dnn.train import Inputs, batch_len, batch_slice, to_device
 
 __all__ = ["LStepSchedule", "MinibatchOracle", "TorchOracle", "clipped_lr"]
 
 logger = logging.getLogger("compressopt.dnn")
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[Inputs, torch.Tensor]
 
 
 def clipped_lr(lr: float, mu: float) -> float:
@@ -167,6 +169,15 @@ class TorchOracle:
         ``weight·KL(teacher || model)`` on each batch's inputs is added to `loss_fn`
         everywhere L is evaluated or trained, so L = data loss + distillation term. The
         attribute may be changed between calls (e.g. set only for a final retraining).
+    train_model : torch.nn.Module, optional
+        The module called on the minibatches of the L steps and of :meth:`retrain` (the
+        passes that update the model); default `model`. Under ``torch.distributed``, a
+        :class:`~torch.nn.parallel.DistributedDataParallel` wrapper of `model`
+        (:func:`compressopt.dnn.distributed.wrap_model`): its backward pass averages the
+        gradients over the ranks, so with a sharded loader each rank's optimizer takes the
+        step of the ranks' union minibatch and every rank holds the same weights. ``value``
+        and ``grad`` evaluate `model` itself on the evaluation subset (the same data on
+        every rank, no communication).
 
     Attributes
     ----------
@@ -212,11 +223,17 @@ class TorchOracle:
         on_epoch: Callable[[int, int, float], None] | None = None,
         penalty: str = "gradient",
         distill: Distillation | None = None,
+        train_model: nn.Module | None = None,
     ) -> None:
         if penalty not in ("gradient", "prox"):
             raise ValueError(f"penalty must be 'gradient' or 'prox', got {penalty!r}")
         self.penalty = penalty
         self.model = model
+        self.train_model = model if train_model is None else train_model
+        if train_model is None and distributed.world_size() > 1:
+            logger.warning("torch.distributed has %d ranks but the L step trains the bare model "
+                           "(no DistributedDataParallel): the ranks' weights will diverge; pass "
+                           "train_model=distributed.wrap_model(model)", distributed.world_size())
         self.loss_fn = loss_fn
         self.distill = distill
         self.loader = loader
@@ -248,7 +265,7 @@ class TorchOracle:
 
     def _to_device(self, batch: Batch) -> Batch:
         x, y = batch
-        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return to_device(x, self.device), y.to(self.device, non_blocking=True)
 
     def _passes(self, step: int) -> Iterator[Iterator[Batch]]:
         """The L step's data: one iterator of batches per pass (an epoch, or `iterations`)."""
@@ -276,7 +293,7 @@ class TorchOracle:
     # -- the oracle ------------------------------------------------------------------------
 
     def objective(
-        self, logits: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
+        self, logits: torch.Tensor, inputs: Inputs, targets: torch.Tensor
     ) -> torch.Tensor:
         """L on one batch: ``loss_fn(logits, targets)`` plus the distillation term if any."""
         loss = self.loss_fn(logits, targets)
@@ -289,11 +306,12 @@ class TorchOracle:
         x, y = self.eval_data
         total = torch.zeros((), device=self.device)
         chunk = 4096
-        for i in range(0, x.shape[0], chunk):
-            xi = x[i : i + chunk]
+        n = batch_len(x)
+        for i in range(0, n, chunk):
+            xi = batch_slice(x, i, i + chunk)
             out = functional_call(self.model, dict(w), (xi,))
             total = total + self.objective(out, xi, y[i : i + chunk]) * out.shape[0]
-        return total / x.shape[0]
+        return total / n
 
     def _in_eval_mode(self, f: Callable[[], torch.Tensor]) -> torch.Tensor:
         was = self.model.training
@@ -499,9 +517,9 @@ class TorchOracle:
             pass_loss = torch.zeros((), device=self.device)
             pass_batches = 0
             for x, y in batches:
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                x, y = self._to_device((x, y))
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = self.objective(self.model(x), x, y)
+                loss = self.objective(self.train_model(x), x, y)
                 loss.backward()
                 with torch.no_grad():
                     after_backward(named)
@@ -536,6 +554,9 @@ class MinibatchOracle:
         Learning rate of the uncompressed parameters.
     lr_decay : float in (0, 1]
         Per-epoch decay of `lr`.
+
+    Under ``torch.distributed`` (more than one rank), the gradients are averaged over the
+    ranks (each rank's loader draws its own shard), so every rank takes the same step.
 
     Attributes
     ----------
@@ -591,6 +612,8 @@ class MinibatchOracle:
                 g["lr"] = self.lr * self.lr_decay ** (self.calls // self.steps_per_epoch)
         loss = o.objective(functional_call(o.model, dict(leaves), (x,)), x, y)
         grads = torch.autograd.grad(loss, list(leaves.values()) + self.free, allow_unused=True)
+        if distributed.world_size() > 1:  # each rank's batch is a shard: average them
+            grads = tuple(distributed.all_average(grads))
         if self.free_optimizer is not None:
             for p, g in zip(self.free, grads[len(leaves):], strict=True):
                 p.grad = g

@@ -1,9 +1,10 @@
 """Which parameters of a model are compressed, and moving values in and out of a model.
 
-By default the weights of the convolutional and fully connected layers are compressed (the
-setting of every LC paper); biases and normalization layers stay uncompressed and are trained
-inside the L step. Name patterns (``fnmatch`` globs over ``model.named_parameters()`` names,
-e.g. ``"fc*.weight"``) override the default.
+By default the weights of the convolutional, fully connected, embedding and attention layers
+are compressed (the setting of every LC paper, extended to transformers); biases and
+normalization layers stay uncompressed and are trained inside the L step. Name patterns
+(``fnmatch`` globs over ``model.named_parameters()`` names, e.g. ``"fc*.weight"``) override
+the default.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 from compressopt.errors import ShapeMismatchError
 
 __all__ = [
+    "ATTENTION_WEIGHTS",
     "COMPRESSIBLE_LAYERS",
     "check_like",
     "read_parameters",
@@ -33,7 +35,30 @@ COMPRESSIBLE_LAYERS: tuple[type[nn.Module], ...] = (
     nn.ConvTranspose1d,
     nn.ConvTranspose2d,
     nn.ConvTranspose3d,
+    nn.Embedding,
+    nn.EmbeddingBag,
 )
+
+#: :class:`torch.nn.MultiheadAttention` holds its input projections as parameters of its
+#: own, not in a Linear: ``in_proj_weight`` (Q, K, V stacked, (3·E, E)), or
+#: ``q/k/v_proj_weight`` when the key or value width differs from E. They are weights of
+#: linear maps like any Linear's and are compressed by default (as one tensor each); its
+#: ``out_proj`` is a Linear and is selected as such.
+ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+
+
+def _default_weights(model: nn.Module) -> set[int]:
+    """ids of the parameters compressed by default (see :func:`select_parameters`)."""
+    ids = set()
+    for m in model.modules():
+        names = ("weight",) if isinstance(m, COMPRESSIBLE_LAYERS) else ()
+        if isinstance(m, nn.MultiheadAttention):
+            names = ATTENTION_WEIGHTS
+        for name in names:
+            p = getattr(m, name, None)
+            if isinstance(p, nn.Parameter):
+                ids.add(id(p))
+    return ids
 
 
 def _as_patterns(p: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -55,7 +80,9 @@ def select_parameters(
     include : glob pattern(s), optional
         Select the parameters whose name matches any pattern (``fnmatch``, case-sensitive),
         instead of the default: the ``weight`` of every :data:`COMPRESSIBLE_LAYERS` module
-        (biases, norm layers and embeddings excluded).
+        (Linear, Conv1d/2d/3d and their transposes, Embedding, EmbeddingBag) and the input
+        projections :data:`ATTENTION_WEIGHTS` of every MultiheadAttention; biases, norm
+        layers and bare parameters (position embeddings, class tokens) are left out.
     exclude : glob pattern(s), optional
         Then drop the parameters whose name matches any of these.
 
@@ -92,12 +119,7 @@ def select_parameters(
     if inc:
         chosen = [n for n in named if any(fnmatchcase(n, p) for p in inc)]
     else:
-        weights = {
-            id(m.weight)
-            for m in model.modules()
-            if isinstance(m, COMPRESSIBLE_LAYERS)
-            and isinstance(getattr(m, "weight", None), nn.Parameter)
-        }
+        weights = _default_weights(model)
         chosen = [n for n, p in named.items() if id(p) in weights]
     chosen = [n for n in chosen if not any(fnmatchcase(n, p) for p in exc)]
     if not chosen:

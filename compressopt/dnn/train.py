@@ -1,4 +1,9 @@
-"""Plain training (the reference model) and evaluation."""
+"""Plain training (the reference model) and evaluation.
+
+A batch's input is a tensor or a tuple of tensors (e.g. token ids and a padding mask) with
+the same first dimension; a model is called with it as its one argument. :func:`to_device`,
+:func:`batch_len` and :func:`batch_slice` handle both forms.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,30 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["cosine_lr", "evaluate", "train"]
+from compressopt.errors import DataError
+
+__all__ = ["batch_len", "batch_slice", "cosine_lr", "evaluate", "to_device", "train"]
+
+Inputs = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def to_device(x: Inputs | list[torch.Tensor], device: torch.device) -> Inputs:
+    """`x` on `device` (``non_blocking``); a list or tuple becomes a tuple of tensors."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=True)
+    return tuple(t.to(device, non_blocking=True) for t in x)
+
+
+def batch_len(x: Inputs) -> int:
+    """Number of examples in the input `x` (its first tensor's first dimension)."""
+    return int((x if isinstance(x, torch.Tensor) else x[0]).shape[0])
+
+
+def batch_slice(x: Inputs, start: int, stop: int) -> Inputs:
+    """Examples ``start:stop`` of the input `x` (every tensor of a tuple)."""
+    if isinstance(x, torch.Tensor):
+        return x[start:stop]
+    return tuple(t[start:stop] for t in x)
 
 
 def cosine_lr(lr0: float, epochs: int) -> Callable[[int], float]:
@@ -54,7 +82,7 @@ def train(
                 g["lr"] = lr(e)
         total, n = torch.zeros((), device=device), 0
         for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = to_device(x, device), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
             loss.backward()
@@ -70,7 +98,7 @@ def train(
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    x: torch.Tensor,
+    x: Inputs,
     y: torch.Tensor,
     *,
     params: Mapping[str, torch.Tensor] | None = None,
@@ -81,7 +109,7 @@ def evaluate(
 
     Parameters
     ----------
-    x : tensor (N, ...), y : int64 tensor (N,)
+    x : tensor (N, ...) or tuple of tensors (N, ...), y : int64 tensor (N,)
         Moved to the model's device batch by batch.
     params : mapping name -> tensor, optional
         Values substituted for those parameters (:func:`torch.func.functional_call`), e.g.
@@ -92,7 +120,14 @@ def evaluate(
     -------
     (loss, accuracy) : floats; accuracy is the fraction of argmax predictions equal to `y`,
     in [0, 1]. The model is evaluated in ``eval`` mode and its mode restored.
+
+    Raises
+    ------
+    DataError
+        No examples (an accuracy of an empty set would read as 0).
     """
+    if batch_len(x) == 0:
+        raise DataError("cannot evaluate on an empty data set (0 examples)")
     loss_fn = loss_fn or nn.functional.cross_entropy
     device = next(model.parameters()).device
     was = model.training
@@ -100,13 +135,13 @@ def evaluate(
     try:
         loss = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.int64)
-        for i in range(0, x.shape[0], batch_size):
-            xb = x[i : i + batch_size].to(device, non_blocking=True)
+        for i in range(0, batch_len(x), batch_size):
+            xb = to_device(batch_slice(x, i, i + batch_size), device)
             yb = y[i : i + batch_size].to(device, non_blocking=True)
             out = model(xb) if params is None else functional_call(model, dict(params), (xb,))
-            loss += loss_fn(out, yb).double() * xb.shape[0]
+            loss += loss_fn(out, yb).double() * yb.shape[0]
             correct += (out.argmax(dim=1) == yb).sum()
     finally:
         model.train(was)
-    n = max(x.shape[0], 1)
+    n = batch_len(x)
     return float(loss) / n, int(correct) / n

@@ -4,8 +4,9 @@
 (hard threshold) and the group lasso ||·||_GL = Σ_g ||z_g||_2 over channels; plus the
 complementary transformed-ℓ1 penalty CTL1_a and its gradient (Li & Xin, "Channel pruning in
 quantization-aware training: an adaptive projection-gradient descent-shrinkage-splitting
-method", 2022, eq. (6)). All are closed forms, exact, elementwise or per group, O(n), and run
-on any Array-API array without host transfers.
+method", 2022, §VI, eq. (6); per layer, as the paper applies it). All are closed forms, exact,
+elementwise, per group or per tensor, O(n), and run on any Array-API array without host
+transfers.
 
 Groups are the slices along ``axis`` (default 0: the output channels of a Linear weight
 ``(out, in)`` or a Conv weight ``(out, in, kh, kw)``); a 1-D tensor with ``axis=0`` has one
@@ -260,67 +261,94 @@ def group_lasso_grad(x: Array, axis: int = 0) -> Array:
     return from_groups(xp, g / safe, x, ax)
 
 
-def ctl1(x: Array, a: float, axis: int = 0) -> Array:
-    """The complementary transformed-ℓ1 penalty of Li & Xin (2022), eq. (6).
+def _l1_norms(x: Array, axis: int | None) -> tuple[Any, Array]:
+    """Namespace and ||w_l||_1: one 0-d norm of the whole tensor (``axis=None``) or a 1-D
+    array of the groups' norms along `axis`."""
+    if axis is None:
+        xp = prepare(x)
+        return xp, xp.astype(xp.sum(xp.abs(xp.astype(x, acc_dtype(x)))), x.dtype)
+    return array_namespace(x), group_norms(x, axis, ord=1)
 
-    .. math:: \\mathrm{CTL1}_a(w) = \\sum_l \\Big(1 - \\frac{\\|w_l\\|_1}{a + \\|w_l\\|_1}\\Big)
-        = \\sum_l \\frac{a}{a + \\|w_l\\|_1}
 
-    over the groups w_l (slices along `axis`). Each term is 1 for a zero group and decreases
-    to 0 as the group grows, so the penalty pushes groups away from zero.
+def ctl1(x: Array, a: float, axis: int | None = None) -> Array:
+    """The complementary transformed-ℓ1 penalty of Li & Xin (2022), §VI, eq. (6).
+
+    .. math:: \\mathrm{CTL1}_a(w_l) = 1 - \\frac{\\|w_l\\|_1}{a + \\|w_l\\|_1}
+        = \\frac{a}{a + \\|w_l\\|_1}
+
+    of one layer's tensor `x` = w_l (``axis=None``, the default). The paper applies it "to each
+    layer of our model", ``||w||_CTL1 = Σ_l 1 - ||w_l||_1 / (a + ||w_l||_1)``: sum this over
+    the layers. The term is 1 for a zero layer and decreases to 0 as the layer grows, so it
+    keeps every layer away from zero (a zero layer collapses the network).
+
+    With an int `axis` the penalty is taken per group instead (the slices along `axis`, e.g.
+    output channels) and summed over the groups, ``Σ_g a / (a + ||x_g||_1)``: a variant, not
+    the paper's, which pushes every *channel* away from zero (against the group lasso).
 
     Parameters
     ----------
-    x : array with ``ndim >= 1``, real floating.
+    x : array, real floating (any ndim for ``axis=None``; ``ndim >= 1`` with an axis).
     a : float > 0, the shape parameter.
-    axis : the group axis (default 0: output channels).
+    axis : None (default: the whole tensor is one layer, eq. 6) or the group axis.
 
     Returns
     -------
-    0-d array, dtype of `x`, on `x`'s device. O(n).
+    0-d array, dtype of `x`, on `x`'s device (the ℓ1 norms accumulated in float64 where
+    available). Exact; O(n).
 
     Raises
     ------
     ValueError
-        ``a <= 0``.
-    ShapeMismatchError, UnsupportedDTypeError, NonFiniteError
-        As :func:`group_norms`.
+        ``a <= 0``, or `axis` out of range.
+    ShapeMismatchError
+        A 0-d `x` with an int `axis`.
+    UnsupportedDTypeError, NonFiniteError
+        `x` is not real floating, or holds NaN/Inf.
 
     Examples
     --------
     >>> import numpy as np
-    >>> float(ctl1(np.array([[1.0, -1.0], [0.0, 0.0]]), 2.0))   # 2/(2+2) + 2/2
+    >>> float(ctl1(np.array([[1.0, -1.0], [0.0, 0.0]]), 2.0))   # 2/(2+2): one layer
+    0.5
+    >>> float(ctl1(np.array([[1.0, -1.0], [0.0, 0.0]]), 2.0, axis=0))   # 2/(2+2) + 2/2
     1.5
     """
     a = check_nonneg(a, "a", positive=True)
-    s = group_norms(x, axis, ord=1)
-    xp = array_namespace(s)
+    xp, s = _l1_norms(x, axis)
     return xp.sum(a / (a + s))
 
 
-def ctl1_grad(x: Array, a: float, axis: int = 0) -> Array:
+def ctl1_grad(x: Array, a: float, axis: int | None = None) -> Array:
     """Gradient of :func:`ctl1` with respect to `x`.
 
-    .. math:: \\frac{\\partial\\,\\mathrm{CTL1}_a}{\\partial w_{l,i}} =
+    .. math:: \\frac{\\partial\\,\\mathrm{CTL1}_a(w_l)}{\\partial w_{l,i}} =
         -\\frac{a\\,\\operatorname{sign}(w_{l,i})}{(a + \\|w_l\\|_1)^2}
 
-    Exact where every entry is nonzero; at ``w_{l,i} = 0`` (where ||·||_1 is not
-    differentiable) the value with sign(0) = 0 is returned, an element of the Clarke
-    subdifferential's convex hull that keeps zero groups at rest. O(n).
+    with w_l the whole tensor (``axis=None``, eq. 6) or each group along `axis` (the variant
+    of :func:`ctl1`). Exact where every entry is nonzero; at ``w_{l,i} = 0`` (where ||·||_1 is
+    not differentiable) the value with sign(0) = 0 is returned, an element of the Clarke
+    subdifferential's convex hull that keeps zero entries at rest. O(n).
 
     Parameters and errors as :func:`ctl1`. Returns an array like `x`.
 
     Examples
     --------
     >>> import numpy as np
-    >>> ctl1_grad(np.array([[1.0, -1.0]]), 2.0)
-    array([[-0.125,  0.125]])
+    >>> ctl1_grad(np.array([[1.0, -1.0], [0.0, 0.0]]), 2.0)   # -2 sign(x) / (2 + 2)²
+    array([[-0.125,  0.125],
+           [ 0.   ,  0.   ]])
+    >>> ctl1_grad(np.array([[1.0, -1.0], [0.0, 0.0]]), 2.0, axis=0)
+    array([[-0.125,  0.125],
+           [ 0.   ,  0.   ]])
     """
     a = check_nonneg(a, "a", positive=True)
-    s = group_norms(x, axis, ord=1)
-    xp, g, ax = as_groups(x, axis)
+    xp, s = _l1_norms(x, axis)
+    # "+ 0.0" turns the -0.0 of sign(0) * (negative) into +0.0
+    if axis is None:
+        return xp.sign(x) * (-a / (a + s) ** 2) + 0.0
+    _, g, ax = as_groups(x, axis)
     coef = xp.reshape(-a / (a + s) ** 2, (-1, 1))
-    return from_groups(xp, xp.sign(g) * coef, x, ax)
+    return from_groups(xp, xp.sign(g) * coef + 0.0, x, ax)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from compressopt.solvers.apgdssm import (
     APGDSSM,
     APGDSSMRecord,
     APGDSSMState,
+    MultiStepLR,
+    Penalties,
     PenaltySchedule,
     sparsity_report,
 )
@@ -17,6 +19,7 @@ from compressopt.solvers.base import (
     Status,
     history_columns,
 )
+from compressopt.solvers.dc import DCRecord, DCState, DirectCompression, IteratedDC
 from compressopt.solvers.joint_admm import (
     JointADMM,
     JointADMMRecord,
@@ -38,7 +41,11 @@ __all__ = [
     "APGDSSMRecord",
     "APGDSSMState",
     "Coordinator",
+    "DCRecord",
+    "DCState",
     "DifferentiableOracle",
+    "DirectCompression",
+    "IteratedDC",
     "JointADMM",
     "JointADMMRecord",
     "JointADMMState",
@@ -47,6 +54,8 @@ __all__ = [
     "LeastSquares",
     "LogisticRegression",
     "LossOracle",
+    "MultiStepLR",
+    "Penalties",
     "PenaltySchedule",
     "RetrainOracle",
     "SLRRecord",

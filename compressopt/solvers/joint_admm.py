@@ -84,6 +84,12 @@ def _dequantize(theta: Mapping[str, Quantized]) -> dict[str, Array]:
     return {n: AdaptiveQuantization(1).decompress(q) for n, q in theta.items()}
 
 
+class _Projections(NamedTuple):
+    knapsack: Any  #: the W projection's result (eq. 8)
+    mckp: Any  #: the V projection's allocation (eq. 10)
+    nnz: dict[str, int]  #: ||W_i||_0 after the W projection
+
+
 class JointADMMState(NamedTuple):
     """Iterate of the joint ADMM."""
 
@@ -133,8 +139,9 @@ class JointADMM(Coordinator):
     maxiter : int >= 1
         Projection periods τ' (the paper projects once per epoch; each period is one L step).
     init_bits : int, optional
-        b of the uniform quantization that initializes V (Algorithm 1, lines 1-4); its bit
-        widths drive the first W projection. Default: the largest candidate of the set.
+        b of the uniform quantization that initializes V (Algorithm 1, line 1); its bit
+        widths drive the first W projection (line 2). Default: the largest candidate of the
+        set (the paper does not give b; the authors' LeNet-5 setting is 3).
     tol : float >= 0, optional
         Stop when ||W - V|| <= tol; by default every period runs, as in the paper.
     eval_loss : bool
@@ -147,15 +154,41 @@ class JointADMM(Coordinator):
         nonzeros, so every entry of W + Y/ρ goes to 0 or one of the 2^b_i levels, V may be
         nonzero off W's support, and the budget charges W's nonzeros (the authors' code does
         this); see :func:`~compressopt.projections.allocate_bits` ``(zero_level=True)``.
+    init_projections : bool
+        True (default): :meth:`init` does Algorithm 1's lines 2-4 (W projected, V projected
+        from W + Y/ρ, Y updated) before the first SGD period. False: skip them, V the uniform
+        quantization of the dense W and Y = 0 (the library's start before issue 12).
 
     Notes
     -----
-    Period k (Algorithm 1)::
+    Algorithm 1 line by line: :meth:`init` is lines 1-4, :meth:`step` one period τ' (lines
+    5-10), :meth:`output` line 13 and §4.1's final quantization::
 
-        W ← argmin_W ℓ(W) + ρ/2 ||W - V + Y/ρ||²   (τ' proximal-SGD steps, eq. 5: the L step)
-        W ← knapsack projection of W with V's bit widths                      (eq. 8)
-        V ← MCKP projection of W + Y/ρ on W's sparsity pattern                (eq. 10)
-        Y ← Y + ρ (W - V)                                                    (eq. 7)
+        1  W = w̄; V = uniform quantization of W; Y = 0
+        2  W ← P_W(W)          knapsack projection with V's bit widths        (eq. 8)
+        3  V ← P_V(W + Y/ρ)    MCKP projection                               (eq. 10)
+        4  Y ← Y + ρ(W − V)                                                   (eq. 7)
+        5-6  τ' times: W ← (W − α∇ℓ(W) + αρ(V − Y/ρ)) / (1 + αρ)   (eq. 5: the oracle's L step)
+        7  W ← P_W(W)                                                         (eq. 8)
+        8  V ← P_V(W + Y/ρ)                                                   (eq. 10)
+        9  Y ← Y + ρ(W − V)                                                   (eq. 7)
+        13 W* = W, quantized with V's bit widths (§4.1)
+
+    Deviations from the paper: the V projection keeps V on W's support by default
+    (``v_support="w"``; eq. 10 as written is ``"free"``); ``rho_growth > 1`` (an option; the
+    paper's ρ is fixed at 0.05); lines 5-6 are whatever the oracle's ``lstep`` does with
+    centre V − Y/ρ and penalty ρ (the torch oracle's ``penalty="prox"`` is eq. 5's step, its
+    ``"gradient"`` adds ρ(W − c) to the gradient instead); the period τ' is the oracle's L
+    step (an epoch for the torch oracle, as in §3.4: "τ' is set to be the iteration number of
+    one epoch"). The projections solve eqs. (8) and (10) at least as well as the paper's
+    greedies: P_W takes entries in decreasing W̄²/b order while they fit, also after the
+    first that does not (Prop. 1's "until the constraint boundary is reached"); P_V solves
+    the MCKP of Prop. 2 exactly when its Pareto frontier is small (LeNet-5: always), where
+    §3.4's greedy stops at the first upgrade that does not fit; its k-means errors are the
+    ``"fast"`` method's (within 1 % of optimal) unless the set says ``method="exact"``. The
+    history's ℓ(W) is taken after the SGD period, before the W projection (Fig. 2a's
+    "training loss of W"), and ℓ(W quantized) with V's widths (Fig. 2b), both through the
+    oracle's ``value`` (the torch oracle's: a fixed evaluation subset).
 
     The returned point quantizes the final W with V's bit widths (§4.1), so it meets the
     budget exactly: Σ b_i nnz_i <= S, each tensor's nonzeros from a 2^b_i-entry codebook.
@@ -177,6 +210,7 @@ class JointADMM(Coordinator):
     tol: float | None = None
     eval_loss: bool = True
     v_support: Literal["w", "free"] = "w"
+    init_projections: bool = True
     name = "JointADMM"
 
     def __post_init__(self) -> None:
@@ -205,43 +239,71 @@ class JointADMM(Coordinator):
     def init(
         self, w: Params, compression: SparseQuantized, oracle: LossOracle | None = None
     ) -> JointADMMState:
-        """W = w̄; V = uniform `init_bits`-bit quantization of W; Y = 0 (lines 1-4)."""
+        """Algorithm 1, lines 1-4, before the first SGD period.
+
+        Line 1: W = w̄ (the pretrained dense model), V = a uniform `init_bits`-bit
+        quantization of W (its bit widths b(V_i) drive the first W projection), Y = 0.
+        Line 2: W ← P_W(W), the knapsack projection with V's bit widths (eq. 8).
+        Line 3: V ← P_V(W + Y/ρ), the MCKP projection (eq. 10; Y = 0 here).
+        Line 4: Y ← Y + ρ(W − V) (eq. 7).
+
+        With ``init_projections=False`` lines 2-4 are skipped (V the uniform quantization of
+        the dense W, Y = 0: the library's start before issue 12).
+        """
         J = self._joint(compression)
         w = tree_check(w)
         b0 = self.init_bits if self.init_bits is not None else max(J.candidates)
         uq = UniformQuantization(bits=b0)
-        v = {n: uq.project(x) for n, x in w.items()}
-        return JointADMMState(w=w, v=v, y=tree_zeros_like(w), bits={n: b0 for n in w}, k=0)
+        v = {n: uq.project(x) for n, x in w.items()}  # line 1: V = uniform quantization of W
+        y, bits = tree_zeros_like(w), {n: b0 for n in w}  # line 1: Y = 0
+        if self.init_projections:
+            rho = self._rho(0)
+            w, v, bits, _ = self._project(w, y, bits, rho, J)  # lines 2-3: eqs. (8), (10)
+            y = tree_axpy(rho, tree_sub(w, v), y)  # line 4: Y ← Y + ρ(W − V), eq. (7)
+        return JointADMMState(w=w, v=v, y=y, bits=bits, k=0)
+
+    def _rho(self, k: int) -> float:
+        return self.rho * self.rho_growth**k
+
+    def _project(
+        self, w: Params, y: Params, bits: Mapping[str, int], rho: float, J: SparseQuantized
+    ) -> tuple[dict[str, Array], dict[str, Array], dict[str, int], _Projections]:
+        """Algorithm 1 lines 7-8 (and 2-3): W ← P_W(W) with V's widths `bits` (eq. 8), then
+        V ← P_V(W + Y/ρ) (eq. 10). Returns W, V, b(V) and the projections' diagnostics."""
+        kn = project_knapsack(w, bits, J.budget_bits)  # eq. (8)
+        w = kn.w
+        nnz = {n: count_nonzero(x) for n, x in w.items()}  # ||W_i||_0, one host read each
+        if self.v_support == "w":  # eq. (10) on W's sparsity pattern
+            target = tree_map(
+                lambda wi, yi, m: array_namespace(wi).where(m, wi + yi / rho, 0 * wi),
+                w,
+                y,
+                kn.masks,
+            )
+            alloc = allocate_bits(target, J.budget_bits, J.candidates, method=J.method)
+        else:  # eq. (10) as written: zeros free anywhere, W's nonzeros charged
+            alloc = allocate_bits(tree_axpy(1.0 / rho, y, w), J.budget_bits, J.candidates,
+                                  method=J.method, zero_level=True, nnz=nnz)
+        return w, alloc.decompress(), dict(alloc.bits), _Projections(kn, alloc, nnz)
 
     def step(
         self, state: JointADMMState, oracle: LossOracle, compression: SparseQuantized
     ) -> tuple[JointADMMState, JointADMMRecord]:
-        """One projection period: L step, W projection, V projection, dual update."""
+        """One projection period τ': Algorithm 1 lines 6-10 (the L step, then the W
+        projection, the V projection and the dual update)."""
         J = self._joint(compression)
-        rho, y, S = self.rho * self.rho_growth**state.k, state.y, J.budget_bits
+        rho, y, S = self._rho(state.k), state.y, J.budget_bits
         with Timer() as t_l:
+            # lines 5-6, τ' times: W ← (W − α∇ℓ(W) + αρ(V − Y/ρ)) / (1 + αρ), the proximal
+            # SGD step of eq. (5) on ℓ + ρ/2||W − (V − Y/ρ)||²: the oracle's L step
             w = oracle.lstep(state.w, tree_axpy(-1.0 / rho, y, state.v), rho, step=state.k)
             loss = oracle.value(w) if self.eval_loss else math.nan
         with Timer() as t_c:
-            kn = project_knapsack(w, state.bits, S)  # eq. (8)
-            w = kn.w
-            nnz = {n: count_nonzero(x) for n, x in w.items()}  # ||W_i||_0, one host read each
-            if self.v_support == "w":  # eq. (10) on W's sparsity pattern
-                target = tree_map(
-                    lambda wi, yi, m: array_namespace(wi).where(m, wi + yi / rho, 0 * wi),
-                    w,
-                    y,
-                    kn.masks,
-                )
-                alloc = allocate_bits(target, S, J.candidates, method=J.method)
-            else:  # eq. (10) as written: zeros free anywhere, W's nonzeros charged
-                alloc = allocate_bits(tree_axpy(1.0 / rho, y, w), S, J.candidates,
-                                      method=J.method, zero_level=True, nnz=nnz)
-            v = alloc.decompress()
+            w, v, bits, pr = self._project(w, y, state.bits, rho, J)  # lines 7-8
         with Timer() as t_m:
-            y = tree_axpy(rho, tree_sub(w, v), y)  # eq. (7)
+            y = tree_axpy(rho, tree_sub(w, v), y)  # line 9: Y ← Y + ρ(W − V), eq. (7)
         if self.eval_loss:
-            loss_q = oracle.value(_dequantize(quantize_with_bits(w, alloc.bits, method=J.method)))
+            loss_q = oracle.value(_dequantize(quantize_with_bits(w, bits, method=J.method)))
         else:
             loss_q = math.nan
         record = JointADMMRecord(
@@ -251,17 +313,17 @@ class JointADMM(Coordinator):
             loss_quantized=loss_q,
             mse=tree_sq_norm(tree_sub(w, v)) / max(tree_numel(w), 1),
             w_minus_v=tree_norm(tree_sub(w, v)),
-            budget_used=sum(alloc.bits[n] * nnz[n] for n in w),
+            budget_used=sum(bits[n] * pr.nnz[n] for n in w),
             budget=S,
-            lp_gap_knapsack=float(kn.lp_bound) - float(kn.objective),
-            lp_gap_mckp=alloc.error - alloc.lp_bound,
-            nnz=nnz,
-            bits=dict(alloc.bits),
+            lp_gap_knapsack=float(pr.knapsack.lp_bound) - float(pr.knapsack.objective),
+            lp_gap_mckp=pr.mckp.error - pr.mckp.lp_bound,
+            nnz=pr.nnz,
+            bits=dict(bits),
             time_lstep=t_l.seconds,
             time_cstep=t_c.seconds,
             time_multipliers=t_m.seconds,
         )
-        new = JointADMMState(w=w, v=v, y=y, bits=dict(alloc.bits), k=state.k + 1)
+        new = JointADMMState(w=w, v=v, y=y, bits=bits, k=state.k + 1)
         return new, record
 
     def converged(self, record: JointADMMRecord) -> bool:

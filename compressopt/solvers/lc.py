@@ -1,18 +1,20 @@
 """The learning-compression (LC) algorithm.
 
 Carreira-Perpiñán, "Model compression as constrained optimization, with application to neural
-nets. Part I: general framework", arXiv:1707.01209, 2017. The problem
+nets. Part I: general framework", arXiv:1707.01209, 2017. The problem (eq. 1)
 
 .. math:: \\min_{w, \\Theta} L(w) \\quad \\text{s.t.} \\quad w = \\Delta(\\Theta)
 
-is solved with the augmented Lagrangian (eq. 12)
+is solved with the augmented Lagrangian (eq. 7, or its shifted form eq. 8)
 
 .. math:: L_A(w, \\Theta, \\lambda; \\mu) = L(w) - \\lambda^T (w - \\Delta(\\Theta))
           + \\frac{\\mu}{2} \\|w - \\Delta(\\Theta)\\|^2
 
-(or the quadratic penalty, eq. 8, with λ = 0), alternating over w (the L step) and Θ (the C
-step) for an increasing sequence μ_k = μ0 · a^k → ∞. Fig. 2 of the paper, line by line, is
-:meth:`LC.init` and :meth:`LC.step`.
+(or the quadratic penalty, eq. 6, with λ = 0), alternating over w (the L step, eq. 9) and Θ
+(the C step, eq. 10) for an increasing sequence μ_k = μ0 · a^k → ∞ (§4.1). Fig. 2 of the
+paper, line by line, is :meth:`LC.init` and :meth:`LC.step`. The path starts at the direct
+compression Θ^DC = Π(w̄) (eq. 12, §4.2); :mod:`compressopt.solvers.dc` has DC and iterated
+DC (§6.2.3) as coordinators of their own.
 """
 
 from __future__ import annotations
@@ -76,20 +78,40 @@ class LC(Coordinator):
     maxiter : int >= 1
         Number of μ values (one L and one C step each).
     tol : float >= 0
-        Stop when ||w - Δ(Θ)|| <= tol (Euclidean norm over all compressed tensors).
+        Stop when ||w - Δ(Θ)|| <= tol (Euclidean norm over all compressed tensors; Fig. 2:
+        "if ||w - Δ(Θ)|| is small enough then exit the loop").
     penalty : {"al", "qp"}
-        Augmented Lagrangian (eq. 12) or quadratic penalty (eq. 8).
+        Augmented Lagrangian (eq. 7) or quadratic penalty (eq. 6).
     mus : sequence of float, optional
         An explicit μ schedule; overrides `mu0`, `mu_growth` and `maxiter`.
     eval_loss : bool
         Evaluate L(w) and L(Δ(Θ)) each iteration for the history (one oracle ``value`` call
         each; set False when that is expensive).
+    inner_iterations : int >= 1
+        L and C steps per μ value before the multiplier update (default 1, Fig. 2: "a single
+        LC iteration per λ update"; §4.1: "in some cases it may be advantageous to run
+        multiple L and C steps per μ value"). The multipliers move once per μ, after the
+        alternation ("after optimizing L_A over (w, Θ) for each μ", §4).
 
     Notes
     -----
-    Each iteration costs one L step (the oracle), one C step (Π over all tensors) and O(n)
-    vector work. The returned point Δ(Θ) is feasible whatever the iteration count; as μ → ∞
-    it converges to a local solution of the constrained problem (Theorem 5.1 of the paper).
+    Fig. 2, line by line: :meth:`init` is w ← w̄, Θ ← Θ^DC = Π(w̄), λ ← 0; each :meth:`step`
+    is one μ of the loop::
+
+        w ← argmin_w L(w) + μ/2 ||w - Δ(Θ) - λ/μ||²      L step, eq. (9)  (the oracle's lstep)
+        Θ ← Π(w - λ/μ)                                   C step, eq. (10)
+        (the two repeated `inner_iterations` times)
+        λ ← λ - μ (w - Δ(Θ))                             multipliers (§4, after eq. 8)
+        exit if ||w - Δ(Θ)|| <= tol
+
+    Each iteration costs `inner_iterations` L steps (the oracle) and C steps (Π over all
+    tensors) and O(n) vector work. The returned point Δ(Θ) is feasible whatever the iteration
+    count; as μ → ∞ it converges to a local solution of the constrained problem (Theorem 5.1
+    of the paper, stated for the quadratic penalty). The L step is as exact as the oracle
+    makes it (Theorem 5.1 asks for increasingly accurate L and C steps); §5.1's clipped
+    learning rate min(η_t, 1/μ) (eq. 17) is the torch oracle's business. §5.1 writes the L
+    step as eq. (13) with w' = Δ(Θ) − λ/μ, a sign slip against eq. (9) (w' = Δ(Θ) + λ/μ), which
+    is what is implemented.
 
     Examples
     --------
@@ -113,6 +135,7 @@ class LC(Coordinator):
     penalty: Literal["al", "qp"] = "al"
     mus: Sequence[float] | None = None
     eval_loss: bool = True
+    inner_iterations: int = 1
     name = "LC"
 
     def __post_init__(self) -> None:
@@ -128,6 +151,7 @@ class LC(Coordinator):
         if not self.mu_growth > 1:
             raise ValueError(f"mu_growth must be > 1 (mu -> infinity), got {self.mu_growth}")
         check_positive_int(self.maxiter, "maxiter")
+        check_positive_int(self.inner_iterations, "inner_iterations")
         if not self.tol >= 0:
             raise ValueError(f"tol must be >= 0, got {self.tol}")
         if self.penalty not in ("al", "qp"):
@@ -145,7 +169,7 @@ class LC(Coordinator):
     def init(
         self, w: Params, compression: Compression | TensorScheme, oracle: LossOracle | None = None
     ) -> LCState:
-        """Direct compression: Θ = Π(w̄), λ = 0 (Fig. 2, lines 2-3).
+        """Fig. 2's first lines: w ← w̄, Θ ← Θ^DC = Π(w̄) (direct compression, eq. 12), λ ← 0.
 
         `w` (the reference weights w̄, ideally a minimizer of L) is validated, not copied
         and not modified.
@@ -157,23 +181,27 @@ class LC(Coordinator):
     def step(
         self, state: LCState, oracle: LossOracle, compression: Compression | TensorScheme
     ) -> tuple[LCState, LCRecord]:
-        """One iteration of Fig. 2's loop: L step, C step, multiplier step, μ ← a·μ."""
+        """One μ of Fig. 2's loop: L step, C step (`inner_iterations` times), multipliers."""
         C = as_compression(compression)
-        mu, lam = state.mu, state.lam
+        mu, lam, w, theta = state.mu, state.lam, state.w, state.theta
         al = self.penalty == "al"
-        with Timer() as t_l:
-            delta = C.decompress(state.theta)
-            # L step, eq. (13): min_w L(w) + mu/2 ||w - Δ(Θ) - λ/μ||²  (eq. 9 for "qp").
-            center = tree_axpy(1.0 / mu, lam, delta) if al else delta
-            w = oracle.lstep(state.w, center, mu, step=state.k)
-        with Timer() as t_c:
-            # C step, eq. (14): Θ = Π(w - λ/μ).
-            Cmu = bind_mu(C, mu)  # penalty forms: the C step is a prox with α/μ
-            theta = Cmu.compress(tree_axpy(-1.0 / mu, lam, w) if al else w)
-            delta = C.decompress(theta)
+        Cmu = bind_mu(C, mu)  # penalty forms: the C step is a prox with α/μ
+        t_l, t_c = Timer(), Timer()
+        l_sec = c_sec = 0.0
+        for _ in range(self.inner_iterations):
+            with t_l:
+                delta = C.decompress(theta)
+                # L step, eq. (9): min_w L(w) + μ/2 ||w - Δ(Θ) - λ/μ||²  (eq. 6's, λ = 0, "qp")
+                center = tree_axpy(1.0 / mu, lam, delta) if al else delta
+                w = oracle.lstep(w, center, mu, step=state.k)
+            with t_c:
+                # C step, eq. (10): Θ = Π(w - λ/μ)
+                theta = Cmu.compress(tree_axpy(-1.0 / mu, lam, w) if al else w)
+                delta = C.decompress(theta)
+            l_sec, c_sec = l_sec + t_l.seconds, c_sec + t_c.seconds
         with Timer() as t_m:
             residual = tree_sub(w, delta)
-            if al:  # multiplier step: λ ← λ - μ (w - Δ(Θ))
+            if al:  # multiplier step (§4, Fig. 2): λ ← λ - μ (w - Δ(Θ))
                 lam = tree_axpy(-mu, residual, lam)
         feas = tree_norm(residual)
         d = diagnostics(oracle, C, w, delta, theta, self.eval_loss)
@@ -186,8 +214,8 @@ class LC(Coordinator):
             lambda_norm=tree_norm(lam) if al else 0.0,
             weight_bits=d.weight_bits,
             nnz=d.nnz,
-            time_lstep=t_l.seconds,
-            time_cstep=t_c.seconds,
+            time_lstep=l_sec,
+            time_cstep=c_sec,
             time_multipliers=t_m.seconds,
         )
         new = LCState(w=w, theta=theta, lam=lam, mu=self._mu(state.k + 1), k=state.k + 1)

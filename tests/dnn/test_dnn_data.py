@@ -11,13 +11,16 @@ import torch
 
 from compressopt.dnn.data import (
     MNIST_FILES,
+    Splits,
+    check_splits,
     load_dataset,
     load_digits,
     load_mnist,
     make_loader,
     read_idx,
+    read_idx_header,
 )
-from compressopt.errors import DataError
+from compressopt.errors import DataError, ResourceLimitError
 
 
 def idx_bytes(a: np.ndarray, code: int | None = None) -> bytes:
@@ -123,6 +126,9 @@ def test_real_mnist_shapes(real_mnist):
     counts = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert torch.bincount(s.y_test).tolist() == counts
     assert int(s.y_train[0]) == 5 and int(s.y_test[0]) == 7  # the well-known first labels
+    padded = load_mnist(real_mnist, size=32)  # ResNet-20's input: the same pixels, centered
+    assert padded.x_train.shape == (60_000, 1, 32, 32)
+    assert torch.equal(padded.x_test[:, :, 2:30, 2:30], s.x_test)
 
 
 def test_digits():
@@ -160,3 +166,232 @@ def test_make_loader_is_seeded_and_covers_the_data():
         make_loader(x, y, 0, shuffle=False)
     with pytest.raises(ValueError, match="differ in length"):
         make_loader(x, y[:5], 2, shuffle=False)
+
+
+# -- issue 14: the IDX header first, bounded memory, labels, empty splits, constant images --
+
+
+def gzip_bomb(header: bytes, mib: int) -> bytes:
+    """`header` then `mib` MiB of zeros, as a multi-member gzip stream (~1 KB per MiB)."""
+    return gzip.compress(header) + gzip.compress(bytes(2**20), compresslevel=9) * mib
+
+
+def mnist_header(n: int, *rest: int, code: int = 0x08) -> bytes:
+    dims = (n, *rest)
+    return bytes([0, 0, code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+
+
+_MEASURE = """
+import resource, sys
+from compressopt.dnn.data import read_idx
+from compressopt.errors import CompressoptError
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    read_idx(sys.argv[1])
+    print("accepted")
+except CompressoptError as e:
+    print(type(e).__name__, e)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) // 1024)
+"""
+
+
+def test_gzip_bomb_is_refused_with_little_memory(tmp_path):
+    """A 12.8 MB gzip file that decompresses to 12 GiB behind a valid MNIST header: read the
+    60000x28x28 bytes the header promises, find more, stop (the old reader decompressed all
+    of it: 6.6 GB for the issue's bomb)."""
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip_bomb(mnist_header(60_000, 28, 28), 12_180))
+    assert 12.5e6 < bomb.stat().st_size < 13.2e6
+    r = subprocess.run([sys.executable, "-c", _MEASURE, str(bomb)], capture_output=True,
+                       text=True, timeout=120, check=True)
+    kind_line, grown = r.stdout.strip().splitlines()[-2:]
+    assert kind_line.startswith("DataError") and "trailing bytes" in kind_line
+    assert int(grown) < 150, f"peak memory grew by {grown} MiB"  # the 47 MB payload
+
+
+def test_header_promising_more_than_the_file_can_hold(tmp_path):
+    # 1 KB of gzip cannot hold 784 MB: refused before any payload is read
+    f = write(tmp_path / "lie.gz", mnist_header(1_000_000, 28, 28) + bytes(100))
+    with pytest.raises(DataError, match="more than a gzip file of"):
+        read_idx(f)
+    plain = write(tmp_path / "lie", mnist_header(1_000, 28, 28) + bytes(100))
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(plain)
+    # a gzip that could hold what its header asks, more than the limit: refused unread
+    big = tmp_path / "big.gz"
+    big.write_bytes(gzip_bomb(mnist_header(2_100, 1024, 1024), 2_100))
+    with pytest.raises(ResourceLimitError, match=r"promises 2202009600 bytes, more than the "
+                       r"limit of 2147483648 \(read_idx max_bytes\)"):
+        read_idx(big)
+    big.write_bytes(gzip_bomb(mnist_header(4_000, 1024, 1024), 4))
+    with pytest.raises(DataError, match="more than a gzip file of 4"):
+        read_idx(big)
+    small = write(tmp_path / "s.gz", idx_bytes(np.zeros((10, 10), np.uint8)))
+    with pytest.raises(ResourceLimitError, match="limit of 99"):
+        read_idx(small, max_bytes=99)
+    assert read_idx(small, max_bytes=100).shape == (10, 10)
+
+
+def test_read_idx_header_reads_only_the_header(tmp_path):
+    f = tmp_path / "h.gz"
+    f.write_bytes(gzip.compress(mnist_header(7, 28, 28)) + b"garbage, not gzip")
+    dtype, shape = read_idx_header(f)
+    assert dtype == np.uint8 and shape == (7, 28, 28)
+    with pytest.raises(DataError, match="not a readable gzip file"):
+        read_idx(f)
+
+
+def test_mnist_headers_are_checked_before_any_payload(tmp_path):
+    fake_mnist(tmp_path)
+    # test images: a valid header for 10 images, then a payload that is not gzip at all;
+    # the mismatch with the labels' header (9) is reported, so no payload was decompressed
+    img, lab = MNIST_FILES["test"]
+    (tmp_path / img).write_bytes(gzip.compress(mnist_header(10, 28, 28)) + b"\x00junk")
+    write(tmp_path / lab, idx_bytes(np.zeros(9, np.uint8)))
+    with pytest.raises(DataError, match=r"MNIST test split: images \(10, 28, 28\) and labels "
+                       r"\(9,\) do not match"):
+        load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("label, found", [(-1, -1), (10, 10), (-128, -128)])
+def test_mnist_labels_outside_0_to_9(tmp_path, label, found):
+    fake_mnist(tmp_path)
+    lab = MNIST_FILES["test"][1]
+    labels = np.zeros(10, np.int8)
+    labels[3] = label
+    write(tmp_path / lab, idx_bytes(labels))  # type 0x09, int8: -1 is representable
+    with pytest.raises(DataError, match=f"MNIST test labels must be 0..9, found {found}$"):
+        load_mnist(tmp_path)
+
+
+def test_mnist_label_and_image_types(tmp_path):
+    fake_mnist(tmp_path)
+    write(tmp_path / MNIST_FILES["train"][1], idx_bytes(np.zeros(20, np.float32)))
+    with pytest.raises(DataError, match="images must be uint8 and labels integers"):
+        load_mnist(tmp_path)
+    fake_mnist(tmp_path)
+    write(tmp_path / MNIST_FILES["train"][0], idx_bytes(np.zeros((20, 28, 28), np.int16)))
+    with pytest.raises(DataError, match="images must be uint8"):
+        load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_empty_mnist_split_is_refused(tmp_path, split):
+    fake_mnist(tmp_path, **{f"n_{split}": 0})
+    with pytest.raises(DataError, match=f"MNIST {split} split is empty"):
+        load_mnist(tmp_path)
+
+
+def test_evaluate_refuses_an_empty_set():
+    from compressopt.dnn.models import LeNet300
+    from compressopt.dnn.train import evaluate
+
+    with pytest.raises(DataError, match="empty data set"):
+        evaluate(LeNet300((1, 8, 8), 10), torch.zeros(0, 1, 8, 8),
+                 torch.zeros(0, dtype=torch.int64))
+
+
+def test_constant_images_standardize_without_warnings(tmp_path):
+    import warnings
+
+    for split, (img, lab) in MNIST_FILES.items():
+        n = 6 if split == "train" else 3
+        write(tmp_path / img, idx_bytes(np.full((n, 28, 28), 7, np.uint8)))
+        write(tmp_path / lab, idx_bytes(np.arange(n, dtype=np.uint8)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = load_mnist(tmp_path)
+    assert torch.equal(s.x_train, torch.zeros(6, 1, 28, 28))
+    assert torch.equal(s.x_test, torch.zeros(3, 1, 28, 28))
+
+
+def test_mnist_padded_to_32(tmp_path):
+    fake_mnist(tmp_path)
+    plain, padded = load_mnist(tmp_path), load_mnist(tmp_path, size=32)
+    assert padded.input_shape == (1, 32, 32) and padded.x_test.shape == (10, 1, 32, 32)
+    # the original pixels keep their values (the unpadded statistics); the border is black
+    assert torch.equal(padded.x_train[:, :, 2:30, 2:30], plain.x_train)
+    raw = read_idx(tmp_path / MNIST_FILES["train"][0]).astype(np.float32) / 255
+    black = float((0 - raw.mean()) / raw.std())
+    border = padded.x_train.clone()
+    border[:, :, 2:30, 2:30] = black
+    assert torch.allclose(border, torch.full_like(border, black))
+    assert torch.equal(padded.y_train, plain.y_train)
+    d = load_dataset("digits", size=12)
+    assert d.input_shape == (1, 12, 12)
+    with pytest.raises(ValueError, match="cannot pad 28x28 images to 20x20"):
+        load_mnist(tmp_path, size=20)
+
+
+def splits(**kw):
+    base = dict(name="t", x_train=torch.zeros(4, 3), y_train=torch.tensor([0, 1, 2, 0]),
+                x_test=torch.zeros(2, 3), y_test=torch.tensor([1, 2]), num_classes=3)
+    return Splits(**{**base, **kw})
+
+
+def test_check_splits():
+    assert check_splits(splits()).num_classes == 3
+    cases = [
+        (dict(y_test=torch.zeros(0, dtype=torch.int64), x_test=torch.zeros(0, 3)),
+         "the test split is empty"),
+        (dict(x_train=torch.zeros(3, 3)), "x_train has 3 examples, y_train 4 labels"),
+        (dict(y_train=torch.tensor([0.0, 1, 2, 0])), "y_train must be int64"),
+        (dict(y_test=torch.tensor([1, 3])), r"y_test labels must be in 0..2, found 3"),
+        (dict(y_test=torch.tensor([-1, 2])), r"y_test labels must be in 0..2, found -1"),
+        (dict(x_test=torch.tensor([[0.0, float("nan"), 0]] * 2)), "x_test holds NaN"),
+        (dict(x_train=(torch.zeros(4, 3), torch.zeros(5, 3))), "x_train has 5 examples"),
+        (dict(x_train="no"), "x_train must be a tensor"),
+    ]
+    for kw, msg in cases:
+        with pytest.raises(DataError, match=msg):
+            check_splits(splits(**kw))
+
+
+def test_splits_shapes_and_vocab():
+    assert splits().input_shape == (3,) and splits().vocab_size is None
+    tok = splits(x_train=torch.tensor([[1, 2], [3, 4], [0, 0], [1, 1]]),
+                 x_test=torch.tensor([[9, 1], [1, 1]]))
+    assert tok.vocab_size == 10 and tok.input_shape == (2,)
+    tup = splits(x_train=(tok.x_train, torch.zeros(4, 2, dtype=torch.bool)),
+                 x_test=(tok.x_test, torch.zeros(2, 2, dtype=torch.bool)))
+    assert tup.input_shape == ((2,), (2,)) and tup.vocab_size == 10
+
+
+def test_make_loader_tuple_inputs():
+    ids = torch.arange(20).reshape(10, 2)
+    mask = ids % 3 == 0
+    y = torch.arange(10)
+    (xb, mb), yb = next(iter(make_loader((ids, mask), y, 4, shuffle=False)))
+    assert torch.equal(xb, ids[:4]) and torch.equal(mb, mask[:4]) and yb.tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="differ in length"):
+        make_loader((ids, mask[:5]), y, 2, shuffle=False)
+
+
+def test_distributed_loader_shards():
+    """Two ranks' shards: disjoint, together the epoch; a new order each epoch, the same on
+    every rank; without shuffle rank r's batch t is rows r, r+2, ... of the 2B batch t."""
+    x = torch.arange(24.0).reshape(24, 1)
+    y = torch.arange(24)
+
+    def labels(loader, epochs=2):
+        return [[b[1].tolist() for b in loader] for _ in range(epochs)]
+
+    r0 = labels(make_loader(x, y, 3, shuffle=True, seed=5, rank=0, world_size=2))
+    r1 = labels(make_loader(x, y, 3, shuffle=True, seed=5, rank=1, world_size=2))
+    for e in range(2):
+        a = [i for b in r0[e] for i in b]
+        b = [i for b in r1[e] for i in b]
+        assert sorted(a + b) == list(range(24)) and not set(a) & set(b)
+    assert r0[0] != r0[1]  # set_epoch was called: another permutation
+    assert r0 == labels(make_loader(x, y, 3, shuffle=True, seed=5, rank=0, world_size=2))
+    single = [b[1].tolist() for b in make_loader(x, y, 6, shuffle=False)]
+    ranks = [labels(make_loader(x, y, 3, shuffle=False, rank=r, world_size=2), 1)[0]
+             for r in (0, 1)]
+    for t, batch in enumerate(single):
+        assert ranks[0][t] == batch[0::2] and ranks[1][t] == batch[1::2]
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 2\)"):
+        make_loader(x, y, 3, shuffle=False, rank=2, world_size=2)

@@ -340,3 +340,66 @@ def test_prox_penalty_decreases_the_penalized_objective(tiny_data):
     assert penalized(oracle, oracle.lstep(w, c, 1.0), c, 1.0) < before - 1e-3
     with pytest.raises(ValueError, match="penalty"):
         make_oracle(*tiny_data, penalty="l1")
+
+
+# -- tuple inputs and the module trained in the L step ----------------------------------------
+
+
+class Pair(nn.Module):
+    """Takes a tuple (x, scale): logits of Linear(x) * scale."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, inputs):
+        x, scale = inputs
+        return self.fc(x) * scale.unsqueeze(1)
+
+
+def test_tuple_inputs_through_value_grad_lstep_and_retrain(tiny_data):
+    x, y = tiny_data
+    scale = torch.linspace(0.5, 1.5, x.shape[0])
+    torch.manual_seed(0)
+    net = Pair()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    oracle = TorchOracle(net, CE, make_loader((x, scale), y, 16, shuffle=True), opt)
+    assert isinstance(oracle.eval_data[0], tuple)  # the default subset, collated
+    w = read_parameters(oracle.params)
+    direct = CE(net((x, scale)), y).item()
+    assert oracle.value(w) == pytest.approx(direct, rel=1e-6)
+    g = oracle.grad(w)
+    assert g["fc.weight"].shape == (3, 5) and torch.isfinite(g["fc.weight"]).all()
+    new = oracle.lstep(w, w, 1.0)
+    assert not torch.equal(new["fc.weight"], w["fc.weight"])
+    mask = {"fc.weight": (torch.arange(15).reshape(3, 5) % 2).float()}
+    kept = oracle.retrain(new, mask, steps=1)
+    assert torch.all(kept["fc.weight"][mask["fc.weight"] == 0] == 0)
+
+
+def test_train_model_is_what_the_lstep_calls(tiny_data):
+    x, y = tiny_data
+    net = tiny_net(torch.float32)
+    calls = []
+
+    class Spy(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, inp):
+            calls.append(inp.shape[0])
+            return self.inner(inp)
+
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    oracle = TorchOracle(net, CE, make_loader(x, y, 16, shuffle=False), opt,
+                         train_model=Spy(net))
+    w = read_parameters(oracle.params)
+    oracle.value(w)
+    oracle.grad(w)
+    assert calls == []  # value and grad evaluate the model itself
+    oracle.lstep(w, w, 1.0)
+    assert calls == [16, 16, 16]
+    oracle.retrain(w, {n: torch.ones_like(t) for n, t in w.items()}, steps=1)
+    assert calls == [16] * 6
+    assert TorchOracle(net, CE, make_loader(x, y, 16, shuffle=False), opt).train_model is net

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from compressopt.dnn.models import LeNet5, LeNet300
+from compressopt.dnn.models import LeNet5, LeNet300, ResNet20, TransformerClassifier
 from compressopt.dnn.params import read_parameters, select_parameters, write_parameters
 from compressopt.errors import ShapeMismatchError
 
@@ -22,9 +22,9 @@ class Mixed(nn.Module):
         self.scale = nn.Parameter(torch.ones(2))  # a bare parameter: not compressed by default
 
 
-def test_default_selects_conv_and_linear_weights_only():
+def test_default_selects_conv_linear_and_embedding_weights_only():
     sel = select_parameters(Mixed())
-    assert list(sel) == ["conv.weight", "head.weight"]
+    assert list(sel) == ["conv.weight", "emb.weight", "head.weight"]
     m = Mixed()
     sel = select_parameters(m)
     assert sel["conv.weight"] is m.conv.weight  # the model's own objects, not copies
@@ -46,7 +46,7 @@ def test_include_and_exclude_patterns():
     ]
     # named_parameters order: a module's own parameters before its children's
     assert list(select_parameters(m, include=["emb.*", "scale"])) == ["scale", "emb.weight"]
-    assert list(select_parameters(m, exclude="conv.*")) == ["head.weight"]
+    assert list(select_parameters(m, exclude="conv.*")) == ["emb.weight", "head.weight"]
     assert list(select_parameters(m, include="*", exclude=["bn.*", "ln.*", "*.bias"])) == [
         "scale", "conv.weight", "emb.weight", "head.weight"
     ]
@@ -82,3 +82,62 @@ def test_read_and_write_parameters():
         write_parameters(sel, {"fc1.weight": new["fc1.weight"]})
     with pytest.raises(ShapeMismatchError, match="has shape"):
         write_parameters(sel, {**new, "fc3.weight": torch.zeros(3)})
+
+
+class Seq(nn.Module):
+    """Conv1d, EmbeddingBag, an attention with separate q/k/v widths, a GRU (not selected)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bag = nn.EmbeddingBag(10, 8)
+        self.conv = nn.Conv1d(8, 8, 3)
+        self.attn = nn.MultiheadAttention(8, 2, kdim=4, vdim=4, batch_first=True)
+        self.rnn = nn.GRU(8, 8)
+
+
+def test_conv1d_embeddingbag_and_attention_projections_are_selected():
+    m = Seq()
+    assert list(select_parameters(m)) == [
+        "bag.weight", "conv.weight", "attn.q_proj_weight", "attn.k_proj_weight",
+        "attn.v_proj_weight", "attn.out_proj.weight",
+    ]
+    assert m.attn.in_proj_weight is None  # kdim != embed_dim: separate projections
+
+
+def test_resnet20_default_selection():
+    m = ResNet20((3, 32, 32), 10)
+    sel = select_parameters(m)
+    assert len(sel) == 20  # 19 convolutions and the fc layer: the 20 weighted layers
+    assert all(n.endswith(".weight") and "bn" not in n for n in sel)
+    assert sum(p.numel() for p in sel.values()) == 268_336
+    names = list(sel)
+    assert names[0] == "conv1.weight" and names[-1] == "fc.weight"
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_transformer_default_selection_takes_attention_in_proj(text):
+    m = (TransformerClassifier((12,), 3, vocab_size=20, depth=2) if text
+         else TransformerClassifier((1, 8, 8), 3, depth=2))
+    sel = select_parameters(m)
+    per_layer = ["self_attn.in_proj_weight", "self_attn.out_proj.weight", "linear1.weight",
+                 "linear2.weight"]
+    assert list(sel) == ["embed.weight", *(f"layers.{i}.{n}" for i in (0, 1) for n in per_layer),
+                         "head.weight"]
+    assert sel["layers.0.self_attn.in_proj_weight"] is m.layers[0].self_attn.in_proj_weight
+    assert isinstance(m.embed, nn.Embedding if text else nn.Conv2d)
+    # left out: the position embedding, LayerNorms and every bias
+    left = set(dict(m.named_parameters())) - set(sel)
+    assert "pos" in left and all(n == "pos" or "norm" in n or n.endswith("bias") for n in left)
+
+
+def test_substituted_in_proj_weight_changes_the_output():
+    """functional_call reaches MultiheadAttention's own parameter (the oracle relies on it)."""
+    from torch.func import functional_call
+
+    torch.manual_seed(0)
+    m = TransformerClassifier((1, 8, 8), 3, depth=1).eval()
+    x = torch.randn(2, 1, 8, 8)
+    w = {"layers.0.self_attn.in_proj_weight": torch.zeros_like(
+        m.layers[0].self_attn.in_proj_weight)}
+    with torch.no_grad():
+        assert not torch.allclose(functional_call(m, w, (x,)), m(x))

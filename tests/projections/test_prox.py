@@ -61,10 +61,42 @@ def test_ctl1_value_and_gradient(seed, a):
 
 def test_ctl1_by_hand():
     x = np.array([[1.0, -1.0], [0.0, 0.0]])
-    assert float(ctl1(x, 2.0)) == pytest.approx(2 / 4 + 1.0)
+    # Li & Xin eq. (6): one term per layer on the layer's l1 norm, 1 - 2/(2 + 2)
+    assert float(ctl1(x, 2.0)) == pytest.approx(1 - 2 / (2 + 2))
     np.testing.assert_allclose(ctl1_grad(x, 2.0), [[-0.125, 0.125], [0.0, 0.0]])
+    # the per-channel variant: 2/(2 + 2) + 2/(2 + 0)
+    assert float(ctl1(x, 2.0, axis=0)) == pytest.approx(2 / 4 + 1.0)
+    np.testing.assert_allclose(ctl1_grad(x, 2.0, axis=0), [[-0.125, 0.125], [0.0, 0.0]])
     with pytest.raises(ValueError, match="> 0"):
         ctl1(x, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ctl1_is_per_layer_on_the_layers_l1_norm(dtype):
+    # eq. (6): sum_l 1 - ||w_l||_1 / (a + ||w_l||_1), "we apply it to each layer": a layer with
+    # one large channel and one small one is one term; the per-channel form (axis=0) would
+    # push the small channel away from zero, the per-layer one pushes every entry of the
+    # layer alike (the same gradient magnitude a / (a + ||w_l||_1)^2 everywhere)
+    x = np.array([[3.0, -2.0, 1.0], [0.01, 0.0, -0.02]], dtype=dtype)
+    a, l1 = 0.5, 6.03
+    assert float(ctl1(x, a)) == pytest.approx(1 - l1 / (a + l1), rel=1e-6)
+    g = ctl1_grad(x, a)
+    assert g.dtype == dtype
+    np.testing.assert_allclose(g, -a * np.sign(x) / (a + l1) ** 2, rtol=1e-6)
+    per_channel = ctl1_grad(x, a, axis=0)
+    assert abs(per_channel[1, 0]) > 100 * abs(g[1, 0])  # the variant's push on the small row
+    # central differences of the per-layer penalty (float64; entries away from 0)
+    if dtype == np.float64:
+        h = 1e-7
+        for i, j in [(0, 0), (0, 1), (1, 0), (1, 2)]:
+            e = np.zeros_like(x)
+            e[i, j] = h
+            fd = (float(ctl1(x + e, a)) - float(ctl1(x - e, a))) / (2 * h)
+            assert fd == pytest.approx(g[i, j], rel=1e-5)
+    # any ndim, and torch on the same footing
+    assert float(ctl1(np.array(-2.0), 1.0)) == pytest.approx(1 / 3)
+    t = torch.from_numpy(x)
+    torch.testing.assert_close(ctl1_grad(t, a), torch.from_numpy(g))
 
 
 def test_group_lasso_on_conv_weights_matches_cvxpy():

@@ -1,4 +1,5 @@
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import cvxpy as cp
 import numpy as np
@@ -11,6 +12,7 @@ from compressopt.solvers import (
     APGDSSM,
     APGDSSMRecord,
     LeastSquares,
+    MultiStepLR,
     PenaltySchedule,
     sparsity_report,
 )
@@ -53,9 +55,13 @@ def test_without_quantization_it_is_ista_and_solves_the_lasso():
     A, b = rng.standard_normal((30, 8)), rng.standard_normal(30)
     ls, lam = LeastSquares(A, b), 2.0
     step = 1 / np.linalg.norm(A, 2) ** 2
-    res = APGDSSM(lr=step, lambda1=lam, maxiter=3000, eval_loss=False).run(
-        {"w": np.zeros(8)}, ls, _Identity()
-    )
+    # threshold="prox_grad": the shrinkage Prox_{γλ₁} of ISTA; the paper's Prox_{λ₁} with
+    # λ₁ = γ·lam is the same iteration
+    res = APGDSSM(lr=step, lambda1=lam, maxiter=3000, eval_loss=False,
+                  threshold="prox_grad").run({"w": np.zeros(8)}, ls, _Identity())
+    res2 = APGDSSM(lr=step, lambda1=step * lam, maxiter=3000, eval_loss=False).run(
+        {"w": np.zeros(8)}, ls, _Identity())
+    np.testing.assert_allclose(res2.x["w"], res.x["w"], atol=1e-12)
     x = cp.Variable(8)
     prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(A @ x - b) + lam * cp.norm1(x)))
     prob.solve()
@@ -103,14 +109,27 @@ def test_one_inner_iteration_by_hand():
     Q = UniformQuantization(bits=3, method="exact")
 
     Mat = _matrix_oracle(ls, (2, 3))  # least squares over a 2×3 weight (groups = rows)
-    solver = APGDSSM(lr=0.05, lambda1=0.3, lambda2=0.2, lambda3=0.1, a=0.5, beta=0.7, maxiter=1)
-    out = solver.run({"W": w0}, Mat(), Q)
+    kw = dict(lr=0.05, lambda1=0.3, lambda2=0.2, lambda3=0.1, a=0.5, beta=0.7, maxiter=1)
+    out = APGDSSM(**kw).run({"W": w0}, Mat(), Q)
     u = Q.project(w0)
+    # Algorithm 1: gradient at u (CTL1 per layer, eq. 6), then splitting on the updated w,
+    # then Prox_{λ₁} (threshold λ₁, not γλ₁)
     g = Mat().grad({"W": u})["W"] + 0.2 * group_lasso_grad(u) + 0.1 * ctl1_grad(u, 0.5)
-    v = w0 - 0.05 * g - 0.05 * 0.7 * (w0 - u)
-    assert np.allclose(out.state.w["W"], soft_threshold(v, 0.05 * 0.3))
+    v = w0 - 0.05 * g
+    v = v - 0.05 * 0.7 * (v - u)
+    assert np.allclose(out.state.w["W"], soft_threshold(v, 0.3))
     assert np.allclose(out.x["W"], Q.project(out.state.w["W"]))
     assert isinstance(out.history[0], APGDSSMRecord) and out.state.t == 1
+    rec = out.history[0]
+    assert (rec.threshold, rec.lambda1, rec.lambda2, rec.lambda3, rec.a) == (0.3, 0.3, 0.2,
+                                                                            0.1, 0.5)
+    # the three options give the library's iteration before issue 12: CTL1 per channel,
+    # splitting at the pre-gradient w (RVSM eq. 4), threshold γλ₁
+    old = APGDSSM(**kw, threshold="prox_grad", splitting="simultaneous", ctl1_groups="channel")
+    out = old.run({"W": w0}, Mat(), Q)
+    g = Mat().grad({"W": u})["W"] + 0.2 * group_lasso_grad(u) + 0.1 * ctl1_grad(u, 0.5, axis=0)
+    v = w0 - 0.05 * g - 0.05 * 0.7 * (w0 - u)
+    assert np.allclose(out.state.w["W"], soft_threshold(v, 0.05 * 0.3))
 
 
 @pytest.mark.parametrize("seed", [3, 4])
@@ -125,7 +144,7 @@ def test_group_lasso_recovers_planted_zero_channels(seed):
     w0 = {"W": np.linalg.lstsq(A, ls.b, rcond=None)[0].reshape(4, 3)}
     step = 0.5 / np.linalg.norm(A, 2) ** 2
     Q = UniformQuantization(bits=4, method="exact")
-    solver = APGDSSM(lr=step, lambda1=1.0, lambda2=10.0, beta=1.0, iters_per_step=50, maxiter=6)
+    solver = APGDSSM(lr=step, lambda1=step, lambda2=10.0, beta=1.0, iters_per_step=50, maxiter=6)
     res = solver.run(w0, Mat(), Q)
     zero_rows = np.flatnonzero(np.all(res.x["W"] == 0, axis=1))
     assert zero_rows.tolist() == [0, 2]
@@ -136,26 +155,57 @@ def test_group_lasso_recovers_planted_zero_channels(seed):
 
 
 def test_schedule_and_lr_scaling():
-    sched = PenaltySchedule(milestones=(2, 4), lambda1=(1, 2, 4), lambda2=(1,), beta=(0, 1, 3))
+    # Table I's factors multiply up: λ × .5 at 2, × .5 again at 4; β × .1 then × .1
+    sched = PenaltySchedule(milestones=(2, 4), lambda1=(0.5,), lambda2=(1,), beta=(0.1,))
     s = APGDSSM(lr=lambda t: 0.1 / (1 + t), lambda1=1.0, lambda2=0.5, beta=2.0, schedule=sched)
-    assert s.penalties(0, 0) == pytest.approx((0.1, 1.0, 0.5, 0.0, 0.0))
-    assert s.penalties(3, 0) == pytest.approx((0.1, 2.0, 0.5, 0.0, 2.0))
-    s2 = APGDSSM(
-        lr=lambda t: 0.1 / (1 + t), lambda1=1.0, lambda2=0.5, lambda3=0.2, scale_with_lr=True
-    )  # Algorithm 2: λ_t = λ γ_t / γ_0
-    assert s2.penalties(0, 3) == pytest.approx((0.025, 0.25, 0.125, 0.05, 0.0))
+    assert tuple(s.penalties(0, 0)) == pytest.approx((0.1, 1.0, 0.5, 0.0, 1.0, 2.0))
+    assert tuple(s.penalties(3, 0)) == pytest.approx((0.1, 0.5, 0.5, 0.0, 1.0, 0.2))
+    assert tuple(s.penalties(5, 0)) == pytest.approx((0.1, 0.25, 0.5, 0.0, 1.0, 0.02))
+    assert s.penalties(5, 1).threshold == pytest.approx(0.25)  # Alg. 1: λ₁^t, not γλ₁^t
+    assert replace(s, threshold="prox_grad").penalties(5, 1).threshold == pytest.approx(0.0125)
+    # the per-interval reading is an option
+    per = PenaltySchedule(milestones=(2, 4), lambda1=(1, 2, 4), beta=(0, 1, 3), cumulative=False)
+    assert per.at(0) == (1.0, 1.0, 0.0) and per.at(3) == (2.0, 1.0, 1.0)
+    # Algorithm 2: threshold γ_t λ₁, f = l + γ_t λ₂ GL + λ₃ CTL1_{γ_t a}, β unscaled
+    s2 = APGDSSM(lr=lambda t: 0.1 / (1 + t), lambda1=1.0, lambda2=0.5, lambda3=0.2, a=2.0,
+                 beta=0.3, scale_with_lr=True)
+    assert tuple(s2.penalties(0, 3)) == pytest.approx((0.025, 0.025, 0.0125, 0.2, 0.05, 0.3))
     with pytest.raises(ValueError, match="factors"):
-        PenaltySchedule(milestones=(2,), lambda1=(1, 2, 3))
+        PenaltySchedule(milestones=(2,), lambda1=(1, 2))
+    with pytest.raises(ValueError, match="factors"):
+        PenaltySchedule(milestones=(2,), lambda1=(1, 2, 3), cumulative=False)
     with pytest.raises(ValueError, match="milestones"):
         PenaltySchedule(milestones=(3, 2))
     for kw, match in [
         ({"lambda1": -1}, "lambda1"),
+        ({"lambda2": math.inf}, "lambda2"),
         ({"a": 0}, "a"),
         ({"lr": 0}, "lr"),
         ({"iters_per_step": 0}, "iters_per_step"),
+        ({"threshold": "gamma"}, "threshold"),
+        ({"splitting": "rvsm"}, "splitting"),
+        ({"ctl1_groups": "group"}, "ctl1_groups"),
     ]:
         with pytest.raises(ValueError, match=match):
             APGDSSM(**kw)
+
+
+def test_table1_multiplies_up_and_li_xin_learning_rate():
+    t1 = PenaltySchedule.table1()
+    lam = [t1.at(e)[0] for e in (0, 34, 35, 70, 110, 150, 199)]
+    beta = [t1.at(e)[2] for e in (0, 35, 70, 110, 150)]
+    assert lam == pytest.approx([1, 1, 0.5, 0.1, 0.05, 0.025, 0.025])  # Table I, multiplied
+    assert beta == pytest.approx([1, 0.5, 0.1, 0.01, 0.001])
+    assert t1.at(80)[1] == t1.at(80)[0]  # λ₁ and λ₂ share the column
+    lr = MultiStepLR.li_xin(steps_per_epoch=3)
+    assert [lr(3 * e) for e in (0, 79, 80, 119, 120, 160, 199)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 1e-3, 1e-4, 1e-4])
+    assert lr(3 * 80 - 1) == 0.1
+    for kw, match in [({"lr": 0}, "lr"), ({"lr": 1, "factor": 0}, "factor"),
+                      ({"lr": 1, "milestones": (0,)}, "milestones"),
+                      ({"lr": 1, "steps_per_epoch": 0}, "steps_per_epoch")]:
+        with pytest.raises(ValueError, match=match):
+            MultiStepLR(**kw)
 
 
 def test_sparsity_report():
@@ -163,3 +213,28 @@ def test_sparsity_report():
     ws, cs, layers = sparsity_report(u)
     assert ws == pytest.approx(5 / 7) and cs == pytest.approx(3 / 5)
     assert layers == {"a": (0.75, 0.5), "b": (pytest.approx(2 / 3), pytest.approx(2 / 3))}
+
+
+def test_shrinkage_once_per_epoch():
+    # shrink_every="epoch": the box read with its loop over epochs: the gradient steps of
+    # the epoch at the projected points, then splitting with the epoch's u^t and Prox_{λ₁}
+    rng = np.random.default_rng(5)
+    A, b = rng.standard_normal((12, 6)), rng.standard_normal(12)
+    ls = LeastSquares(A, b)
+    Mat = _matrix_oracle(ls, (2, 3))
+    w0 = rng.standard_normal((2, 3))
+    Q = UniformQuantization(bits=3, method="exact")
+    kw = dict(lr=0.05, lambda1=0.3, lambda2=0.2, beta=0.7, maxiter=1, eval_loss=False)
+    per_epoch = APGDSSM(**kw, iters_per_step=3, shrink_every="epoch").run({"W": w0}, Mat(), Q)
+    w, u0 = w0, Q.project(w0)
+    for _ in range(3):
+        u = Q.project(w)
+        w = w - 0.05 * (Mat().grad({"W": u})["W"] + 0.2 * group_lasso_grad(u))
+    w = soft_threshold(w - 0.05 * 0.7 * (w - u0), 0.3)
+    np.testing.assert_allclose(per_epoch.state.w["W"], w, atol=1e-12)
+    # one gradient step per epoch: the two readings coincide
+    a = APGDSSM(**kw, iters_per_step=1).run({"W": w0}, Mat(), Q)
+    b_ = APGDSSM(**kw, iters_per_step=1, shrink_every="epoch").run({"W": w0}, Mat(), Q)
+    np.testing.assert_allclose(a.state.w["W"], b_.state.w["W"], atol=1e-15)
+    with pytest.raises(ValueError, match="shrink_every"):
+        APGDSSM(shrink_every="step")

@@ -167,3 +167,46 @@ def test_budget_from_ratio_and_errors():
     ]:
         with pytest.raises(ValueError, match=match):
             JointADMM(**kw)
+
+
+def test_init_does_algorithm1_lines_2_to_4():
+    # Yang et al. Alg. 1: before the first SGD period W is projected (eq. 8) with the bit
+    # widths of the uniformly quantized V, V projected from W + Y/rho (eq. 10), and Y
+    # updated (eq. 7); so the first L step's centre V - Y/rho is not V
+    _, w0 = _planted(5)
+    joint = SparseQuantized(budget_bits=3, candidates=(1, 2), method="exact")
+    s0 = JointADMM(rho=20.0, init_bits=1).init(w0, joint)
+    assert np.count_nonzero(s0.w["w"]) == 3  # line 2: 3 bits of budget at 1 bit each
+    kept = np.argsort(-np.abs(w0["w"]))[:3]
+    np.testing.assert_array_equal(s0.w["w"][kept], w0["w"][kept])
+    assert s0.bits == {"w": 1}  # line 3: V from W + 0/rho at 1 bit (3 nonzeros)
+    assert np.unique(s0.v["w"][s0.v["w"] != 0]).size <= 2
+    np.testing.assert_allclose(s0.y["w"], 20.0 * (s0.w["w"] - s0.v["w"]))  # line 4
+    assert np.any(s0.y["w"] != 0)
+    # the start before issue 12 stays available: dense W, V its uniform quantization, Y = 0
+    old = JointADMM(rho=20.0, init_bits=1, init_projections=False).init(w0, joint)
+    np.testing.assert_array_equal(old.w["w"], w0["w"])
+    assert not np.any(old.y["w"]) and old.bits == {"w": 1}
+
+
+def test_loss_records_with_any_oracle():
+    # eval_loss=True: l(W) after the SGD period and l(W quantized with V's widths), through
+    # the oracle's value alone (Fig. 2a/2b); NaN when off
+    ls, w0 = _planted(2)
+    joint = SparseQuantized(budget_bits=3, candidates=(1, 2), method="exact")
+
+    class ValueAndLstep:
+        calls = 0
+
+        def value(self, w):
+            ValueAndLstep.calls += 1
+            return ls.value(w)
+
+        def lstep(self, w, center, mu, *, step=0):
+            return ls.lstep(w, center, mu)
+
+    res = JointADMM(rho=20.0, maxiter=3, init_bits=1).run(w0, ValueAndLstep(), joint)
+    assert ValueAndLstep.calls == 6 and all(np.isfinite(r.loss) for r in res.history)
+    assert res.history[-1].loss_quantized == pytest.approx(ls.value(res.x))
+    off = JointADMM(rho=20.0, maxiter=2, init_bits=1, eval_loss=False).run(w0, ls, joint)
+    assert all(np.isnan(r.loss) and np.isnan(r.loss_quantized) for r in off.history)

@@ -7,8 +7,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from compressopt.errors import NonFiniteError
-from compressopt.projections import AdaptiveQuantization, Cardinality, GlobalCardinality
-from compressopt.solvers import LC, LCRecord, LeastSquares, Status, history_columns
+from compressopt.projections import (
+    AdaptiveQuantization,
+    Cardinality,
+    GlobalCardinality,
+    L1Penalty,
+)
+from compressopt.solvers import (
+    LC,
+    DirectCompression,
+    IteratedDC,
+    LCRecord,
+    LeastSquares,
+    Status,
+    history_columns,
+)
 from compressopt.verify import best_subset_least_squares
 from tests.solvers.problems import codebook_ls, sparse_ls
 
@@ -169,6 +182,7 @@ def test_nonfinite_loss_stops():
         ({"tol": -1.0}, "tol"),
         ({"penalty": "x"}, "penalty"),
         ({"mus": []}, "mus"),
+        ({"inner_iterations": 0}, "inner_iterations"),
     ],
 )
 def test_bad_settings(kwargs, match):
@@ -180,3 +194,67 @@ def test_nan_weights_rejected():
     inst = sparse_ls(0)
     with pytest.raises(NonFiniteError):
         LC().run({"w": np.array([np.nan] * 8)}, inst.oracle, Cardinality(k=3))
+
+
+def test_several_l_and_c_steps_per_mu():
+    # §4.1: "it may be advantageous to run multiple L and C steps per μ value": the L and C
+    # steps alternate inner_iterations times, then the multipliers move once
+    inst = sparse_ls(9)
+    calls = []
+
+    class Counting:
+        def value(self, w):
+            return inst.oracle.value(w)
+
+        def lstep(self, w, center, mu, *, step=0):
+            calls.append((mu, step))
+            return inst.oracle.lstep(w, center, mu)
+
+    res = LC(mu0=0.05, mu_growth=1.5, maxiter=4, tol=0.0, inner_iterations=3).run(
+        inst.w0, Counting(), Cardinality(k=3))
+    assert [c[1] for c in calls] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert [c[0] for c in calls[::3]] == pytest.approx([0.05 * 1.5**k for k in range(4)])
+    # by hand: three alternations at μ0 from w̄, Θ^DC, λ = 0, then λ ← λ - μ0 (w - Δ(Θ))
+    C = Cardinality(k=3)
+    w, z, mu = inst.w0["w"], np.asarray(C.project(inst.w0["w"])), 0.05
+    for _ in range(3):
+        w = inst.oracle.lstep({"w": w}, {"w": z}, mu)["w"]
+        z = np.asarray(C.project(w))
+    one = LC(mu0=0.05, mu_growth=1.5, maxiter=1, tol=0.0, inner_iterations=3).run(
+        inst.w0, inst.oracle, C)
+    np.testing.assert_allclose(one.state.w["w"], w, atol=1e-12)
+    np.testing.assert_allclose(one.state.lam["w"], -mu * (w - z), atol=1e-12)
+    assert res.history[0].time_lstep > 0
+
+
+def test_lc_beats_direct_compression_and_idc_cycles():
+    # Carreira-Perpiñán §4.2 and §6.2.3: DC ignores the loss; LC reaches a lower loss at the
+    # same compression on most seeds; with an exact L step iDC cycles w̄ <-> Δ(Θ^DC), so it
+    # returns DC's point
+    better = 0
+    for seed in range(10):
+        inst = sparse_ls(seed)
+        dc = DirectCompression().run(inst.w0, inst.oracle, Cardinality(k=3))
+        lc = LC(**SCHEDULE).run(inst.w0, inst.oracle, Cardinality(k=3))
+        assert inst.oracle.value(lc.x) <= inst.oracle.value(dc.x) * (1 + 1e-9)
+        better += inst.oracle.value(lc.x) < 0.99 * inst.oracle.value(dc.x)
+        idc = IteratedDC(maxiter=5, tol=1e-9).run(inst.w0, inst.oracle, Cardinality(k=3))
+        np.testing.assert_allclose(idc.x["w"], dc.x["w"], atol=1e-9)
+        assert idc.converged and idc.nit == 1 and idc.history[-1].change <= 1e-9
+    assert better >= 5, f"LC beat DC by 1% on {better}/10 seeds"
+    rec = dc.history[0]
+    assert rec.nnz == 3 and rec.feasibility == pytest.approx(
+        np.linalg.norm(inst.w0["w"] - dc.x["w"]))
+    assert math.isnan(DirectCompression(eval_loss=False).run(
+        inst.w0, None, Cardinality(k=3)).history[0].loss)
+
+
+def test_dc_refuses_penalty_forms_and_bad_settings():
+    inst = sparse_ls(0)
+    for solver in (DirectCompression(), IteratedDC()):
+        with pytest.raises(TypeError, match="penalty-form"):
+            solver.run(inst.w0, inst.oracle, L1Penalty(1.0))
+    with pytest.raises(ValueError, match="maxiter"):
+        IteratedDC(maxiter=0)
+    with pytest.raises(ValueError, match="tol"):
+        IteratedDC(tol=-1.0)

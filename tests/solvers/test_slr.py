@@ -30,9 +30,10 @@ def test_hard_pruned_and_retrained_slr_finds_best_subset():
     assert hits >= 25, f"SLR found the best support on {hits}/30 seeds"
 
 
-def test_first_iteration_follows_equations_7_8_12_13():
+@pytest.mark.parametrize(("rule", "index"), [("paper", "iteration"), ("bragin", "update")])
+def test_first_iteration_follows_equations_7_8_12_13(rule, index):
     inst = sparse_ls(3)
-    slr = SLR(rho=2.0, s0=0.5, M=10.0, r=0.5, maxiter=1)
+    slr = SLR(rho=2.0, s0=0.5, M=10.0, r=0.5, maxiter=1, step_rule=rule, alpha_index=index)
     C = Cardinality(k=3)
     s0 = slr.init(inst.w0, C, inst.oracle)
     s1, rec = slr.step(s0, inst.oracle, C)
@@ -42,15 +43,50 @@ def test_first_iteration_follows_equations_7_8_12_13():
     assert np.allclose(s1.w["w"], W1)
     assert rec.condition1 == 1 and rec.condition2 == 1
     a1, a2 = slr_alpha(1, 10, 0.5), slr_alpha(2, 10, 0.5)
-    sp = a1 * 0.5 * np.linalg.norm(W0 - Z0) / np.linalg.norm(W1 - Z0)
-    lam = sp * (W1 - Z0)
-    Z1 = np.asarray(C.project(W1 + lam / 2.0))
-    s = a2 * sp * np.linalg.norm(W1 - Z0) / np.linalg.norm(W1 - Z1)
-    lam = lam + s * (W1 - Z1)
+    sp = a1 * 0.5 * np.linalg.norm(W0 - Z0) / np.linalg.norm(W1 - Z0)  # (8)
+    lam = sp * (W1 - Z0)  # (7)
+    Z1 = np.asarray(C.project(W1 + lam / 2.0))  # (10)
+    if rule == "paper":  # (13) as printed: α^k, numerator ||W^{k-1} - Z^{k-1}||
+        alpha, s = a1, a1 * sp * np.linalg.norm(W0 - Z0) / np.linalg.norm(W1 - Z1)
+    else:  # Bragin's previous direction and α by update count (before issue 12)
+        alpha, s = a2, a2 * sp * np.linalg.norm(W1 - Z0) / np.linalg.norm(W1 - Z1)
+    lam = lam + s * (W1 - Z1)  # (12)
     assert rec.s_prime == pytest.approx(sp) and rec.s == pytest.approx(s)
-    assert rec.alpha == pytest.approx(a2) and s1.m == 2
+    assert rec.alpha == pytest.approx(alpha) and s1.m == 2
     assert np.allclose(s1.theta["w"].values, Z1) and np.allclose(s1.lam["w"], lam)
     assert rec.w_minus_z == pytest.approx(np.linalg.norm(W1 - Z1))
+
+
+def test_alpha_follows_the_iteration_not_the_update_count():
+    # eq. (13): α^k with k the iteration; after 3 iterations with both conditions holding the
+    # last update used α^3 (the update count would give α_6)
+    inst = sparse_ls(7)
+    res = SLR(rho=10.0, maxiter=3, M=5.0, r=0.5).run(inst.w0, inst.oracle, Cardinality(k=3))
+    assert res.column("condition1") == [1, 1, 1] and res.column("condition2") == [1, 1, 1]
+    assert res.column("alpha") == pytest.approx([slr_alpha(k, 5.0, 0.5) for k in (1, 2, 3)])
+    old = SLR(rho=10.0, maxiter=3, M=5.0, r=0.5, alpha_index="update").run(
+        inst.w0, inst.oracle, Cardinality(k=3))
+    assert old.column("alpha") == pytest.approx([slr_alpha(k, 5.0, 0.5) for k in (2, 4, 6)])
+
+
+def test_callback_stops_at_a_target_on_the_hard_pruned_point():
+    # Zhou et al. §4.2: training stops when the hard-pruned metric meets the target; the
+    # callback sees each record's hard_prune_metric and the returned x is that point
+    inst = sparse_ls(8)
+    slr = SLR(rho=10.0, maxiter=50, evaluate=lambda x: -inst.oracle.value(x))
+    full = slr.run(inst.w0, inst.oracle, Cardinality(k=3))
+    target = full.history[5].hard_prune_metric
+
+    def stop(state, record):
+        np.testing.assert_allclose(slr.output(state, Cardinality(k=3))[0]["w"],
+                                   np.asarray(Cardinality(k=3).project(state.w["w"])))
+        if record.hard_prune_metric >= target:
+            raise StopIteration("target reached")
+
+    res = slr.run(inst.w0, inst.oracle, Cardinality(k=3), callback=stop)
+    assert res.status == Status.CALLBACK and "target reached" in res.message
+    assert res.nit <= 6 and res.history[-1].hard_prune_metric >= target
+    assert -inst.oracle.value(res.x) == pytest.approx(res.history[-1].hard_prune_metric)
 
 
 def test_failed_condition_skips_the_multiplier_update():
@@ -112,6 +148,8 @@ def test_retrain_protocol_and_errors():
         ({"r": 1}, "r"),
         ({"maxiter": 0}, "maxiter"),
         ({"tol": -1}, "tol"),
+        ({"step_rule": "bragin2015"}, "step_rule"),
+        ({"alpha_index": "k"}, "alpha_index"),
     ]:
         with pytest.raises(ValueError, match=match):
             SLR(**kw)
