@@ -6,7 +6,7 @@ Usage, from the repository root::
         [--distill T] [--out runs/lenet5_issue4] [--data-dir ../shared/data/mnist]
 
 For each ``OUT/CASE`` written by ``benchmarks/lenet5_issue4.py`` (its compressed weights,
-``model.safetensors`` or the ``compressed.pt`` of an earlier run, and ``report.json``), this
+``model.cpz``, or the ``compressed.pt`` of an earlier run, and ``report.json``), this
 runs :func:`compressopt.dnn.methods.finetune_joint`, the function that
 ``compressopt compress --method admm --budget-ratio R --finetune-epochs N --finetune-lr LR``
 runs at the end of the joint ADMM, on the stored result: straight-through SGD (the job's
@@ -37,6 +37,7 @@ from compressopt.dnn import (
     TorchOracle,
     build_model,
     evaluate,
+    load_compressed,
     load_dataset,
     make_loader,
     read_parameters,
@@ -49,10 +50,13 @@ from compressopt.storage.atomic import atomic_write
 
 
 def read_state(folder: Path, *names: str) -> dict[str, torch.Tensor]:
-    """The state_dict in the first of the files `names` present in `folder`: safetensors,
-    or a torch state_dict of tensors written by an earlier version (weights only)."""
+    """The state_dict in the first of the files `names` present in `folder`: a compressed
+    model (.cpz: its decompressed tensors), safetensors, or a torch state_dict of tensors
+    written by an earlier version (weights only)."""
     for name in names:
         p = folder / name
+        if p.suffix == ".cpz" and p.is_file():
+            return load_compressed(p).tensors
         if p.is_file():
             return (load_file(p) if p.suffix == ".safetensors"
                     else torch.load(p, map_location="cpu", weights_only=True))
@@ -65,7 +69,7 @@ def finetune(out: Path, case: str, data_dir: str, epochs: int, lr: float,
     cfg = report["config"]
     data = load_dataset(cfg["dataset"], data_dir)
     model = build_model(cfg["model"], data.input_shape, data.num_classes)
-    model.load_state_dict(read_state(out / case, "model.safetensors", "compressed.pt"))
+    model.load_state_dict(read_state(out / case, "model.cpz", "compressed.pt"))
     params = select_parameters(model)
     _, before = evaluate(model, data.x_test, data.y_test)
     bits = {x["name"]: x["bits"] for x in report["layers"]}

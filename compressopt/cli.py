@@ -40,6 +40,7 @@ from compressopt.options import (
     option_fields,
     recipes,
 )
+from compressopt.storage.atomic import ignore_sigxfsz
 
 __all__ = ["build_parser", "main"]
 
@@ -421,11 +422,18 @@ def _print_summary(report: dict[str, Any], out: str | None) -> None:
         f"(error {1 - acc:.2%}), drop {report['accuracy_drop']:+.4f}"
     )
     console.print(
-        f"compression ratio {'inf' if ratio is None else f'{ratio:.2f}'} (32 x weights / "
-        f"stored bits), {report['nonzero_fraction']:.2%} nonzero, "
+        f"compression ratio {'inf' if ratio is None else f'{ratio:.2f}'} nominal (the papers' "
+        f"32 x weights / stored bits), {report['nonzero_fraction']:.2%} nonzero, "
         f"{'-' if bits is None else f'{bits:.2f}'} bits per stored weight; "
         f"{report['wall_seconds']:.1f} s"
     )
+    if report.get("compressed_file"):
+        fr, mr = report["file_compression_ratio"], report["model_bytes_ratio"]
+        console.print(
+            f"measured on disk: {report['compressed_file']} {report['file_bytes']:,} bytes; "
+            f"file ratio {'inf' if fr is None else f'{fr:.1f}'} (4 x weights / bytes of the "
+            f"compressed tensors), whole model {mr:.1f}x smaller than float32"
+        )
     if out is not None:
         console.print(f"report: {os.path.join(out, 'report.json')}")
 
@@ -489,8 +497,8 @@ def _guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namesp
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (default ``sys.argv[1:]``); return the exit code."""
-    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit: an OSError
+    if threading.current_thread() is threading.main_thread():
+        ignore_sigxfsz()  # a file-size limit becomes an OSError (one line), not a kill
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

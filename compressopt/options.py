@@ -623,9 +623,14 @@ class JobConfig:
         chooses its own sparsity, ``--distill-phase finish`` without a final stage).
     """
 
-    model: str = opt("lenet300", "the model: lenet300 or lenet5", metavar="NAME", group=_MODEL)
-    dataset: str = opt("digits", "the data set: digits (scikit-learn's, bundled) or mnist "
-                       "(--data-dir)", metavar="NAME", group=_MODEL)
+    model: str = opt("lenet300", "the model: lenet300, lenet5, resnet20, transformer, or your "
+                     "own: file.py:factory or package.module:factory (called with the "
+                     "arguments it takes of input_shape, num_classes, vocab_size)",
+                     metavar="NAME", group=_MODEL)
+    dataset: str = opt("digits", "the data set: digits (scikit-learn's, bundled), mnist "
+                       "(--data-dir), or your own: data.npz (x_train, y_train, x_test, "
+                       "y_test) or module:factory returning (train, test) Datasets",
+                       metavar="NAME", group=_MODEL)
     data_dir: str | None = opt(None, "directory of the four MNIST IDX .gz files (default: "
                                "$COMPRESSOPT_MNIST_DIR)", metavar="DIR", group=_MODEL)
     method: str = opt("lc", "the compression method", metavar="NAME", group=_MODEL)

@@ -55,7 +55,8 @@ def test_compress_on_digits_end_to_end(tmp_path, capsys):
     assert report["compression_ratio"] == pytest.approx(32 * numel / bits)
     assert report["nonzero_fraction"] == pytest.approx(0.2, abs=1e-4)
     assert report["compression_ratio"] == pytest.approx(5.0, rel=1e-3)
-    for name in ("fc1.weight", "fc2.weight", "fc3.weight", "compression ratio 5.00"):
+    for name in ("fc1.weight", "fc2.weight", "fc3.weight", "compression ratio 5.00 nominal",
+                 f"model.cpz {report['file_bytes']:,} bytes", "file ratio "):
         assert name in out
     assert f"compressed {report['accuracy']:.4f}" in out
     assert err == ""  # --quiet: no progress display

@@ -40,6 +40,7 @@ def without_timings(r: dict) -> dict:
     r["iterations"] = [clean(x) for x in r["iterations"]]
     r["config"] = {k: v for k, v in r["config"].items() if k != "out"}
     r.pop("environment")
+    r.pop("run_id")
     return r
 
 

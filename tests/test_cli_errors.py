@@ -81,7 +81,7 @@ def test_out_holding_another_run_is_refused_before_training(tmp_path, capsys):
     before = {f.name: f.read_bytes() for f in out.iterdir()}
     rc, _, err = run(["compress", *TINY, "--progress-every", "0", "--prune", "0.5",
                       "--out", str(out)], capsys)
-    assert rc == 1 and "holds the report of another run; pass --overwrite" in one_line(err)
+    assert rc == 1 and "holds the report of another run; use --overwrite" in one_line(err)
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # untouched
     # --overwrite replaces the whole set: a file of the old set not in the new one goes
     ref = tmp_path / "ref.safetensors"
@@ -91,8 +91,8 @@ def test_out_holding_another_run_is_refused_before_training(tmp_path, capsys):
     assert rc == 0, err
     report = json.loads((out / "report.json").read_text())
     assert report["prune"] == 0.5 and set(report["files"]) == {"config.toml",
-                                                               "model.safetensors"}
-    assert sorted(f.name for f in out.iterdir()) == ["config.toml", "model.safetensors",
+                                                               "model.cpz"}
+    assert sorted(f.name for f in out.iterdir()) == ["config.toml", "model.cpz",
                                                      "report.json"]
 
 
@@ -101,7 +101,7 @@ def test_unusable_out_is_found_before_training(tmp_path, capsys):
     blocker.write_text("")
     rc, _, err = run(["compress", *TINY, "--progress-every", "0",
                       "--out", str(blocker / "out")], capsys)
-    assert rc == 1 and "cannot write there" in one_line(err)
+    assert rc == 1 and "is not writable" in one_line(err)
     assert "reference" not in err  # no training started
 
 
@@ -116,7 +116,7 @@ def test_file_size_limit_is_one_line_and_leaves_no_output(tmp_path):
                         "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
                        timeout=300, preexec_fn=limit, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 1, r.stderr
-    assert r.stderr.count("\n") == 1 and "File too large" in r.stderr
+    assert r.stderr.count("\n") == 1 and "file size limit exceeded" in r.stderr
     assert not out.exists() or list(out.iterdir()) == []
 
 

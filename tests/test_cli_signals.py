@@ -56,7 +56,7 @@ def test_sigint_stops_cleanly_and_leaves_no_output(tmp_path):
     lines = stop_during_the_coordinator(p, signal.SIGINT)
     assert p.returncode == 130
     check_stop_message(lines, signal.SIGINT)
-    assert not out.exists()  # created by this run, removed with its staged files
+    assert list(out.iterdir()) == []  # created by this run; its staged files removed
 
 
 def test_sigterm_during_an_overwrite_keeps_the_previous_run(tmp_path):

@@ -39,10 +39,12 @@ from torch import nn
 from torch.func import functional_call
 
 from compressopt import __version__
+from compressopt.dnn.compressed import compressed_bytes
 from compressopt.dnn.distill import Distillation
 from compressopt.dnn.methods import METHODS, Method
 from compressopt.dnn.oracle import LStepSchedule, TorchOracle
 from compressopt.dnn.params import read_parameters, select_parameters, write_parameters
+from compressopt.dnn.train import to_device
 from compressopt.errors import ConfigError, DataError, ResourceLimitError
 from compressopt.options import (
     ADMMOptions,
@@ -53,6 +55,7 @@ from compressopt.options import (
 from compressopt.projections import Compression, summarize
 from compressopt.solvers import SolveResult
 from compressopt.storage.atomic import RunOutput, read_run
+from compressopt.storage.model_file import file_accounting
 
 __all__ = [
     "CompressionResult",
@@ -200,7 +203,7 @@ def loader_accuracy(
     n = 0
     try:
         for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = to_device(x, device), y.to(device, non_blocking=True)
             out = model(x) if params is None else functional_call(model, dict(params), (x,))
             correct += (out.argmax(dim=1) == y).sum()
             n += y.shape[0]
@@ -538,22 +541,51 @@ def state_bytes(model: nn.Module) -> bytes:
                               for k, v in model.state_dict().items()})
 
 
+#: the file names of a run's set
+MODEL_FILE, CONFIG_FILE = "model.cpz", "config.toml"
+#: the byte figures of :func:`~compressopt.storage.model_file.file_accounting` in the report
+FILE_FIGURES = ("file_bytes", "tensor_bytes", "file_compression_ratio", "model_bytes_ratio",
+                "lc_toolkit_bytes", "floor_bytes", "positions_bytes", "position_floor_bytes")
+
+
+def with_file_figures(report: dict[str, Any], blob: bytes) -> dict[str, Any]:
+    """`report` with the measured sizes of the compressed-model file `blob` (issue 10):
+    ``compressed_file``, ``file_bytes``, ``tensor_bytes``, ``file_compression_ratio``,
+    ``model_bytes_ratio``, the LC-toolkit count and floors, and each layer's ``bytes`` by
+    part (values, positions, codebook, header, total)."""
+    acc = file_accounting(blob)
+    by_layer = acc["layers"]
+    layers = [{**x, "bytes": by_layer.get(x["name"])} for x in report["layers"]]
+    return _json_safe({**report, "compressed_file": MODEL_FILE,
+                       **{k: acc[k] for k in FILE_FIGURES}, "layers": layers})
+
+
 def write(run: RunOutput, report: dict[str, Any], model: nn.Module, plan: Plan,
-          done: Finished) -> dict[str, Any]:
-    """Step 5: stage ``config.toml`` and the compressed model, then commit with the report
-    last (:meth:`~compressopt.storage.atomic.RunOutput.commit`); return the report as
-    written and read back (:func:`~compressopt.storage.atomic.read_run`: every file's size
-    and SHA-256 checked, ``files`` listing them)."""
+          done: Finished, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Step 5: stage ``config.toml`` and the compressed model ``model.cpz`` (Θ, not Δ(Θ):
+    :func:`~compressopt.dnn.compressed.compressed_bytes`, with `metadata` and the accuracy
+    in its header; its measured sizes go into the report), then commit with the report last
+    (:meth:`~compressopt.storage.atomic.RunOutput.commit`); return the report as written and
+    read back (:func:`~compressopt.storage.atomic.read_run`: every file's size and SHA-256
+    checked, ``files`` listing them)."""
     header = (f"compressopt {__version__}: the settings of this run (defaults resolved).\n"
               "Repeat it with: compressopt compress --config config.toml --out OTHER_DIR")
     settings = {k: v for k, v in plan.config.to_settings().items() if k != "out"}
-    run.stage("config.toml", dump_toml(settings, header).encode())
-    # -- the compressed model ------------------------------------------------------------
-    # INTEGRATION POINT (storage helper, issue 10): stage Θ as `model.cpz` with
-    # compressopt.dnn.compressed.save_compressed and add its size fields to the report.
-    # Until that module is merged, the dense weights (Δ(Θ) written in) are staged instead,
-    # in safetensors form, so a run's compressed weights stay readable without pickle.
-    run.stage("model.safetensors", state_bytes(model))
+    run.stage(CONFIG_FILE, dump_toml(settings, header).encode())
+    facts = {"model": plan.config.model, "dataset": plan.config.dataset,
+             "method": plan.config.method, "accuracy": report["accuracy"], **(metadata or {})}
+    state = model.state_dict()
+    # STORAGE WORKAROUND: the file format refuses integer tensors stored dense (BatchNorm's
+    # num_batches_tracked, int64), so those buffers are left out of the file and named in
+    # its metadata; drop this once compressopt.storage stores them.
+    left_out = [n for n, t in state.items() if not t.is_floating_point() and n not in done.x]
+    if left_out:
+        logger.warning("model.cpz leaves out the non-float buffers %s", left_out)
+        facts["buffers_left_out"] = left_out
+    blob = compressed_bytes({n: t for n, t in state.items() if n not in left_out},
+                            plan.compression, done.theta, metadata=facts)
+    report = with_file_figures(report, blob)
+    run.stage(MODEL_FILE, blob)
     run.commit(report)
     return read_run(plan.config.out)
 
@@ -700,12 +732,13 @@ def compress_prepared(
     on_checkpoint: Callable[[Any, dict[str, Any]], None] | None = None,
     run: RunOutput | None = None, t_start: float | None = None,
     reference_accuracy: float | None = None, reference_seconds: float = 0.0,
-    pretrain_epochs: int = 0,
+    pretrain_epochs: int = 0, metadata: Mapping[str, Any] | None = None,
 ) -> CompressionResult:
     """Steps 2-5 of :func:`compress` after :func:`prepare` (what
     :func:`~compressopt.dnn.job.run_job` calls after training its reference): score the
     reference (unless its `reference_accuracy` is given), :func:`solve`, :func:`finish`,
-    report, :func:`write` into `run` if given."""
+    report, :func:`write` into `run` if given (`metadata`: facts for the compressed file's
+    header, e.g. the input shape and classes that rebuild the model)."""
     t_start = time.perf_counter() if t_start is None else t_start
     cfg = plan.config
     emit = _Events(on_event, stop)
@@ -724,7 +757,7 @@ def compress_prepared(
                  "reference_seconds": reference_seconds, "compress_seconds": compress_seconds})
     emit.check("finish")
     if run is not None:
-        report = write(run, report, model, plan, done)
+        report = write(run, report, model, plan, done, metadata)
     if on_event is not None:
         on_event("done", {"report": report})
     logger.info("%s %s %s: accuracy %s (reference %s), ratio %s, %.1f s", cfg.model, cfg.dataset,

@@ -28,9 +28,10 @@ from compressopt.dnn.api import (
     prepare,
     state_bytes,
 )
-from compressopt.dnn.data import Splits, load_dataset, make_loader
-from compressopt.dnn.models import build_model
+from compressopt.dnn.data import DATASETS, Splits, check_splits, load_dataset, make_loader
+from compressopt.dnn.models import INPUT_SIZES, build_model
 from compressopt.dnn.train import cosine_lr, evaluate, train
+from compressopt.dnn.user import build_user_model, is_factory_spec, load_user_dataset
 from compressopt.errors import DataError, ShapeMismatchError
 from compressopt.options import JobConfig
 from compressopt.storage.atomic import RunOutput
@@ -50,16 +51,26 @@ class Loaded(NamedTuple):
 
 def load(config: JobConfig, emit: Event) -> Loaded:
     """Step: the data set and the model of `config` (resolved), the model seeded with
-    ``config.seed`` and on ``config.device``. DataError if a split is empty (nothing to train
-    on, or no accuracy to measure)."""
-    data = load_dataset(config.dataset, config.data_dir)
-    for split, x in (("training", data.x_train), ("test", data.y_test)):
-        if x.shape[0] == 0:
-            raise DataError(f"the {split} split of {config.dataset} is empty")
-    emit("data", {"name": data.name, "train": data.x_train.shape[0],
-                  "test": data.x_test.shape[0]})
+    ``config.seed`` and on ``config.device``.
+
+    The data set is a built-in one (``digits``, ``mnist`` from ``data_dir``; padded to the
+    model's input size, e.g. 32×32 for ResNet-20) or the user's (``file.npz`` or
+    ``module:factory``, :func:`~compressopt.dnn.user.load_user_dataset`); the model a
+    built-in one (:func:`~compressopt.dnn.models.build_model`) or the user's factory
+    (``file.py:factory``, :func:`~compressopt.dnn.user.build_user_model`), sized for the
+    data. Both splits are checked (:func:`~compressopt.dnn.data.check_splits`: non-empty,
+    labels in range, finite inputs) before anything trains.
+    """
+    if config.dataset in DATASETS:
+        data = load_dataset(config.dataset, config.data_dir, size=INPUT_SIZES.get(config.model))
+    else:
+        data = load_user_dataset(config.dataset)
+    data = check_splits(data)
+    emit("data", {"name": data.name, "train": data.y_train.shape[0],
+                  "test": data.y_test.shape[0]})
     torch.manual_seed(config.seed)
-    model = build_model(config.model, data.input_shape, data.num_classes)
+    build = build_user_model if is_factory_spec(config.model) else build_model
+    model = build(config.model, data.input_shape, data.num_classes, vocab_size=data.vocab_size)
     return Loaded(data, model.to(torch.device(config.device)))
 
 
@@ -153,6 +164,8 @@ def run(
             test_loader=make_loader(data.x_test, data.y_test, EVAL_BATCH, shuffle=False),
             on_event=on_event, stop=stop, on_checkpoint=on_checkpoint, run=out, t_start=t_start,
             reference_accuracy=ref.accuracy, reference_seconds=ref.seconds,
+            metadata={"input_shape": data.input_shape, "num_classes": data.num_classes,
+                      "vocab_size": data.vocab_size},
             pretrain_epochs=cfg.pretrain_epochs if cfg.reference is None else 0,
         )
     except BaseException:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from compressopt.dnn.compressed import load_compressed
 from compressopt.dnn.experiment import JobConfig, lstep_optimizer, run_job
 from compressopt.dnn.methods import METHODS, Method, build_compression, register
 from compressopt.errors import ConfigError, DataError, ShapeMismatchError
@@ -28,7 +29,7 @@ REQUIRED = {
 
 def job(tmp_path, **kw):
     cfg = JobConfig(**{**TINY, "out": str(tmp_path), **kw})
-    return run_job(cfg), load_file(tmp_path / "model.safetensors")
+    return run_job(cfg), load_compressed(tmp_path / "model.cpz").tensors
 
 
 def check_consistent(report):
@@ -72,7 +73,22 @@ def test_prune_report(tmp_path):
     assert on_disk["accuracy"] == report["accuracy"] and on_disk["layers"] == report["layers"]
     assert (tmp_path / "reference.safetensors").is_file()
     files = on_disk["files"]  # every file of the run, with its size and SHA-256
-    assert set(files) == {"reference.safetensors", "model.safetensors", "config.toml"}
+    assert set(files) == {"reference.safetensors", "model.cpz", "config.toml"}
+    # the compressed file's measured sizes (issue 10)
+    assert on_disk["compressed_file"] == "model.cpz"
+    assert on_disk["file_bytes"] == files["model.cpz"]["bytes"]
+    assert on_disk["file_compression_ratio"] == pytest.approx(
+        4 * 50_200 / on_disk["tensor_bytes"])
+    assert all(set(x["bytes"]) >= {"values", "positions", "codebook", "total"}
+               for x in on_disk["layers"])
+    # reloaded into a fresh model, the file gives the report's accuracy exactly
+    from compressopt.dnn import build_model, evaluate, load_digits
+
+    d = load_digits()
+    cm = load_compressed(tmp_path / "model.cpz")
+    assert cm.metadata["input_shape"] == [1, 8, 8] and cm.metadata["num_classes"] == 10
+    fresh = cm.apply_to(build_model("lenet300", d.input_shape, d.num_classes))
+    assert evaluate(fresh, d.x_test, d.y_test)[1] == report["accuracy"]
     assert all(files[f]["bytes"] == (tmp_path / f).stat().st_size for f in files)
 
 
@@ -136,10 +152,10 @@ def test_an_empty_test_split_is_refused_before_training(monkeypatch):
     from compressopt.dnn.data import load_digits
 
     d = load_digits()
-    monkeypatch.setattr(job, "load_dataset", lambda *a: d._replace(x_test=d.x_test[:0],
+    monkeypatch.setattr(job, "load_dataset", lambda *a, **k: d._replace(x_test=d.x_test[:0],
                                                                     y_test=d.y_test[:0]))
     seen = []
-    with pytest.raises(DataError, match="the test split of digits is empty"):
+    with pytest.raises(DataError, match="the test split is empty"):
         run_job(JobConfig(**TINY), on_event=lambda k, i: seen.append(k))
     assert seen == []
 
