@@ -251,6 +251,8 @@ class MethodOptions:
     has_finish : whether the method ends with a retraining or fine-tuning stage
         (``--distill-phase finish`` needs one).
     memory_flag : the option that lowers the C step's memory (:meth:`cstep_bytes`).
+    clips_lr : whether the L step's learning rate is clipped to 1/μ (a method without a
+        penalty, such as iterated DC, trains at the plain rate).
     """
 
     method: ClassVar[str] = ""
@@ -262,6 +264,7 @@ class MethodOptions:
     takes_quantize: ClassVar[bool] = True
     has_finish: ClassVar[bool] = False
     memory_flag: ClassVar[str] = "--quantize"
+    clips_lr: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -372,6 +375,28 @@ class LCOptions(MethodOptions):
     title: ClassVar[str] = "--method lc"
     hint: ClassVar[str] = "--method lc"
 
+    inner_iterations: int = opt(
+        1, "L/C alternations per penalty value mu_k before the multiplier update "
+        "(Carreira-Perpiñán 2017 §4.1; default 1)", metavar="N", low=1)
+
+
+@register_options
+@dataclass(frozen=True)
+class DCOptions(MethodOptions):
+    """Options of ``--method dc``: direct compression, the LC paper's baseline (eq. 12), or
+    iterated DC (§6.2.3) with ``--iterated``."""
+
+    method: ClassVar[str] = "dc"
+    summary: ClassVar[str] = ("direct compression (Carreira-Perpiñán 2017, eq. 12): the "
+                              "reference's weights compressed once; with --iterated, iDC")
+    title: ClassVar[str] = "--method dc"
+    hint: ClassVar[str] = "--method dc"
+    clips_lr: ClassVar[bool] = False
+
+    iterated: bool = opt(
+        False, "iterated DC (§6.2.3): --steps rounds, each trains L from the compressed "
+        "model (--epochs, no penalty) and compresses the result")
+
 
 _PENALTY_STEP = ("how the L step applies rho/2 ||W - V + Y/rho||^2: prox, the proximal SGD "
                  "step of Yang et al.'s eq. (5) (default with --budget-ratio/--budget-bits), "
@@ -443,6 +468,10 @@ class JointADMMOptions(MethodOptions):
         low=0.0, low_open=True)
     penalty_step: Literal["gradient", "prox"] = opt("prox", _PENALTY_STEP)
     eval_projected: bool = opt(False, _EVAL_PROJECTED)
+    init_projections: bool = opt(
+        True, "start as Algorithm 1 lines 2-4 (W projected, eq. 8; V from W + Y/rho, eq. 10; "
+        "Y updated, eq. 7) by default; with this flag the earlier start: V a uniform "
+        "quantization of W, Y = 0", flag="--no-init-projections", negate=True)
 
     def check(self) -> None:
         if (self.budget_ratio is None) == (self.budget_bits is None):
@@ -478,6 +507,12 @@ class SLROptions(MethodOptions):
                        low=0.0, high=1.0, low_open=True, high_open=True)
     retrain_epochs: int = opt(0, "masked retraining epochs after hard pruning (default 0)",
                               metavar="N", low=0)
+    step_rule: Literal["paper", "bragin"] = opt(
+        "paper", "the step size s^k: paper, eq. (13) as printed (numerator ||W^(k-1) - "
+        "Z^(k-1)||, default), or bragin, Bragin et al.'s rule (numerator ||W^k - Z^(k-1)||)")
+    alpha_index: Literal["iteration", "update"] = opt(
+        "iteration", "alpha_k indexed by the iteration (default, as printed) or by the "
+        "multiplier updates done")
 
 
 @register_options
@@ -516,8 +551,39 @@ class APGDSSMOptions(MethodOptions):
     beta_factors: tuple[float, ...] | None = opt(
         None, "factors of beta, one per interval of --milestones (or one)", metavar="F",
         low=0.0)
+    cumulative_factors: bool = opt(
+        True, "the factors multiply up over the intervals (Table I as printed) by default; "
+        "with this flag each factor applies to its interval alone",
+        flag="--per-interval-factors", negate=True)
+    threshold: Literal["paper", "prox_grad"] = opt(
+        "paper", "the shrinkage threshold: paper, lambda1 (Alg. 1) or gamma_t lambda1 (Alg. "
+        "2, --scale-with-lr), default; prox_grad, gamma lambda1 (a proximal-gradient step)")
+    splitting: Literal["paper", "simultaneous"] = opt(
+        "paper", "the splitting step on the updated w (Alg. 1, default) or on the w before "
+        "the gradient step (simultaneous)")
+    ctl1_groups: Literal["layer", "channel"] = opt(
+        "layer", "CTL1 on each layer's l1 norm (eq. 6, default) or per output channel")
+    shrink_every: Literal["iteration", "epoch"] = opt(
+        "iteration", "splitting and shrinkage after every inner iteration (default) or once "
+        "per epoch (Algorithm 1's loop over epochs read literally)")
+    lr_milestones: tuple[int, ...] | None = opt(
+        None, "epochs where the learning rate is multiplied by --lr-factor (a step schedule, "
+        "Li & Xin: 80 120 160 of 200); replaces --lr-decay", metavar="E", low=1)
+    lr_factor: float = opt(0.1, "the factor of --lr-milestones (default 0.1)", metavar="F",
+                           low=0.0, low_open=True)
+
+    def check_job(self, job: JobConfig) -> None:
+        super().check_job(job)
+        if job.lr_schedule != "exp" or job.warmup:
+            raise ConfigError("--method apgdssm sets its learning rate per epoch (--lstep-lr, "
+                              "--lr-decay or --lr-milestones): drop --lr-schedule and "
+                              "--warmup")
 
     def check(self) -> None:
+        if self.lr_milestones is not None and list(self.lr_milestones) != sorted(
+                set(self.lr_milestones)):
+            raise ConfigError(f"--lr-milestones must be increasing, got "
+                              f"{list(self.lr_milestones)}")
         m = self.milestones
         factors = ("lambda1_factors", "lambda2_factors", "beta_factors")
         if not m:

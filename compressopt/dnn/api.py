@@ -401,6 +401,7 @@ def solve(
             epochs=cfg.epochs, first_epochs=cfg.first_epochs, lr_decay=cfg.lr_decay,
             reset_momentum=not cfg.keep_momentum, warmup=cfg.warmup,
             cosine=cfg.steps - cfg.warmup if cfg.lr_schedule == "cos" else None,
+            clip=cfg.method_options.clips_lr,
         ),
         on_epoch=lambda k, e, loss: emit("lstep_epoch", {"step": k, "epoch": e, "loss": loss}),
         distill=distill if cfg.distill_phase == "all" else None,
@@ -438,7 +439,8 @@ def solve(
         emit("step", rec)
 
     emit("compress_start", {
-        "steps": len(cfg.mus), "method": cfg.method, "epochs": cfg.epochs,
+        "steps": getattr(solver, "niter", None) or len(cfg.mus), "method": cfg.method,
+        "epochs": cfg.epochs,
         "first_epochs": cfg.first_epochs,
     })
     result = solver.run(read_parameters(plan.params), run_oracle, compression,

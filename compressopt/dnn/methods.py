@@ -17,6 +17,7 @@ from typing import Any
 from compressopt.options import (
     ADMMOptions,
     APGDSSMOptions,
+    DCOptions,
     JobConfig,
     JointADMMOptions,
     LCOptions,
@@ -40,8 +41,11 @@ from compressopt.solvers import (
     APGDSSM,
     LC,
     SLR,
+    DirectCompression,
+    IteratedDC,
     JointADMM,
     JointADMMState,
+    MultiStepLR,
     PenaltySchedule,
     SolveResult,
     budget_from_ratio,
@@ -160,9 +164,20 @@ def final_values(*fields: str) -> Callable[[SolveResult], dict[str, Any]]:
 
 
 def _lc_build(config: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> tuple[LC, Compression]:
-    return LC(mus=config.mus, tol=0.0, penalty="al", eval_loss=False), build_compression(
-        config.prune, config.quantize
-    )
+    o = config.options
+    assert isinstance(o, LCOptions)
+    solver = LC(mus=config.mus, tol=0.0, penalty="al", eval_loss=False,
+                inner_iterations=o.inner_iterations)
+    return solver, build_compression(config.prune, config.quantize)
+
+
+def _dc_build(config: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> tuple[Any, Compression]:
+    """DC: Π of the reference; iDC: ``--steps`` rounds of training from Δ(Θ), then Π."""
+    o = config.options
+    assert isinstance(o, DCOptions)
+    solver = (IteratedDC(maxiter=config.steps, eval_loss=False) if o.iterated
+              else DirectCompression(eval_loss=False))
+    return solver, build_compression(config.prune, config.quantize)
 
 
 def _admm_build(
@@ -186,7 +201,8 @@ def _joint_build(
         budget = budget_from_ratio(sum(math.prod(s) for s in shapes.values()), o.budget_ratio)
     joint = SparseQuantized(budget_bits=budget, candidates=o.bit_candidates)
     solver = JointADMM(rho=o.rho, rho_growth=o.rho_growth, maxiter=config.steps,
-                       init_bits=o.init_bits, eval_loss=False, v_support=o.v_support)
+                       init_bits=o.init_bits, eval_loss=False, v_support=o.v_support,
+                       init_projections=o.init_projections)
     return solver, joint
 
 
@@ -250,7 +266,8 @@ def _slr_build(
         compression: Compression = Tasks({n: Cardinality(keep=keep) for n in shapes})
     else:
         compression = GlobalCardinality(keep=keep)
-    solver = SLR(rho=o.slr_rho, s0=o.s0, M=o.slr_M, r=o.slr_r, maxiter=config.steps)
+    solver = SLR(rho=o.slr_rho, s0=o.s0, M=o.slr_M, r=o.slr_r, maxiter=config.steps,
+                 step_rule=o.step_rule, alpha_index=o.alpha_index)
     return solver, compression
 
 
@@ -274,11 +291,13 @@ def _apgdssm_build(
         sched = PenaltySchedule(
             milestones=o.milestones, lambda1=o.lambda1_factors or (1.0,),
             lambda2=o.lambda2_factors or (1.0,), beta=o.beta_factors or (1.0,),
+            cumulative=o.cumulative_factors,
         )
     solver = APGDSSM(
         lr=config.lstep_lr, lambda1=o.lambda1, lambda2=o.lambda2, lambda3=o.lambda3,
         a=o.ctl1_a, beta=o.beta, schedule=sched, scale_with_lr=o.scale_with_lr,
-        maxiter=config.steps, eval_loss=False,
+        threshold=o.threshold, splitting=o.splitting, ctl1_groups=o.ctl1_groups,
+        shrink_every=o.shrink_every, maxiter=config.steps, eval_loss=False,
     )
     return solver, PerTensor(UniformQuantization(bits=o.bits))
 
@@ -288,8 +307,12 @@ def _apgdssm_adapt(solver: APGDSSM, oracle: Any, config: JobConfig) -> tuple[APG
 
     from compressopt.dnn.oracle import MinibatchOracle
 
+    o = config.options
+    assert isinstance(o, APGDSSMOptions)
     mb = MinibatchOracle(oracle, lr=config.lstep_lr, lr_decay=config.lr_decay)
     spe, lr0, decay = mb.steps_per_epoch, config.lstep_lr, config.lr_decay
+    if o.lr_milestones:  # a step schedule (Li & Xin: x0.1 at epochs 80, 120, 160)
+        return replace(solver, lr=MultiStepLR(lr0, o.lr_milestones, o.lr_factor, spe)), mb
     return replace(solver, lr=lambda t: lr0 * decay ** (t // spe)), mb
 
 
@@ -305,6 +328,10 @@ def _apgdssm_diagnostics(r: SolveResult) -> dict[str, Any]:
 register(Method(
     "lc", LCOptions.summary, _lc_build, final_values("mu", "feasibility", "lambda_norm"),
     options=(LCOptions,),
+))
+register(Method(
+    "dc", DCOptions.summary, _dc_build, final_values("feasibility", "change"),
+    options=(DCOptions,),
 ))
 register(Method(
     "admm", ADMMOptions.summary, _admm_build,

@@ -289,3 +289,48 @@ def test_registering_a_method_is_one_entry(tmp_path, monkeypatch):
     assert report["config"]["options"] == {"penalty": "qp"}
     assert all(r["lambda_norm"] == 0.0 for r in report["iterations"])  # qp: no multipliers
     assert not math.isnan(report["accuracy"])
+
+
+@pytest.mark.parametrize(("method", "options", "attribute", "value"), [
+    ("lc", {"inner_iterations": 3}, "inner_iterations", 3),
+    ("dc", {}, "niter", 1),
+    ("dc", {"iterated": True}, "maxiter", 4),
+    ("admm", {"budget_ratio": 10, "init_projections": False}, "init_projections", False),
+    ("slr", {"step_rule": "bragin"}, "step_rule", "bragin"),
+    ("slr", {"alpha_index": "update"}, "alpha_index", "update"),
+    ("apgdssm", {"threshold": "prox_grad"}, "threshold", "prox_grad"),
+    ("apgdssm", {"splitting": "simultaneous"}, "splitting", "simultaneous"),
+    ("apgdssm", {"ctl1_groups": "channel"}, "ctl1_groups", "channel"),
+    ("apgdssm", {"shrink_every": "epoch"}, "shrink_every", "epoch"),
+    ("apgdssm", {"milestones": [2], "lambda1_factors": [1, 0.5], "cumulative_factors": False},
+     "schedule", "per-interval"),
+])
+def test_method_options_reach_the_solver(method, options, attribute, value):
+    cfg = JobConfig(method=method, steps=4, options=options).resolved()
+    solver, _ = METHODS[method].build(cfg, {"w": (4, 3)})
+    if value == "per-interval":
+        assert solver.schedule.cumulative is False and solver.schedule.at(3)[0] == 0.5
+    else:
+        assert getattr(solver, attribute) == value
+
+
+def test_apgdssm_step_learning_rate():
+    from compressopt.dnn import TorchOracle, make_loader
+
+    cfg = JobConfig(method="apgdssm", lstep_lr=0.1, steps=4,
+                    options={"lr_milestones": [2, 3], "lr_factor": 0.5}).resolved()
+    solver, _ = METHODS["apgdssm"].build(cfg, {"weight": (2, 3)})
+    net = torch.nn.Linear(3, 2)
+    loader = make_loader(torch.randn(50, 3), torch.randint(0, 2, (50,)), 10, shuffle=True)
+    oracle = TorchOracle(net, torch.nn.CrossEntropyLoss(), loader,
+                         torch.optim.SGD(net.parameters(), lr=0.1))
+    adapted, _ = METHODS["apgdssm"].adapt(solver, oracle, cfg)  # 5 minibatches per epoch
+    assert [adapted.lr(t) for t in (0, 9, 10, 15)] == pytest.approx([0.1, 0.1, 0.05, 0.025])
+
+
+def test_direct_compression_and_its_iterated_form(tmp_path):
+    dc = run_job(JobConfig(**TINY, method="dc", prune=0.2))
+    assert len(dc["iterations"]) == 1 and dc["iterations"][0]["change"] == 0.0
+    idc = run_job(JobConfig(**TINY, method="dc", prune=0.2, options={"iterated": True}))
+    assert len(idc["iterations"]) == 3 and idc["nonzero_fraction"] == pytest.approx(0.2, 1e-3)
+    assert all(r["lr"] == 0.05 * 0.98 ** r["k"] for r in idc["iterations"][1:])  # not clipped
