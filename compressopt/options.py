@@ -669,6 +669,7 @@ def defaults_for(dataset: str | None, model: str | None) -> TrainingDefaults:
 
 
 _MODEL, _TRAIN, _OUT = "model and data", "training (default: per data set)", "parameters and output"
+_EVAL = "evaluation and stopping"
 
 
 @dataclass(frozen=True)
@@ -744,10 +745,29 @@ class JobConfig:
     distill_phase: Literal["all", "finish"] = opt(
         "all", "distil in the L steps and the final retraining/fine-tuning (all, default) or "
         "in the latter only (finish)", group=_TRAIN)
+    optimizer: Literal["sgd", "adam"] = opt(
+        "sgd", "the L steps' optimizer: sgd (default; --momentum, Nesterov unless "
+        "--heavy-ball) or adam (--momentum is its beta1; Zhou et al.'s CIFAR setting)",
+        group=_TRAIN)
     batch_size: int | None = opt(None, "minibatch size", metavar="B", low=1, group=_TRAIN)
     seed: int = opt(0, "seeds the initialization and the minibatch order (default 0)",
                     low=0, high=2**32 - 1, group=_TRAIN)
     device: str = opt("cpu", "torch device (default: cpu)", group=_TRAIN)
+    val_split: int = opt(
+        0, "hold out N training examples (stratified by label, seeded with --seed) as a "
+        "validation split, used neither for the reference nor the L steps: val_accuracy is "
+        "reported beside accuracy and --target-accuracy reads it (default 0: none)",
+        metavar="N", low=0, group=_EVAL)
+    target_accuracy: float | None = opt(
+        None, "stop the coordinator at the first iteration whose output point (e.g. SLR's "
+        "hard-pruned W) reaches this accuracy on the validation split (Zhou et al.'s stop "
+        "rule; needs --val-split)", metavar="A", low=0.0, high=1.0, low_open=True,
+        group=_EVAL)
+    eval_loss: int = opt(
+        0, "record the coordinator's loss values each iteration (L(w), and e.g. the loss of "
+        "W quantized for the joint ADMM, Yang et al. Fig. 2) on the first N training "
+        "examples: one forward pass over them per value (default 0: off)", metavar="N",
+        low=0, group=_EVAL)
     include: tuple[str, ...] = opt((), "compress the parameters matching this glob "
                                    "(repeatable; default: Conv/Linear weights)",
                                    metavar="PATTERN", append=True, group=_OUT)
@@ -779,6 +799,9 @@ class JobConfig:
         if self.distill_phase == "finish" and self.distill > 0 and not opts.has_finish:
             raise ConfigError(f"--distill-phase finish: --method {self.method} has no final "
                               "retraining or fine-tuning to distil")
+        if self.optimizer == "adam" and not self.nesterov:
+            raise ConfigError("--heavy-ball is a kind of SGD momentum: drop it with "
+                              "--optimizer adam (--momentum is Adam's beta1)")
         if self.steps is not None and not self.warmup < self.steps:
             raise ConfigError(f"--warmup must be in [0, --steps) = [0, {self.steps}), "
                               f"got {self.warmup}")

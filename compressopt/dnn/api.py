@@ -149,14 +149,19 @@ def _where(kind: str, info: Mapping[str, Any]) -> str:
 
 
 def lstep_optimizer(model: nn.Module, lr: float, momentum: float = 0.9,
-                    weight_decay: float = 0.0, nesterov: bool = True) -> torch.optim.SGD:
-    """The L steps' optimizer of the job: SGD over all of `model`'s parameters, Nesterov
-    momentum (heavy-ball with ``nesterov=False``; plain SGD when `momentum` is 0), weight
-    decay as an ℓ2 term on every parameter.
+                    weight_decay: float = 0.0, nesterov: bool = True,
+                    kind: str = "sgd") -> torch.optim.Optimizer:
+    """The L steps' optimizer of the job over all of `model`'s parameters, weight decay as
+    an ℓ2 term on every parameter: SGD with Nesterov momentum (heavy-ball with
+    ``nesterov=False``; plain SGD when `momentum` is 0), or with ``kind="adam"`` Adam with
+    β₁ = `momentum` and β₂ = 0.999 (Kingma & Ba 2015).
 
     On a quadratic of curvature λ, heavy-ball momentum β is stable for ηλ < 2(1 + β) and
     Nesterov's for ηλ < 2(1 + β)/(1 + 2β): at β = 0.93 the heavy-ball bound is 2.9× larger.
     """
+    if kind == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, betas=(momentum, 0.999),
+                                weight_decay=weight_decay)
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
                            nesterov=nesterov and momentum > 0, weight_decay=weight_decay)
 
@@ -379,6 +384,7 @@ def solve(
     plan: Plan, model: nn.Module, loss: Callable[..., torch.Tensor], train_loader: Any,
     score: Score, emit: _Events, *, callback: Callable[[dict[str, Any]], Any] | None = None,
     on_checkpoint: Callable[[Any, dict[str, Any]], None] | None = None,
+    val_score: Score | None = None,
 ) -> Solved:
     """Step 3: run the method's coordinator from the model's (reference) weights.
 
@@ -387,7 +393,9 @@ def solve(
     score of the coordinator's output point (Δ(Θ) for LC/ADMM, the hard-pruned W for SLR, W
     quantized with V's widths for the joint ADMM, u = Proj_Q(w) for APGDSSM) is recorded,
     ``on_checkpoint(state, record)`` is called (the resume hook), then ``callback(record)``
-    (raising StopIteration ends the coordinator early), then the stop check.
+    (raising StopIteration ends the coordinator early), then the stop check. With
+    `val_score`, the record holds ``val_accuracy`` too, and ``target_accuracy`` ends the
+    coordinator at the first iteration whose output point reaches it on the validation data.
     """
     cfg, compression = plan.config, plan.compression
     t0 = time.perf_counter()
@@ -395,8 +403,9 @@ def solve(
     distill = Distillation(copy.deepcopy(model), cfg.distill) if cfg.distill > 0 else None
     oracle = TorchOracle(
         model, loss, train_loader,
-        lstep_optimizer(model, cfg.lstep_lr, cfg.momentum, cfg.weight_decay, cfg.nesterov),
-        params=plan.params,
+        lstep_optimizer(model, cfg.lstep_lr, cfg.momentum, cfg.weight_decay, cfg.nesterov,
+                        cfg.optimizer),
+        params=plan.params, eval_size=cfg.eval_loss or 2048,
         schedule=LStepSchedule(
             epochs=cfg.epochs, first_epochs=cfg.first_epochs, lr_decay=cfg.lr_decay,
             reset_momentum=not cfg.keep_momentum, warmup=cfg.warmup,
@@ -423,6 +432,8 @@ def solve(
         if projected:  # Π(W): W projected without the dual
             rec["projected_test_accuracy"] = score(
                 compression.decompress(compression.compress(state.w)))
+        if val_score is not None:
+            rec["val_accuracy"] = val_score(x_now)
         rec.update(
             test_accuracy=acc,
             train_loss=oracle.lstep_losses[-1] if oracle.lstep_losses else None,
@@ -437,6 +448,11 @@ def solve(
         if callback is not None:
             callback(rec)
         emit("step", rec)
+        target = cfg.target_accuracy
+        if target is not None and rec.get("val_accuracy") is not None and \
+                rec["val_accuracy"] >= target:
+            raise StopIteration(f"validation accuracy {rec['val_accuracy']:.4f} reached "
+                                f"--target-accuracy {target:g}")
 
     emit("compress_start", {
         "steps": getattr(solver, "niter", None) or len(cfg.mus), "method": cfg.method,
@@ -494,8 +510,10 @@ def _json_safe(v: Any) -> Any:
 
 def build_report(plan: Plan, solved: Solved, done: Finished, *, model_name: str,
                  dataset: str, reference_accuracy: float | None, pretrain_epochs: int,
-                 seconds: Mapping[str, float], device: torch.device) -> dict[str, Any]:
-    """The report (see :func:`compressopt.dnn.job.run_job` for its fields)."""
+                 seconds: Mapping[str, float], device: torch.device,
+                 validation: Mapping[str, float | None] | None = None) -> dict[str, Any]:
+    """The report (see :func:`compressopt.dnn.job.run_job` for its fields); `validation`:
+    ``reference_val_accuracy`` and ``val_accuracy`` when there is a validation split."""
     cfg = plan.config
     costs = plan.compression.cost(done.theta)
     s = summarize(costs)
@@ -512,6 +530,7 @@ def build_report(plan: Plan, solved: Solved, done: Finished, *, model_name: str,
         "reference_accuracy": ref,
         "accuracy": acc,
         "accuracy_drop": None if acc is None or ref is None else ref - acc,
+        **(validation or {}),
         "compression_ratio": s.compression_ratio,
         "nonzero_fraction": s.nonzero_fraction,
         "average_bits": s.average_bits,
@@ -606,6 +625,7 @@ def compress(
     budget_bits: float | None = None,
     compression: Compression | None = None,
     test_loader: Iterable[Any] | None = None,
+    val_loader: Iterable[Any] | None = None,
     evaluate: Callable[[nn.Module], float] | None = None,
     epochs: int | None = None,
     steps: int | None = None,
@@ -644,6 +664,8 @@ def compress(
         `prune`/`quantize` describe (LC and ADMM).
     test_loader : (inputs, labels) minibatches: the accuracy of the reference, of every
         iteration's output point and of the result is measured on them.
+    val_loader : validation minibatches, scored the same way (``val_accuracy``); the stop
+        rule ``target_accuracy=A`` reads them.
     evaluate : callable(model) -> float, a score to record instead of the accuracy; called
         with the point to score written into the model (restored after).
     epochs, steps : L-step epochs per iteration and coordinator iterations (defaults: 2 and
@@ -711,13 +733,16 @@ def compress(
         raise ConfigError("compression= replaces prune, quantize, budget_ratio and "
                           "budget_bits: give one or the other")
     cfg = JobConfig.from_settings({**base, **given}).resolved()
+    if cfg.target_accuracy is not None and val_loader is None:
+        raise ConfigError("target_accuracy needs validation data (val_loader): a stop rule "
+                          "is not tuned on the test set")
     plan = prepare(model, cfg, compression)
     run = RunOutput.open(cfg.out, overwrite=overwrite) if cfg.out is not None else None
     try:
         result = compress_prepared(
-            plan, model, train_loader, loss=loss, test_loader=test_loader, evaluate=evaluate,
-            callback=callback, on_event=on_event, stop=stop, on_checkpoint=on_checkpoint,
-            run=run, t_start=t_start)
+            plan, model, train_loader, loss=loss, test_loader=test_loader,
+            val_loader=val_loader, evaluate=evaluate, callback=callback, on_event=on_event,
+            stop=stop, on_checkpoint=on_checkpoint, run=run, t_start=t_start)
     except BaseException:
         if run is not None:
             run.abort()
@@ -728,6 +753,7 @@ def compress(
 def compress_prepared(
     plan: Plan, model: nn.Module, train_loader: Iterable[Any], *,
     loss: Callable[..., torch.Tensor] | None = None, test_loader: Iterable[Any] | None = None,
+    val_loader: Iterable[Any] | None = None,
     evaluate: Callable[[nn.Module], float] | None = None,
     callback: Callable[[dict[str, Any]], Any] | None = None, on_event: Event | None = None,
     stop: Callable[[], Any] | None = None,
@@ -746,15 +772,20 @@ def compress_prepared(
     emit = _Events(on_event, stop)
     emit.check()
     score = _scorer(model, plan.params, test_loader, evaluate)
+    val_score = None if val_loader is None else _scorer(model, plan.params, val_loader, None)
     ref = score(None) if reference_accuracy is None else reference_accuracy
+    validation = None if val_score is None else {"reference_val_accuracy": val_score(None)}
     t_comp = time.perf_counter()
     solved = solve(plan, model, loss or nn.CrossEntropyLoss(), train_loader, score, emit,
-                   callback=callback, on_checkpoint=on_checkpoint)
+                   callback=callback, on_checkpoint=on_checkpoint, val_score=val_score)
     done = finish(plan, solved, score)
+    if validation is not None and val_score is not None:
+        validation["val_accuracy"] = val_score(None)
     compress_seconds = time.perf_counter() - t_comp
     report = build_report(
         plan, solved, done, model_name=cfg.model, dataset=cfg.dataset, reference_accuracy=ref,
         pretrain_epochs=pretrain_epochs, device=next(model.parameters()).device,
+        validation=validation,
         seconds={"wall_seconds": time.perf_counter() - t_start,
                  "reference_seconds": reference_seconds, "compress_seconds": compress_seconds})
     emit.check("finish")

@@ -32,7 +32,7 @@ from compressopt.dnn.data import DATASETS, Splits, check_splits, load_dataset, m
 from compressopt.dnn.models import INPUT_SIZES, build_model
 from compressopt.dnn.train import cosine_lr, evaluate, train
 from compressopt.dnn.user import build_user_model, is_factory_spec, load_user_dataset
-from compressopt.errors import DataError, ShapeMismatchError
+from compressopt.errors import ConfigError, DataError, ShapeMismatchError
 from compressopt.options import JobConfig
 from compressopt.storage.atomic import RunOutput
 
@@ -140,6 +140,39 @@ def reference(config: JobConfig, loaded: Loaded, emit: Event) -> Reference:
     return Reference(acc, seconds)
 
 
+def hold_out(data: Splits, n: int, seed: int) -> tuple[Splits, Any, torch.Tensor]:
+    """`data` with `n` training examples held out as a validation split, stratified by
+    label (each class's share of the `n` in proportion to its count, remainders to the
+    largest fractions) and drawn by a permutation seeded with `seed`; returns (the rest,
+    x_val, y_val). The order of the remaining examples is kept.
+
+    Raises
+    ------
+    ConfigError
+        `n` leaves no training example.
+    """
+    y = data.y_train
+    total = y.shape[0]
+    if n >= total:
+        raise ConfigError(f"--val-split {n} leaves no training example ({total} in all)")
+    perm = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    counts = torch.bincount(y, minlength=data.num_classes).double()
+    share = counts * n / total
+    quota = share.floor().long()
+    rest = n - int(quota.sum())
+    quota[torch.argsort(share - quota, descending=True, stable=True)[:rest]] += 1
+    chosen = torch.cat([perm[y[perm] == c][: int(quota[c])] for c in range(data.num_classes)])
+    keep = torch.ones(total, dtype=torch.bool)
+    keep[chosen] = False
+
+    def take(x: Any, idx: torch.Tensor) -> Any:
+        return x[idx] if isinstance(x, torch.Tensor) else tuple(t[idx] for t in x)
+
+    chosen = chosen.sort().values
+    return (data._replace(x_train=take(data.x_train, keep), y_train=y[keep]),
+            take(data.x_train, chosen), y[chosen])
+
+
 def run(
     config: JobConfig, *, on_event: Event | None = None, stop: Callable[[], Any] | None = None,
     overwrite: bool = False, on_checkpoint: Callable[[Any, dict[str, Any]], None] | None = None,
@@ -148,8 +181,16 @@ def run(
     t_start = time.perf_counter()
     cfg = config.resolved()
     check_device(cfg.device)  # before the data are loaded
+    if cfg.target_accuracy is not None and not cfg.val_split:
+        raise ConfigError("--target-accuracy needs a validation split (--val-split N): a stop "
+                          "rule is not tuned on the test set")
     emit = _Events(on_event, stop)
     loaded = load(cfg, emit)
+    val_loader = None
+    if cfg.val_split:
+        rest, x_val, y_val = hold_out(loaded.data, cfg.val_split, cfg.seed)
+        loaded = loaded._replace(data=rest)
+        val_loader = make_loader(x_val, y_val, EVAL_BATCH, shuffle=False)
     plan = prepare(loaded.model, cfg)  # every check that can fail, before training
     out = RunOutput.open(cfg.out, overwrite=overwrite) if cfg.out is not None else None
     try:
@@ -162,6 +203,7 @@ def run(
             make_loader(data.x_train, data.y_train, cfg.batch_size, shuffle=True,
                         seed=cfg.seed + 1),
             test_loader=make_loader(data.x_test, data.y_test, EVAL_BATCH, shuffle=False),
+            val_loader=val_loader,
             on_event=on_event, stop=stop, on_checkpoint=on_checkpoint, run=out, t_start=t_start,
             reference_accuracy=ref.accuracy, reference_seconds=ref.seconds,
             metadata={"input_shape": data.input_shape, "num_classes": data.num_classes,

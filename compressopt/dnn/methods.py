@@ -166,7 +166,7 @@ def final_values(*fields: str) -> Callable[[SolveResult], dict[str, Any]]:
 def _lc_build(config: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> tuple[LC, Compression]:
     o = config.options
     assert isinstance(o, LCOptions)
-    solver = LC(mus=config.mus, tol=0.0, penalty="al", eval_loss=False,
+    solver = LC(mus=config.mus, tol=0.0, penalty="al", eval_loss=config.eval_loss > 0,
                 inner_iterations=o.inner_iterations)
     return solver, build_compression(config.prune, config.quantize)
 
@@ -175,8 +175,8 @@ def _dc_build(config: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> tuple
     """DC: Π of the reference; iDC: ``--steps`` rounds of training from Δ(Θ), then Π."""
     o = config.options
     assert isinstance(o, DCOptions)
-    solver = (IteratedDC(maxiter=config.steps, eval_loss=False) if o.iterated
-              else DirectCompression(eval_loss=False))
+    solver = (IteratedDC(maxiter=config.steps, eval_loss=config.eval_loss > 0) if o.iterated
+              else DirectCompression(eval_loss=config.eval_loss > 0))
     return solver, build_compression(config.prune, config.quantize)
 
 
@@ -187,7 +187,8 @@ def _admm_build(
         return _joint_build(config, config.options, shapes)
     mus = config.mus
     growth = mus[1] / mus[0] if len(mus) > 1 else 1.0
-    solver = ADMM(rho=mus[0], rho_growth=max(growth, 1.0), maxiter=len(mus), eval_loss=False)
+    solver = ADMM(rho=mus[0], rho_growth=max(growth, 1.0), maxiter=len(mus),
+                  eval_loss=config.eval_loss > 0)
     return solver, build_compression(config.prune, config.quantize)
 
 
@@ -201,7 +202,7 @@ def _joint_build(
         budget = budget_from_ratio(sum(math.prod(s) for s in shapes.values()), o.budget_ratio)
     joint = SparseQuantized(budget_bits=budget, candidates=o.bit_candidates)
     solver = JointADMM(rho=o.rho, rho_growth=o.rho_growth, maxiter=config.steps,
-                       init_bits=o.init_bits, eval_loss=False, v_support=o.v_support,
+                       init_bits=o.init_bits, eval_loss=config.eval_loss > 0, v_support=o.v_support,
                        init_projections=o.init_projections)
     return solver, joint
 
@@ -297,7 +298,7 @@ def _apgdssm_build(
         lr=config.lstep_lr, lambda1=o.lambda1, lambda2=o.lambda2, lambda3=o.lambda3,
         a=o.ctl1_a, beta=o.beta, schedule=sched, scale_with_lr=o.scale_with_lr,
         threshold=o.threshold, splitting=o.splitting, ctl1_groups=o.ctl1_groups,
-        shrink_every=o.shrink_every, maxiter=config.steps, eval_loss=False,
+        shrink_every=o.shrink_every, maxiter=config.steps, eval_loss=config.eval_loss > 0,
     )
     return solver, PerTensor(UniformQuantization(bits=o.bits))
 

@@ -192,3 +192,12 @@ def test_memory_check_names_the_option():
     joint = JobConfig(method="admm", options={"budget_ratio": 10}).resolved()
     with pytest.raises(ResourceLimitError, match="lower the largest of --bit-candidates"):
         check_resources(joint, shapes, available=1000)
+
+
+def test_validation_loader_and_target():
+    net, train, test = net_and_loaders()
+    r = compress(net, train, prune=0.5, steps=4, epochs=1, val_loader=test,
+                 target_accuracy=0.01)
+    assert len(r.report["iterations"]) == 1 and 0 <= r.report["val_accuracy"] <= 1
+    with pytest.raises(ConfigError, match="target_accuracy needs validation data"):
+        compress(net, train, prune=0.5, target_accuracy=0.5)

@@ -196,7 +196,7 @@ class Pickled:
         ({"prune": 0.0}, r"--prune must be a finite number in \(0, 1\], got 0.0"),
         ({"prune": 1.5}, r"--prune must be a finite number in \(0, 1\]"),
         ({"quantize": 1}, "--quantize must be an integer >= 2, got 1"),
-        ({"method": "sgd"}, "--method must be one of admm, apgdssm, lc, slr, got 'sgd'"),
+        ({"method": "sgd"}, "--method must be one of admm, apgdssm, dc, lc, slr, got 'sgd'"),
         ({"steps": 0}, "--steps must be an integer >= 1"),
         ({"mu_growth": 0.5}, "--mu-growth must be a finite number >= 1"),
         ({"momentum": 1.0}, r"--momentum must be a finite number in \[0, 1\)"),
@@ -334,3 +334,45 @@ def test_direct_compression_and_its_iterated_form(tmp_path):
     idc = run_job(JobConfig(**TINY, method="dc", prune=0.2, options={"iterated": True}))
     assert len(idc["iterations"]) == 3 and idc["nonzero_fraction"] == pytest.approx(0.2, 1e-3)
     assert all(r["lr"] == 0.05 * 0.98 ** r["k"] for r in idc["iterations"][1:])  # not clipped
+
+
+def test_hold_out_is_stratified_seeded_and_disjoint():
+    from compressopt.dnn.data import load_digits
+    from compressopt.dnn.job import hold_out
+
+    d = load_digits()
+    rest, xv, yv = hold_out(d, 200, seed=3)
+    assert yv.shape[0] == 200 and rest.y_train.shape[0] == d.y_train.shape[0] - 200
+    share = torch.bincount(d.y_train, minlength=10).double() / d.y_train.shape[0]
+    assert torch.all((torch.bincount(yv, minlength=10) - 200 * share).abs() < 1)
+    rows = {tuple(r.tolist()) for r in d.x_train.flatten(1)}
+    assert rows >= {tuple(r.tolist()) for r in xv.flatten(1)}
+    assert not {tuple(r.tolist()) for r in rest.x_train.flatten(1)} & {
+        tuple(r.tolist()) for r in xv.flatten(1)}
+    again = hold_out(d, 200, seed=3)
+    assert torch.equal(again[1], xv) and not torch.equal(hold_out(d, 200, seed=4)[1], xv)
+
+
+def test_validation_split_and_target_accuracy():
+    r = run_job(JobConfig(**{**TINY, "steps": 5}, method="slr", prune=0.2, val_split=300,
+                          target_accuracy=0.3))
+    assert 0 <= r["val_accuracy"] <= 1 and 0 <= r["reference_val_accuracy"] <= 1
+    assert len(r["iterations"]) == 1 and r["iterations"][0]["val_accuracy"] >= 0.3
+    assert "reached --target-accuracy 0.3" in r["message"]
+    with pytest.raises(ConfigError, match="--target-accuracy needs a validation split"):
+        run_job(JobConfig(**TINY, target_accuracy=0.5))
+    plain = run_job(JobConfig(**TINY, prune=0.2))
+    assert "val_accuracy" not in plain and "val_accuracy" not in plain["iterations"][0]
+
+
+def test_eval_loss_and_adam():
+    r = run_job(JobConfig(**TINY, method="admm", eval_loss=128, options={"budget_ratio": 40}))
+    assert all(x["loss"] > 0 and x["loss_quantized"] > 0 for x in r["iterations"])
+    assert "loss" not in run_job(JobConfig(**TINY, prune=0.3))["iterations"][0]
+    net = torch.nn.Linear(3, 2)
+    adam = lstep_optimizer(net, 0.01, momentum=0.8, weight_decay=1e-4, kind="adam")
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["betas"] == (0.8, 0.999)
+    r = run_job(JobConfig(**TINY, prune=0.3, optimizer="adam", lstep_lr=1e-3))
+    assert r["config"]["optimizer"] == "adam" and 0 <= r["accuracy"] <= 1
+    with pytest.raises(ConfigError, match="--heavy-ball is a kind of SGD momentum"):
+        JobConfig(optimizer="adam", nesterov=False)
