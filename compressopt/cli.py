@@ -225,8 +225,9 @@ def _compress(args: argparse.Namespace) -> int:
     from compressopt.dnn.job import run_job
 
     tty = sys.stderr.isatty()
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
     display: Any
-    if args.quiet:
+    if args.quiet or not main_rank:
         display = None
     elif tty:
         display = _Display()
@@ -242,7 +243,8 @@ def _compress(args: argparse.Namespace) -> int:
         print(f"{PROG}: stopped by {name} {e.where}; {_resume_hint(config.out or '')}",
               file=sys.stderr)
         return 128 + e.reason if isinstance(e.reason, int) else 130
-    _print_summary(report, config.out)
+    if main_rank:
+        _print_summary(report, config.out)
     return 0
 
 

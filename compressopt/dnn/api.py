@@ -39,6 +39,7 @@ from torch import nn
 from torch.func import functional_call
 
 from compressopt import __version__
+from compressopt.dnn import distributed
 from compressopt.dnn.compressed import compressed_bytes
 from compressopt.dnn.distill import Distillation
 from compressopt.dnn.methods import METHODS, Method
@@ -384,7 +385,7 @@ def solve(
     plan: Plan, model: nn.Module, loss: Callable[..., torch.Tensor], train_loader: Any,
     score: Score, emit: _Events, *, callback: Callable[[dict[str, Any]], Any] | None = None,
     on_checkpoint: Callable[[Any, dict[str, Any]], None] | None = None,
-    val_score: Score | None = None,
+    val_score: Score | None = None, train_model: nn.Module | None = None,
 ) -> Solved:
     """Step 3: run the method's coordinator from the model's (reference) weights.
 
@@ -396,6 +397,10 @@ def solve(
     (raising StopIteration ends the coordinator early), then the stop check. With
     `val_score`, the record holds ``val_accuracy`` too, and ``target_accuracy`` ends the
     coordinator at the first iteration whose output point reaches it on the validation data.
+    Under ``torch.distributed`` (`train_model` the DDP wrapper of
+    :func:`~compressopt.dnn.distributed.wrap_model`) every rank runs the coordinator, and Θ
+    is checked to be the same on all of them after every iteration
+    (:func:`~compressopt.dnn.distributed.check_ranks_agree`).
     """
     cfg, compression = plan.config, plan.compression
     t0 = time.perf_counter()
@@ -405,7 +410,7 @@ def solve(
         model, loss, train_loader,
         lstep_optimizer(model, cfg.lstep_lr, cfg.momentum, cfg.weight_decay, cfg.nesterov,
                         cfg.optimizer),
-        params=plan.params, eval_size=cfg.eval_loss or 2048,
+        params=plan.params, eval_size=cfg.eval_loss or 2048, train_model=train_model,
         schedule=LStepSchedule(
             epochs=cfg.epochs, first_epochs=cfg.first_epochs, lr_decay=cfg.lr_decay,
             reset_momentum=not cfg.keep_momentum, warmup=cfg.warmup,
@@ -423,7 +428,8 @@ def solve(
     iterations: list[dict[str, Any]] = []
 
     def on_iteration(state: Any, record: Any) -> None:
-        x_now, _ = solver.output(state, compression)
+        x_now, theta_now = solver.output(state, compression)
+        distributed.check_ranks_agree(theta_now)  # no-op in a single process
         acc = score(x_now)
         rec = {
             k: v for k, v in record._asdict().items()
@@ -539,6 +545,7 @@ def build_report(plan: Plan, solved: Solved, done: Finished, *, model_name: str,
         "compressed_numel": s.numel,
         "compressed_nonzeros": s.nnz,
         **seconds,
+        "world_size": distributed.world_size(),
         "layers": layer_table(costs, plan.shapes),
         "iterations": solved.iterations,
         "diagnostics": {**plan.method.diagnostics(solved.result), **done.extra},
@@ -761,12 +768,14 @@ def compress_prepared(
     run: RunOutput | None = None, t_start: float | None = None,
     reference_accuracy: float | None = None, reference_seconds: float = 0.0,
     pretrain_epochs: int = 0, metadata: Mapping[str, Any] | None = None,
+    train_model: nn.Module | None = None,
 ) -> CompressionResult:
     """Steps 2-5 of :func:`compress` after :func:`prepare` (what
     :func:`~compressopt.dnn.job.run_job` calls after training its reference): score the
     reference (unless its `reference_accuracy` is given), :func:`solve`, :func:`finish`,
     report, :func:`write` into `run` if given (`metadata`: facts for the compressed file's
-    header, e.g. the input shape and classes that rebuild the model)."""
+    header, e.g. the input shape and classes that rebuild the model; `train_model`: the
+    model's DDP wrapper under ``torch.distributed``, for the L steps)."""
     t_start = time.perf_counter() if t_start is None else t_start
     cfg = plan.config
     emit = _Events(on_event, stop)
@@ -777,7 +786,8 @@ def compress_prepared(
     validation = None if val_score is None else {"reference_val_accuracy": val_score(None)}
     t_comp = time.perf_counter()
     solved = solve(plan, model, loss or nn.CrossEntropyLoss(), train_loader, score, emit,
-                   callback=callback, on_checkpoint=on_checkpoint, val_score=val_score)
+                   callback=callback, on_checkpoint=on_checkpoint, val_score=val_score,
+                   train_model=train_model)
     done = finish(plan, solved, score)
     if validation is not None and val_score is not None:
         validation["val_accuracy"] = val_score(None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from compressopt.dnn import distributed
 from compressopt.dnn.api import (
     CompressionResult,
     Event,
@@ -32,7 +34,7 @@ from compressopt.dnn.data import DATASETS, Splits, check_splits, load_dataset, m
 from compressopt.dnn.models import INPUT_SIZES, build_model
 from compressopt.dnn.train import cosine_lr, evaluate, train
 from compressopt.dnn.user import build_user_model, is_factory_spec, load_user_dataset
-from compressopt.errors import ConfigError, DataError, ShapeMismatchError
+from compressopt.errors import ConfigError, DataError, OutputError, ShapeMismatchError
 from compressopt.options import JobConfig
 from compressopt.storage.atomic import RunOutput
 
@@ -117,9 +119,13 @@ class Reference(NamedTuple):
     seconds: float
 
 
-def reference(config: JobConfig, loaded: Loaded, emit: Event) -> Reference:
+def reference(config: JobConfig, loaded: Loaded, emit: Event,
+              trained: nn.Module | None = None, shard: Mapping[str, int] | None = None,
+              ) -> Reference:
     """Step: load ``config.reference`` into the model, or train it ``pretrain_epochs`` epochs
-    (SGD, Nesterov momentum 0.9, cosine learning rate from ``lr``); its test accuracy."""
+    (SGD, Nesterov momentum 0.9, cosine learning rate from ``lr``); its test accuracy.
+    Under ``torch.distributed``, `trained` is the model's DDP wrapper and `shard` this rank's
+    part of the data (``rank``, ``world_size`` of :func:`make_loader`)."""
     t = time.perf_counter()
     model, data = loaded.model, loaded.data
     if config.reference is not None:
@@ -128,9 +134,9 @@ def reference(config: JobConfig, loaded: Loaded, emit: Event) -> Reference:
         emit("reference_start", {"epochs": config.pretrain_epochs})
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True)
         loader = make_loader(data.x_train, data.y_train, config.batch_size, shuffle=True,
-                             seed=config.seed)
+                             seed=config.seed, **(shard or {}))
         train(
-            model, nn.CrossEntropyLoss(), loader, opt, config.pretrain_epochs,
+            trained or model, nn.CrossEntropyLoss(), loader, opt, config.pretrain_epochs,
             lr=cosine_lr(config.lr, config.pretrain_epochs),
             on_epoch=lambda e, loss: emit("reference_epoch", {"epoch": e, "loss": loss}),
         )
@@ -181,6 +187,38 @@ def run(
     t_start = time.perf_counter()
     cfg = config.resolved()
     check_device(cfg.device)  # before the data are loaded
+    ranks = distributed.init_from_env(cfg.device)  # torchrun: join the group (else nothing)
+    try:
+        return _run(cfg, ranks, on_event=on_event, stop=stop, overwrite=overwrite,
+                    on_checkpoint=on_checkpoint, t_start=t_start)
+    finally:
+        distributed.shutdown()
+
+
+def _open_on_main(cfg: JobConfig, overwrite: bool) -> RunOutput | None:
+    """OUT opened (probed, refusals) by rank 0 only; every rank learns whether that worked,
+    so that a refused OUT stops all of them (one all-reduce when there are several)."""
+    out, error = None, None
+    if cfg.out is not None and distributed.is_main():
+        try:
+            out = RunOutput.open(cfg.out, overwrite=overwrite)
+        except OutputError as e:
+            error = e
+    if distributed.world_size() > 1:
+        ok = distributed.all_average([torch.tensor([0.0 if error else 1.0])])[0]
+        if error is None and float(ok) < 1.0:  # type: ignore[arg-type]
+            raise OutputError(f"--out {cfg.out}: rank 0 cannot use it")
+    if error is not None:
+        raise error
+    return out
+
+
+def _run(cfg: JobConfig, ranks: Any, *, on_event: Event | None, stop: Callable[[], Any] | None,
+         overwrite: bool, on_checkpoint: Callable[[Any, dict[str, Any]], None] | None,
+         t_start: float) -> CompressionResult:
+    """The steps of :func:`run` in this process (one rank of several under torchrun)."""
+    if ranks.world_size > 1:
+        cfg = replace(cfg, device=str(ranks.device))  # this rank's accelerator
     if cfg.target_accuracy is not None and not cfg.val_split:
         raise ConfigError("--target-accuracy needs a validation split (--val-split N): a stop "
                           "rule is not tuned on the test set")
@@ -192,19 +230,22 @@ def run(
         loaded = loaded._replace(data=rest)
         val_loader = make_loader(x_val, y_val, EVAL_BATCH, shuffle=False)
     plan = prepare(loaded.model, cfg)  # every check that can fail, before training
-    out = RunOutput.open(cfg.out, overwrite=overwrite) if cfg.out is not None else None
+    out = _open_on_main(cfg, overwrite)
+    shard = {"rank": ranks.rank, "world_size": ranks.world_size}
+    trained = distributed.wrap_model(loaded.model)  # DDP under torchrun, else the model
     try:
-        ref = reference(cfg, loaded, emit)
+        ref = reference(cfg, loaded, emit, trained, shard)
         if out is not None and cfg.reference is None:
             out.stage("reference.safetensors", state_bytes(loaded.model))
         data = loaded.data
         return compress_prepared(
             plan, loaded.model,
             make_loader(data.x_train, data.y_train, cfg.batch_size, shuffle=True,
-                        seed=cfg.seed + 1),
+                        seed=cfg.seed + 1, **shard),
             test_loader=make_loader(data.x_test, data.y_test, EVAL_BATCH, shuffle=False),
             val_loader=val_loader,
             on_event=on_event, stop=stop, on_checkpoint=on_checkpoint, run=out, t_start=t_start,
+            train_model=trained,
             reference_accuracy=ref.accuracy, reference_seconds=ref.seconds,
             metadata={"input_shape": data.input_shape, "num_classes": data.num_classes,
                       "vocab_size": data.vocab_size},
