@@ -105,6 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"compressopt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.add_parser("recipes", help="list the recipes of --recipe, one line each")
+    i = sub.add_parser("inspect", help="per-tensor byte accounting of a compressed-model file")
+    i.add_argument("file", metavar="FILE", help="a model.cpz")
+    e = sub.add_parser(
+        "evaluate", help="reload a compressed-model file into its model, print the accuracy",
+        description="Rebuild the model and data set named in FILE's metadata (or given), load "
+        "the file's tensors into the model and print its test accuracy (the report's exactly).")
+    e.add_argument("file", metavar="FILE", help="a model.cpz")
+    e.add_argument("--model", metavar="NAME", help="the model (default: the file's)")
+    e.add_argument("--dataset", metavar="NAME", help="the data set (default: the file's)")
+    e.add_argument("--data-dir", metavar="DIR",
+                   help=f"the MNIST directory (default: ${MNIST_ENV})")
+    e.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    x = sub.add_parser("export", help="a compressed-model file's tensors as dense safetensors")
+    x.add_argument("file", metavar="FILE", help="a model.cpz")
+    x.add_argument("--dense", required=True, metavar="OUT",
+                   help="the safetensors file to write (every tensor, decompressed)")
+    p = sub.add_parser("plot", help="redraw a run's figures from OUT/report.json")
+    p.add_argument("out", metavar="OUT", help="a run's output directory")
     c = sub.add_parser(
         "compress",
         help="train (or load) a reference model, compress it, report",
@@ -440,6 +458,91 @@ def _print_summary(report: dict[str, Any], out: str | None) -> None:
         console.print(f"report: {os.path.join(out, 'report.json')}")
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from compressopt.storage import inspect
+
+    info = inspect(args.file)
+    table = Table(title=f"{args.file}: {info['file_bytes']:,} bytes")
+    cols = ("tensor", "scheme", "shape", "nnz", "bits", "values", "positions", "codebook",
+            "header", "total")
+    for col in cols:
+        table.add_column(col, justify="left" if col in cols[:3] else "right")
+    for r in info["tensors"]:
+        b = r["bytes"]
+        table.add_row(r["name"], r["scheme"], "×".join(map(str, r["shape"])), f"{r['nnz']:,}",
+                      str(r["bits"]), *(f"{b[k]:,}" for k in cols[5:9]), f"{r['total']:,}")
+    for name, t in info["totals"].items():
+        table.add_section()
+        table.add_row(f"total {name}", "", "", f"{t['nnz']:,}", "",
+                      *(f"{t[k]:,}" for k in cols[5:9]), f"{t['total']:,}")
+    Console(highlight=False, width=None if sys.stdout.isatty() else 150).print(table)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from compressopt.dnn.api import check_device
+    from compressopt.dnn.compressed import load_compressed
+    from compressopt.dnn.job import load
+    from compressopt.dnn.train import evaluate
+
+    cm = load_compressed(args.file)
+    meta = cm.metadata
+    model, dataset = args.model or meta.get("model"), args.dataset or meta.get("dataset")
+    if not model or not dataset:
+        raise ConfigError(f"{args.file} names no model or data set: give --model and --dataset")
+    data_dir = args.data_dir or (os.environ.get(MNIST_ENV) if dataset == "mnist" else None)
+    config = JobConfig(model=model, dataset=dataset, data_dir=data_dir, device=args.device)
+    check_device(config.device)
+    data, net = load(config, lambda kind, info: None)
+    cm.apply_to(net, strict=not meta.get("buffers_left_out"))
+    _, acc = evaluate(net, data.x_test, data.y_test)
+    stored = meta.get("accuracy")
+    same = "" if stored is None else (
+        "; the report's, exactly" if stored == acc else f"; the report says {stored:.6f}")
+    print(f"{model} on {dataset}: test accuracy {acc:.6f} ({acc:.2%}){same}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from compressopt.storage import export_dense
+    from compressopt.storage.atomic import atomic_write
+
+    data = export_dense(args.file)
+    atomic_write(args.dense, data)
+    print(f"{args.dense}: {len(data):,} bytes (every tensor dense)")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from compressopt.plots import codebook_levels, plot_report
+    from compressopt.storage import read_model
+
+    # the report as written (not read_run: a figure to redraw may be missing); the model
+    # file is checked by its own checksum
+    path = Path(args.out) / "report.json"
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CompressoptError(f"{args.out} holds no run: report.json is missing") from None
+    weights = levels = None
+    if report.get("compressed_file"):
+        m = read_model(Path(args.out) / report["compressed_file"])
+        arrays = m.arrays()
+        weights = {x["name"]: arrays[x["name"]] for x in report["layers"]
+                   if x["name"] in arrays}
+        levels = codebook_levels(m.theta)
+    for path in plot_report(report, args.out, weights=weights, levels=levels,
+                            missing_ok=False):
+        print(path)
+    return 0
+
+
 def _recipes(args: argparse.Namespace) -> int:
     found = recipes()
     width = max(map(len, found), default=0)
@@ -509,8 +612,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "recipes":
-        return _guarded(_recipes, args)
+    commands = {"recipes": _recipes, "inspect": _inspect, "evaluate": _evaluate,
+                "export": _export, "plot": _plot}
+    if args.command in commands:
+        return _guarded(commands[args.command], args)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(name)s: %(message)s")
     return _guarded(_compress, args)

@@ -778,6 +778,10 @@ class JobConfig:
                                 group=_OUT)
     out: str | None = opt(None, "output directory (default: runs/compress)", metavar="DIR",
                           group=_OUT)
+    plots: bool = opt(True, "draw the run's figures into OUT: layers.png (kept fraction and "
+                      "bits per layer), iterations.png, histograms.png (weights and codebook "
+                      "levels); skipped with a warning without matplotlib. The flag turns "
+                      "them off", flag="--no-plots", negate=True, group=_OUT)
     options: MethodOptions | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:

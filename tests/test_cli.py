@@ -15,7 +15,7 @@ pytest.importorskip("torch")
 from compressopt.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--pretrain-epochs", "2", "--steps", "2", "--epochs", "1", "--quiet"]
+TINY = ["--pretrain-epochs", "2", "--steps", "2", "--epochs", "1", "--no-plots", "--quiet"]
 
 
 def run(argv, capsys):

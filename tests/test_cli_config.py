@@ -18,7 +18,7 @@ from compressopt.cli import build_parser, main, settings_from
 from compressopt.options import JobConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--pretrain-epochs", "2", "--steps", "2", "--epochs", "1", "--quiet"]
+TINY = ["--pretrain-epochs", "2", "--steps", "2", "--epochs", "1", "--no-plots", "--quiet"]
 
 
 def run(argv, capsys):

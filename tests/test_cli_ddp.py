@@ -30,7 +30,7 @@ def test_two_processes(tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
          "--master-port", str(free_port()), "-m", "compressopt", "compress", "--quiet",
          "--pretrain-epochs", "1", "--steps", "2", "--epochs", "1", "--batch-size", "32",
-         "--method", "admm", "--budget-ratio", "30", "--bit-candidates", "1", "2",
+         "--method", "admm", "--budget-ratio", "30", "--bit-candidates", "1", "2", "--no-plots",
          "--out", str(out)],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})

@@ -19,7 +19,7 @@ from compressopt.cli import main
 from compressopt.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--pretrain-epochs", "2", "--steps", "2", "--epochs", "1"]
+TINY = ["--pretrain-epochs", "2", "--steps", "2", "--epochs", "1", "--no-plots"]
 
 
 def run(argv, capsys):

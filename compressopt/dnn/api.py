@@ -588,14 +588,32 @@ def with_file_figures(report: dict[str, Any], blob: bytes) -> dict[str, Any]:
                        **{k: acc[k] for k in FILE_FIGURES}, "layers": layers})
 
 
+def stage_figures(run: RunOutput, report: Mapping[str, Any], weights: Mapping[str, Any],
+                  theta: Any) -> None:
+    """Stage the run's figures (:func:`compressopt.plots.render_report`: per-layer kept
+    fraction and bits, the per-iteration curves, the weights' histograms with the codebook
+    levels of Θ); without matplotlib, a warning and no figures."""
+    try:
+        from compressopt.plots import codebook_levels, render_report
+
+        figures = render_report(report, weights=weights, levels=codebook_levels(theta))
+    except ImportError as e:
+        logger.warning("no figures: %s", e)
+        return
+    for name, png in figures.items():
+        run.stage(name, png)
+
+
 def write(run: RunOutput, report: dict[str, Any], model: nn.Module, plan: Plan,
-          done: Finished, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+          done: Finished, metadata: Mapping[str, Any] | None = None,
+          weights: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Step 5: stage ``config.toml`` and the compressed model ``model.cpz`` (Θ, not Δ(Θ):
     :func:`~compressopt.dnn.compressed.compressed_bytes`, with `metadata` and the accuracy
     in its header; its measured sizes go into the report), then commit with the report last
     (:meth:`~compressopt.storage.atomic.RunOutput.commit`); return the report as written and
     read back (:func:`~compressopt.storage.atomic.read_run`: every file's size and SHA-256
-    checked, ``files`` listing them)."""
+    checked, ``files`` listing them). With ``plots`` (the default) the figures are staged
+    too (:func:`stage_figures`; the histograms show `weights`, default Δ(Θ))."""
     header = (f"compressopt {__version__}: the settings of this run (defaults resolved).\n"
               "Repeat it with: compressopt compress --config config.toml --out OTHER_DIR")
     settings = {k: v for k, v in plan.config.to_settings().items() if k != "out"}
@@ -614,6 +632,8 @@ def write(run: RunOutput, report: dict[str, Any], model: nn.Module, plan: Plan,
                             plan.compression, done.theta, metadata=facts)
     report = with_file_figures(report, blob)
     run.stage(MODEL_FILE, blob)
+    if plan.config.plots:
+        stage_figures(run, report, weights if weights is not None else done.x, done.theta)
     run.commit(report)
     return read_run(plan.config.out)
 
@@ -800,7 +820,8 @@ def compress_prepared(
                  "reference_seconds": reference_seconds, "compress_seconds": compress_seconds})
     emit.check("finish")
     if run is not None:
-        report = write(run, report, model, plan, done, metadata)
+        w_last = getattr(solved.result.state, "w", None)  # the uncompressed weights
+        report = write(run, report, model, plan, done, metadata, w_last)
     if on_event is not None:
         on_event("done", {"report": report})
     logger.info("%s %s %s: accuracy %s (reference %s), ratio %s, %.1f s", cfg.model, cfg.dataset,

@@ -120,7 +120,7 @@ def test_out_stop_and_callback(tmp_path):
     net, train, _ = net_and_loaders()
     records = []
     r = compress(net, train, prune=0.5, steps=2, epochs=1, out=tmp_path / "o",
-                 callback=records.append)
+                 callback=records.append, plots=False)
     assert [x["k"] for x in records] == [0, 1] and records == r.report["iterations"]
     written = json.loads((tmp_path / "o" / "report.json").read_text())
     # the file reloads into a fresh model: the same weights (BatchNorm's int counter aside)

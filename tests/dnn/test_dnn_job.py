@@ -19,7 +19,7 @@ from compressopt.options import METHOD_OPTIONS, MethodOptions, opt
 from compressopt.projections import AdaptiveQuantization, Chain, GlobalCardinality, PerTensor
 from compressopt.solvers import LC
 
-TINY = {"pretrain_epochs": 2, "steps": 3, "epochs": 1, "first_epochs": 1}
+TINY = {"pretrain_epochs": 2, "steps": 3, "epochs": 1, "first_epochs": 1, "plots": False}
 REQUIRED = {
     "model", "dataset", "method", "seed", "epochs", "reference_accuracy", "accuracy",
     "accuracy_drop", "compression_ratio", "nonzero_fraction", "average_bits", "weight_bits",
