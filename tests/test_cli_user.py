@@ -62,3 +62,14 @@ def test_bad_factory_or_data_one_line(tmp_path, user_files, capsys, model, datas
     err = capsys.readouterr().err
     assert rc in (1, 2) and err.count("\n") == 1 and match in err and "Traceback" not in err
     assert "reference" not in err and not (tmp_path / "o").exists()
+
+
+def test_readme_one_call_example_runs():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("### From Python: one call", 1)[1].split("```python\n", 1)[1]
+    code = block.split("```", 1)[0]
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # the block as a newcomer runs it
+    report = scope["result"].report
+    assert report["nonzero_fraction"] == pytest.approx(0.1, abs=1e-3)
+    assert 0 <= report["accuracy"] <= 1
