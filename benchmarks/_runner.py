@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from compressopt.storage.atomic import atomic_write
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,7 +28,7 @@ def run_compress(command: list[str], out: Path, *flags: str) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
     seconds = time.perf_counter() - t0
-    (ROOT / out / "process_seconds.txt").write_text(f"{seconds:.1f}\n")
+    atomic_write(ROOT / out / "process_seconds.txt", f"{seconds:.1f}\n".encode())
     return seconds
 
 

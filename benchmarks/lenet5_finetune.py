@@ -5,8 +5,9 @@ Usage, from the repository root::
     python benchmarks/lenet5_finetune.py CASE [CASE ...] [--epochs 10] [--lr 0.01]
         [--distill T] [--out runs/lenet5_issue4] [--data-dir ../shared/data/mnist]
 
-For each ``OUT/CASE`` written by ``benchmarks/lenet5_issue4.py`` (its ``compressed.pt`` and
-``report.json``), this runs :func:`compressopt.dnn.methods.finetune_joint`, the function that
+For each ``OUT/CASE`` written by ``benchmarks/lenet5_issue4.py`` (its compressed weights,
+``model.cpz``, or the ``compressed.pt`` of an earlier run, and ``report.json``), this
+runs :func:`compressopt.dnn.methods.finetune_joint`, the function that
 ``compressopt compress --method admm --budget-ratio R --finetune-epochs N --finetune-lr LR``
 runs at the end of the joint ADMM, on the stored result: straight-through SGD (the job's
 momentum, Nesterov or heavy-ball, and weight decay; learning rate a cosine from LR over the
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from compressopt.dnn import (
@@ -35,6 +37,7 @@ from compressopt.dnn import (
     TorchOracle,
     build_model,
     evaluate,
+    load_compressed,
     load_dataset,
     make_loader,
     read_parameters,
@@ -43,6 +46,21 @@ from compressopt.dnn import (
 from compressopt.dnn.experiment import lstep_optimizer
 from compressopt.dnn.methods import finetune_joint
 from compressopt.projections import SparseQuantized
+from compressopt.storage.atomic import atomic_write
+
+
+def read_state(folder: Path, *names: str) -> dict[str, torch.Tensor]:
+    """The state_dict in the first of the files `names` present in `folder`: a compressed
+    model (.cpz: its decompressed tensors), safetensors, or a torch state_dict of tensors
+    written by an earlier version (weights only)."""
+    for name in names:
+        p = folder / name
+        if p.suffix == ".cpz" and p.is_file():
+            return load_compressed(p).tensors
+        if p.is_file():
+            return (load_file(p) if p.suffix == ".safetensors"
+                    else torch.load(p, map_location="cpu", weights_only=True))
+    raise FileNotFoundError(f"none of {', '.join(names)} in {folder}")
 
 
 def finetune(out: Path, case: str, data_dir: str, epochs: int, lr: float,
@@ -51,14 +69,19 @@ def finetune(out: Path, case: str, data_dir: str, epochs: int, lr: float,
     cfg = report["config"]
     data = load_dataset(cfg["dataset"], data_dir)
     model = build_model(cfg["model"], data.input_shape, data.num_classes)
-    model.load_state_dict(torch.load(out / case / "compressed.pt", weights_only=True))
+    model.load_state_dict(read_state(out / case, "model.cpz", "compressed.pt"))
     params = select_parameters(model)
     _, before = evaluate(model, data.x_test, data.y_test)
     bits = {x["name"]: x["bits"] for x in report["layers"]}
     teacher = None
     if distill > 0:
         teacher = build_model(cfg["model"], data.input_shape, data.num_classes)
-        teacher.load_state_dict(torch.load(cfg["reference"], weights_only=True))
+        if cfg["reference"]:  # the reference the run started from
+            ref = Path(cfg["reference"])
+            teacher.load_state_dict(read_state(ref.parent, ref.name))
+        else:  # the reference the run trained
+            teacher.load_state_dict(read_state(out / case, "reference.safetensors",
+                                               "reference.pt"))
     oracle = TorchOracle(
         model, nn.CrossEntropyLoss(),
         make_loader(data.x_train, data.y_train, cfg["batch_size"], shuffle=True,
@@ -83,7 +106,7 @@ def finetune(out: Path, case: str, data_dir: str, epochs: int, lr: float,
               "accuracy_before": before, "epochs": epochs, "lr": lr, "curve": rows,
               "budget_bits": joint.budget_bits, "distill": distill}
     name = f"finetune_T{distill:g}.json" if distill > 0 else "finetune.json"
-    (out / case / name).write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write(out / case / name, (json.dumps(result, indent=2) + "\n").encode())
     return result
 
 

@@ -8,7 +8,8 @@ Usage, from the repository root::
 Every case is one ``python -m compressopt compress --model lenet5 --dataset mnist ...``
 command (the console script ``compressopt`` of this checkout), run one after the other and
 written to ``OUT/CASE/report.json``. The first case, ``ref``, trains the reference LeNet-5
-(its ``reference.pt``); every other case starts from it (``--reference``), so all methods
+(its ``reference.safetensors``; ``reference.pt`` in runs made before the outputs became
+safetensors); every other case starts from it (``--reference``), so all methods
 compress the same weights. The tables:
 
 a. joint sparsity-quantization ADMM (Yang et al. 2020) at ``--budget-ratio 2000``: accuracy
@@ -32,7 +33,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from _runner import load_report, run_all, run_compress, seconds
+from _runner import ROOT, load_report, run_all, run_compress, seconds
 
 #: the reference: Caffe LeNet-5, 20 epochs of SGD (Nesterov 0.9, batch 128, lr 0.05 cosine);
 #: the one LC step is only there because the command always compresses (its result is unused)
@@ -144,9 +145,17 @@ CASES: dict[str, tuple[str, list[str]]] = {
 }
 
 
+def reference_file(out: Path) -> Path:
+    """The reference of case ``ref``: ``reference.safetensors``, or the ``reference.pt`` of a
+    run made before the job wrote safetensors (``--reference`` reads both)."""
+    new = out / "ref" / "reference.safetensors"
+    old = out / "ref" / "reference.pt"
+    return old if not (ROOT / new).exists() and (ROOT / old).exists() else new
+
+
 def command(name: str, data_dir: str, out: Path) -> list[str]:
     """The ``compressopt compress`` command line of a case, as printed in the tables."""
-    ref = [] if name == "ref" else ["--reference", str(out / "ref" / "reference.pt")]
+    ref = [] if name == "ref" else ["--reference", str(reference_file(out))]
     return ["compressopt", "compress", "--model", "lenet5", "--dataset", "mnist",
             "--data-dir", data_dir, *ref, *CASES[name][1], "--out", str(out / name)]
 

@@ -1,26 +1,55 @@
-"""The command line: ``compressopt compress ...`` (also ``python -m compressopt``).
+"""The command line: ``compressopt compress ...``, ``compressopt recipes`` (also
+``python -m compressopt``).
 
-This module does not import torch at import time: ``compressopt --help`` works without it,
-and ``compress`` loads :mod:`compressopt.dnn` when it runs. Bad arguments and bad data end
-with one line on stderr and a non-zero exit code (2 for usage errors, 1 for errors found
-while running), never a traceback.
+A shell around :func:`compressopt.dnn.job.run_job`: it parses the options (their flags, help
+and ranges come from the dataclass fields of :mod:`compressopt.options`), merges a recipe,
+a ``--config`` TOML file and the command line (in that order, later ones win), runs the job
+and prints the summary. This module does not import torch at import time: ``compressopt
+--help`` works without it.
+
+Every failure ends with one line on stderr and a non-zero exit code, never a traceback:
+2 for bad options (usage, :class:`~compressopt.errors.ConfigError`), 1 for errors found while
+running (data, files, memory, an unexpected error: then the line names a log file holding the
+traceback), 130 / 143 when stopped by SIGINT / SIGTERM (at the next epoch or iteration
+boundary; nothing of the run is left in OUT).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from compressopt import __version__
-from compressopt.errors import CompressoptError
+from compressopt.errors import CompressoptError, ConfigError
+from compressopt.options import (
+    METHOD_OPTIONS,
+    FieldSpec,
+    JobConfig,
+    load_recipe,
+    load_toml,
+    option_fields,
+    recipes,
+)
+from compressopt.storage.atomic import ignore_sigxfsz
 
 __all__ = ["build_parser", "main"]
 
 MNIST_ENV = "COMPRESSOPT_MNIST_DIR"
+DEFAULT_OUT = os.path.join("runs", "compress")
+PROG = "compressopt compress"
+#: the optional extra that provides a module a command may import
+EXTRAS = {"torch": "torch", "rich": "torch", "matplotlib": "plot", "sklearn": "data",
+          "ortools": "verify", "cvxpy": "verify"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,201 +59,218 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _checked(convert: Any, valid: Any, what: str) -> Any:
-    """An argparse type: ``convert(s)``, rejected with "WHAT, got S" unless ``valid``."""
+def _converter(spec: FieldSpec) -> Callable[[str], Any]:
+    """An argparse type for the option's base type (its range is checked by the options
+    class, so the message names the valid range in one place)."""
+    base = spec.kind.base
+    what = {int: "an integer", float: "a number"}.get(base)
+    if what is None:
+        return str
 
     def parse(s: str) -> Any:
         try:
-            v = convert(s)
+            return base(s)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what}, got {s!r}") from None
-        if not valid(v):
-            raise argparse.ArgumentTypeError(f"{what}, got {s}")
-        return v
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
 
     return parse
 
 
-_keep = _checked(float, lambda v: 0.0 < v <= 1.0, "KEEP must be a number in (0, 1]")
-_codebook = _checked(int, lambda v: v >= 2, "K must be an integer >= 2")
-_positive_int = _checked(int, lambda v: v >= 1, "expected a positive integer")
-_nonneg_int = _checked(int, lambda v: v >= 0, "expected an integer >= 0")
-_positive_float = _checked(
-    float, lambda v: 0.0 < v < float("inf"), "expected a positive finite number"
-)
+def _add_option(group: argparse._ArgumentGroup, spec: FieldSpec) -> None:
+    """One command-line option from its field: flag, help, metavar, type, choices; the
+    default is left out (SUPPRESS), so the namespace holds only the options given."""
+    kw: dict[str, Any] = {"dest": spec.name, "default": argparse.SUPPRESS,
+                          "help": spec.info.help}
+    if spec.kind.base is bool:
+        kw["action"] = "store_false" if spec.info.negate else "store_true"
+    else:
+        kw["type"] = _converter(spec)
+        kw["metavar"] = spec.info.metavar
+        if spec.kind.choices is not None:
+            kw["choices"] = spec.kind.choices
+            kw.pop("metavar")
+        if spec.kind.seq:
+            kw["action" if spec.info.append else "nargs"] = (
+                "append" if spec.info.append else "+")
+    group.add_argument(spec.flag, **kw)
 
 
-def _method_registry() -> dict[str, Any]:
-    """:data:`compressopt.dnn.methods.METHODS`, or {} when torch is not installed."""
-    try:
-        from compressopt.dnn.methods import METHODS
-    except ImportError:  # torch missing: the parser still builds, compress reports it
-        return {}
-    return METHODS
-
-
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
-    """The parser, and for each method the ``dest`` names of its own options."""
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``compressopt``; the options of ``compress`` come from the fields of
+    :class:`~compressopt.options.JobConfig` and of every registered method's options."""
     parser = _Parser(
         prog="compressopt",
         description="Neural-network compression as constrained optimization.",
     )
     parser.add_argument("--version", action="version", version=f"compressopt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.add_parser("recipes", help="list the recipes of --recipe, one line each")
+    i = sub.add_parser("inspect", help="per-tensor byte accounting of a compressed-model file")
+    i.add_argument("file", metavar="FILE", help="a model.cpz")
+    e = sub.add_parser(
+        "evaluate", help="reload a compressed-model file into its model, print the accuracy",
+        description="Rebuild the model and data set named in FILE's metadata (or given), load "
+        "the file's tensors into the model and print its test accuracy (the report's exactly).")
+    e.add_argument("file", metavar="FILE", help="a model.cpz")
+    e.add_argument("--model", metavar="NAME", help="the model (default: the file's)")
+    e.add_argument("--dataset", metavar="NAME", help="the data set (default: the file's)")
+    e.add_argument("--data-dir", metavar="DIR",
+                   help=f"the MNIST directory (default: ${MNIST_ENV})")
+    e.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    x = sub.add_parser("export", help="a compressed-model file's tensors as dense safetensors")
+    x.add_argument("file", metavar="FILE", help="a model.cpz")
+    x.add_argument("--dense", required=True, metavar="OUT",
+                   help="the safetensors file to write (every tensor, decompressed)")
+    p = sub.add_parser("plot", help="redraw a run's figures from OUT/report.json")
+    p.add_argument("out", metavar="OUT", help="a run's output directory")
     c = sub.add_parser(
         "compress",
-        help="train (or load) a reference LeNet, compress it, report",
+        help="train (or load) a reference model, compress it, report",
         description=(
             "Train (or load) a reference model, compress its Conv/Linear weights with a "
-            "constrained-optimization method, print a per-layer table and write OUT/report.json. "
-            "Defaults that are not given come from the data set (see compressopt.dnn.experiment)."
+            "constrained-optimization method, print a per-layer table and write OUT "
+            "(report.json, config.toml, the models). Settings come from --recipe, then "
+            "--config, then the command line; those not given from the data set's defaults."
         ),
     )
-    c.add_argument("--model", choices=["lenet300", "lenet5"], default="lenet300")
-    c.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
-    c.add_argument(
-        "--data-dir", metavar="DIR", default=os.environ.get(MNIST_ENV),
-        help=f"directory of the four MNIST IDX .gz files (default: ${MNIST_ENV})",
-    )
-    methods = _method_registry()
-    c.add_argument(
-        "--method", choices=sorted(methods) or ["lc", "admm"], default="lc",
-        help="; ".join(f"{m.name}: {m.help}" for m in methods.values()) or None,
-    )
-    c.add_argument("--prune", metavar="KEEP", type=_keep,
-                   help="keep this fraction of the compressed weights (global l0), in (0, 1]; "
-                   "with neither --prune nor --quantize, the data set's default (digits 0.1, "
-                   "mnist 0.05)")
-    c.add_argument("--quantize", metavar="K", type=_codebook,
-                   help="a K-entry codebook per layer, ceil(log2 K) bits per weight")
-    g = c.add_argument_group("training (default: per data set)")
-    g.add_argument("--epochs", type=_positive_int, metavar="N", help="L-step epochs per iteration")
-    g.add_argument("--first-epochs", type=_positive_int, metavar="N",
-                   help="epochs of the first L step (default: 2 x --epochs if given)")
-    g.add_argument("--pretrain-epochs", type=_nonneg_int, metavar="N",
-                   help="reference training epochs")
-    g.add_argument("--steps", type=_positive_int, metavar="N", help="number of penalty values mu_k")
-    g.add_argument("--mu0", type=_positive_float, help="first penalty mu_0")
-    g.add_argument("--mu-growth", type=_positive_float, metavar="A", help="mu_k = mu0 * A**k")
-    g.add_argument("--lr", type=_positive_float, help="reference learning rate (cosine schedule)")
-    g.add_argument("--lstep-lr", type=_positive_float, metavar="LR",
-                   help="L-step learning rate eta_0 (then eta_0 * decay**k, clipped to 1/mu)")
-    g.add_argument("--lr-decay", type=_positive_float, metavar="D",
-                   help="L-step learning-rate decay per iteration")
-    g.add_argument("--lr-schedule", choices=["exp", "cos"], default="exp",
-                   help="L-step learning rates: exp, eta_0 * D**k (default), or cos, a cosine "
-                   "over the iterations after the warm-up (--lr-decay then defaults to 1)")
-    g.add_argument("--warmup", type=_nonneg_int, default=0, metavar="N",
-                   help="iterations of linear learning-rate warm-up (default 0)")
-    g.add_argument("--momentum", type=float, default=0.9, metavar="M",
-                   help="L-step SGD momentum, Nesterov unless --heavy-ball (default 0.9)")
-    g.add_argument("--weight-decay", type=float, default=0.0, metavar="WD",
-                   help="L-step weight decay on all parameters (default 0)")
-    g.add_argument("--heavy-ball", dest="nesterov", action="store_false",
-                   help="L-step momentum of the heavy-ball kind instead of Nesterov's (a "
-                   "wider stable range of learning rates; Yang et al.'s code)")
-    g.add_argument("--keep-momentum", action="store_true",
-                   help="carry the momentum over from one L step to the next (default: clear)")
-    g.add_argument("--distill", type=float, default=0.0, metavar="T",
-                   help="knowledge distillation from the reference at temperature T: "
-                   "L = cross-entropy + T * KL(reference || model) in the L steps and any "
-                   "retraining (default 0: off)")
-    g.add_argument("--distill-phase", choices=["all", "finish"], default="all",
-                   help="distil in the L steps and the final retraining/fine-tuning (all, "
-                   "default) or in the latter only (finish)")
-    g.add_argument("--batch-size", type=_positive_int, metavar="B")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p = c.add_argument_group("parameters and output")
-    p.add_argument("--include", action="append", default=[], metavar="PATTERN",
-                   help="compress the parameters matching this glob (repeatable; "
-                   "default: Conv/Linear weights)")
-    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
-                   help="do not compress the parameters matching this glob (repeatable)")
-    p.add_argument("--reference", metavar="PATH",
-                   help="load this reference state_dict instead of training")
-    p.add_argument("--out", metavar="DIR", default="runs/compress",
-                   help="output directory for report.json (default: runs/compress)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
-    p.add_argument("--verbose", "-v", action="count", default=0,
-                   help="log solver iterations (-vv: debug)")
-    option_dests: dict[str, list[str]] = {}
-    for m in methods.values():
-        if m.add_arguments is None:
-            continue
-        before = {a.dest for a in c._actions}
-        m.add_arguments(c.add_argument_group(f"--method {m.name}"))
-        option_dests[m.name] = [a.dest for a in c._actions if a.dest not in before]
-    return parser, option_dests
+    run = c.add_argument_group("the run")
+    run.add_argument("--config", metavar="FILE",
+                     help="a TOML file of settings (flat keys: the option names with "
+                     "underscores, e.g. lstep_lr = 0.1); the command line overrides it")
+    run.add_argument("--recipe", metavar="NAME",
+                     help="start from a named preset (compressopt recipes lists them); "
+                     "--config and the command line override it")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the run already in OUT (otherwise refused)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    run.add_argument("--verbose", "-v", action="count", default=0,
+                     help="log solver iterations (-vv: debug)")
+    run.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                     help="when stderr is not a terminal: one progress line at most every "
+                     "SECONDS (default 30)")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for spec in option_fields(JobConfig).values():
+        g = groups.get(spec.info.group) or groups.setdefault(
+            spec.info.group, c.add_argument_group(spec.info.group))
+        if spec.name == "method":
+            g.add_argument(
+                "--method", dest="method", default=argparse.SUPPRESS,
+                choices=sorted(METHOD_OPTIONS),
+                help="; ".join(f"{m}: {cls[0].summary}" for m, cls in METHOD_OPTIONS.items()))
+        else:
+            _add_option(g, spec)
+    for method, classes in METHOD_OPTIONS.items():
+        specs = {n: s for cls in classes for n, s in option_fields(cls).items()}
+        if specs:
+            g = c.add_argument_group(f"--method {method}")
+            for spec in specs.values():
+                _add_option(g, spec)
+    return parser
 
 
-def _foreign_options(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, option_dests: dict[str, list[str]]
-) -> list[str]:
-    """Options of other methods than ``args.method`` that were given (they would be ignored)."""
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    compress = sub.choices["compress"]
-    by_dest = {a.dest: a for a in compress._actions}
-    given = []
-    for method, dests in option_dests.items():
-        if method == args.method:
-            continue
-        for d in dests:
-            if getattr(args, d, None) != by_dest[d].default:
-                given.append(f"{by_dest[d].option_strings[0]} (--method {method})")
-    return given
+# -- settings: recipe < --config < command line ---------------------------------------------
 
 
-def _config(args: argparse.Namespace, option_dests: dict[str, list[str]]) -> Any:
-    from compressopt.dnn.experiment import JobConfig
+def settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The flat settings of a ``compress`` command: the recipe's, the --config file's, then
+    the options given on the command line, then the shell's defaults (OUT, the MNIST
+    directory from $COMPRESSOPT_MNIST_DIR)."""
+    settings: dict[str, Any] = {}
+    if args.recipe:
+        settings.update(load_recipe(args.recipe))
+    if args.config:
+        settings.update(load_toml(args.config))
+    shell = {"command", "config", "recipe", "quiet", "verbose", "overwrite", "progress_every"}
+    settings.update({k: tuple(v) if isinstance(v, list) else v
+                     for k, v in vars(args).items() if k not in shell})
+    settings.setdefault("out", DEFAULT_OUT)
+    if settings.get("dataset") == "mnist" and not settings.get("data_dir"):
+        if not os.environ.get(MNIST_ENV):
+            raise ConfigError(f"--dataset mnist needs --data-dir DIR (or ${MNIST_ENV})")
+        settings["data_dir"] = os.environ[MNIST_ENV]
+    return settings
 
-    return JobConfig(
-        model=args.model, dataset=args.dataset, data_dir=args.data_dir, method=args.method,
-        prune=args.prune, quantize=args.quantize, epochs=args.epochs,
-        first_epochs=args.first_epochs, pretrain_epochs=args.pretrain_epochs, steps=args.steps,
-        mu0=args.mu0, mu_growth=args.mu_growth, lr=args.lr, lstep_lr=args.lstep_lr,
-        lr_decay=args.lr_decay, batch_size=args.batch_size, seed=args.seed, out=args.out,
-        reference=args.reference, include=tuple(args.include), exclude=tuple(args.exclude),
-        device=args.device, momentum=args.momentum, weight_decay=args.weight_decay,
-        lr_schedule=args.lr_schedule, warmup=args.warmup, keep_momentum=args.keep_momentum,
-        nesterov=args.nesterov, distill=args.distill, distill_phase=args.distill_phase,
-        options={d: getattr(args, d) for d in option_dests.get(args.method, [])},
-    )
+
+# -- signals ------------------------------------------------------------------------------
 
 
-def _compress(args: argparse.Namespace, option_dests: dict[str, list[str]]) -> int:
+class _StopSignals:
+    """SIGINT and SIGTERM request a clean stop (the job checks at each epoch and iteration
+    boundary); a second one stops at once. Calling the object returns the signal received."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, tty: bool) -> None:
+        self.signum: int | None = None
+        self.tty = tty
+        self._old: dict[int, Any] = {}
+
+    def __call__(self) -> int | None:
+        return self.signum
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt  # a second signal: stop now
+        self.signum = signum
+        if self.tty:
+            print(f"\n{PROG}: {signal.Signals(signum).name}: stopping at the next epoch "
+                  "(again to stop now)", file=sys.stderr)
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+
+
+def _resume_hint(out: str) -> str:
+    # CHECKPOINT ROUND: once the job writes OUT/checkpoint.safetensors, say
+    # "resume with: compressopt compress --resume OUT".
+    return (f"{out} is as it was before this run; no checkpoint is written yet, so run the "
+            "same command again to start over")
+
+
+# -- the compress command -------------------------------------------------------------------
+
+
+def _compress(args: argparse.Namespace) -> int:
+    config = JobConfig.from_settings(settings_from(args))  # ConfigError before any import
+    from compressopt.dnn.api import JobStopped
+    from compressopt.dnn.job import run_job
+
+    tty = sys.stderr.isatty()
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
+    display: Any
+    if args.quiet or not main_rank:
+        display = None
+    elif tty:
+        display = _Display()
+    else:
+        display = _PlainProgress(sys.stderr, every=args.progress_every)
+    stop = _StopSignals(tty)
     try:
-        from rich.console import Console
-
-        from compressopt.dnn.experiment import run_job
-    except ImportError as e:
-        print(f"compressopt compress: error: needs torch and rich ({e}); "
-              "install compressopt[torch]", file=sys.stderr)
-        return 1
-    if args.dataset == "mnist" and not args.data_dir:
-        print("compressopt compress: error: --dataset mnist needs --data-dir DIR "
-              f"(or ${MNIST_ENV})", file=sys.stderr)
-        return 2
-    out = Console(highlight=False, soft_wrap=True)
-    display = _Display(Console(stderr=True), enabled=not args.quiet)
-    try:
-        with display:
-            report = run_job(_config(args, option_dests), on_event=display.event)
-    except (CompressoptError, ValueError, OSError) as e:
-        print(f"compressopt compress: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("compressopt compress: interrupted", file=sys.stderr)
-        return 130
-    _print_summary(out, report, args.out)
+        with stop, display or contextlib.nullcontext():
+            report = run_job(config, on_event=display.event if display else None, stop=stop,
+                             overwrite=args.overwrite)
+    except JobStopped as e:
+        name = signal.Signals(e.reason).name if isinstance(e.reason, int) else str(e.reason)
+        print(f"{PROG}: stopped by {name} {e.where}; {_resume_hint(config.out or '')}",
+              file=sys.stderr)
+        return 128 + e.reason if isinstance(e.reason, int) else 130
+    if main_rank:
+        _print_summary(report, config.out)
     return 0
 
 
 class _Display:
-    """Progress bars (rich, on stderr) driven by the events of
-    :func:`~compressopt.dnn.experiment.run_job`."""
+    """Progress bars (rich, on stderr: a terminal) driven by the job's events."""
 
-    def __init__(self, console: Any, *, enabled: bool) -> None:
+    def __init__(self) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -236,7 +282,7 @@ class _Display:
         self.progress = Progress(
             TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-            console=console, disable=not enabled,
+            console=Console(stderr=True),
         )
         self.tasks: dict[str, Any] = {}
         self.epochs = (1, 1)
@@ -278,13 +324,100 @@ class _Display:
             name = next(k for k in t if k not in ("reference", "  L step"))
             mu = info.get("mu", info.get("rho", float("nan")))
             acc = info["test_accuracy"]
-            p.update(t[name], advance=1, info=f"mu {mu:.3g}  test accuracy of Δ(Θ) {acc:.4f}")
+            p.update(t[name], advance=1, info=f"mu {mu:.3g}  test accuracy of Δ(Θ) {_f4(acc)}")
 
 
-def _print_summary(console: Any, report: dict[str, Any], out: str | None) -> None:
+def _f4(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+class _PlainProgress:
+    """Plain one-line progress records for logs (stderr not a terminal): phase, iteration,
+    epoch, loss, accuracy, elapsed and estimated remaining time, at most one line every
+    `every` seconds."""
+
+    def __init__(self, stream: Any, *, every: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream, self.every, self.clock = stream, every, clock
+        self.start = clock()
+        self.last: float | None = None
+        self.phase, self.phase_start = "start", self.start
+        self.total = self.done = 0  # epochs of the phase
+        self.steps = self.iteration = 0
+        self.epochs = (1, 1)
+        self.fields: dict[str, str] = {}
+
+    def __enter__(self) -> _PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def _begin(self, phase: str, total: int) -> None:
+        self.phase, self.phase_start, self.total, self.done = phase, self.clock(), total, 0
+        self.fields = {}
+
+    def event(self, kind: str, info: Any) -> None:
+        if kind == "reference_start":
+            self._begin("reference", info["epochs"])
+        elif kind == "reference_epoch":
+            self.done = info["epoch"] + 1
+            self.fields = {"epoch": f"{self.done}/{self.total}", "loss": f"{info['loss']:.4f}"}
+        elif kind == "reference_done":
+            self.fields = {"test accuracy": f"{info['accuracy']:.4f}"}
+        elif kind == "compress_start":
+            self.steps, self.epochs = info["steps"], (info["first_epochs"], info["epochs"])
+            self._begin(info["method"].upper(), self.epochs[0] + (self.steps - 1) * self.epochs[1])
+            self.iteration = 0
+        elif kind == "lstep_epoch":
+            self.done += 1
+            per = self.epochs[0] if info["step"] == 0 else self.epochs[1]
+            self.fields.update({"iteration": f"{info['step'] + 1}/{self.steps}",
+                                "epoch": f"{info['epoch'] + 1}/{per}",
+                                "loss": f"{info['loss']:.4f}"})
+        elif kind == "step":
+            self.iteration = info.get("k", self.iteration) + 1
+            self.fields.update({"iteration": f"{self.iteration}/{self.steps}",
+                                "test accuracy": _f4(info.get("test_accuracy"))})
+            self.fields.pop("epoch", None)
+        else:
+            return
+        self._maybe_print()
+
+    def _fraction(self) -> float:
+        f = self.done / self.total if self.total else 0.0
+        if self.steps and self.phase not in ("start", "reference"):
+            f = max(f, self.iteration / self.steps)
+        return min(f, 1.0)
+
+    def _maybe_print(self) -> None:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.every:
+            return
+        self.last = now
+        f = self._fraction()
+        spent = now - self.phase_start
+        order = ("iteration", "epoch", "loss", "test accuracy")
+        parts = [f"{k} {self.fields[k]}" for k in order if k in self.fields]
+        parts.append(f"elapsed {_clock(now - self.start)}")
+        if f > 0:
+            parts.append(f"remaining ~{_clock(spent * (1 - f) / f)}")
+        print(f"compressopt: {self.phase}  " + "  ".join(parts), file=self.stream, flush=True)
+
+
+def _print_summary(report: dict[str, Any], out: str | None) -> None:
     """The per-layer table and the summary lines, on stdout."""
+    from rich.console import Console
     from rich.table import Table
 
+    console = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"{report['model']} on {report['dataset']}, {report['method']}")
     for col in ("layer", "shape", "weights", "nonzeros", "kept", "bits", "ratio"):
         table.add_column(col, justify="left" if col in ("layer", "shape") else "right")
@@ -296,10 +429,11 @@ def _print_summary(console: Any, report: dict[str, Any], out: str | None) -> Non
             str(layer["bits"]), f"{32 * layer['numel'] / stored:.1f}" if stored else "inf",
         )
     table.add_section()
+    ratio, bits = report["compression_ratio"], report["average_bits"]
     table.add_row(
         "total", "", f"{sum(x['numel'] for x in report['layers']):,}",
         f"{sum(x['nonzeros'] for x in report['layers']):,}", f"{report['nonzero_fraction']:.2%}",
-        f"{report['average_bits']:.2f}", f"{report['compression_ratio']:.1f}",
+        "-" if bits is None else f"{bits:.2f}", "inf" if ratio is None else f"{ratio:.1f}",
     )
     console.print(table)
     ref, acc = report["reference_accuracy"], report["accuracy"]
@@ -308,24 +442,180 @@ def _print_summary(console: Any, report: dict[str, Any], out: str | None) -> Non
         f"(error {1 - acc:.2%}), drop {report['accuracy_drop']:+.4f}"
     )
     console.print(
-        f"compression ratio {report['compression_ratio']:.2f} (32 x weights / stored bits), "
-        f"{report['nonzero_fraction']:.2%} nonzero, {report['average_bits']:.2f} bits per "
-        f"stored weight; {report['wall_seconds']:.1f} s"
+        f"compression ratio {'inf' if ratio is None else f'{ratio:.2f}'} nominal (the papers' "
+        f"32 x weights / stored bits), {report['nonzero_fraction']:.2%} nonzero, "
+        f"{'-' if bits is None else f'{bits:.2f}'} bits per stored weight; "
+        f"{report['wall_seconds']:.1f} s"
     )
+    if report.get("compressed_file"):
+        fr, mr = report["file_compression_ratio"], report["model_bytes_ratio"]
+        console.print(
+            f"measured on disk: {report['compressed_file']} {report['file_bytes']:,} bytes; "
+            f"file ratio {'inf' if fr is None else f'{fr:.1f}'} (4 x weights / bytes of the "
+            f"compressed tensors), whole model {mr:.1f}x smaller than float32"
+        )
     if out is not None:
         console.print(f"report: {os.path.join(out, 'report.json')}")
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from compressopt.storage import inspect
+
+    info = inspect(args.file)
+    table = Table(title=f"{args.file}: {info['file_bytes']:,} bytes")
+    cols = ("tensor", "scheme", "shape", "nnz", "bits", "values", "positions", "codebook",
+            "header", "total")
+    for col in cols:
+        table.add_column(col, justify="left" if col in cols[:3] else "right")
+    for r in info["tensors"]:
+        b = r["bytes"]
+        table.add_row(r["name"], r["scheme"], "×".join(map(str, r["shape"])), f"{r['nnz']:,}",
+                      str(r["bits"]), *(f"{b[k]:,}" for k in cols[5:9]), f"{r['total']:,}")
+    for name, t in info["totals"].items():
+        table.add_section()
+        table.add_row(f"total {name}", "", "", f"{t['nnz']:,}", "",
+                      *(f"{t[k]:,}" for k in cols[5:9]), f"{t['total']:,}")
+    Console(highlight=False, width=None if sys.stdout.isatty() else 150).print(table)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from compressopt.dnn.api import check_device
+    from compressopt.dnn.compressed import load_compressed
+    from compressopt.dnn.job import load
+    from compressopt.dnn.train import evaluate
+
+    cm = load_compressed(args.file)
+    meta = cm.metadata
+    model, dataset = args.model or meta.get("model"), args.dataset or meta.get("dataset")
+    if not model or not dataset:
+        raise ConfigError(f"{args.file} names no model or data set: give --model and --dataset")
+    data_dir = args.data_dir or (os.environ.get(MNIST_ENV) if dataset == "mnist" else None)
+    config = JobConfig(model=model, dataset=dataset, data_dir=data_dir, device=args.device)
+    check_device(config.device)
+    data, net = load(config, lambda kind, info: None)
+    cm.apply_to(net, strict=not meta.get("buffers_left_out"))
+    _, acc = evaluate(net, data.x_test, data.y_test)
+    stored = meta.get("accuracy")
+    same = "" if stored is None else (
+        "; the report's, exactly" if stored == acc else f"; the report says {stored:.6f}")
+    print(f"{model} on {dataset}: test accuracy {acc:.6f} ({acc:.2%}){same}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from compressopt.storage import export_dense
+    from compressopt.storage.atomic import atomic_write
+
+    data = export_dense(args.file)
+    atomic_write(args.dense, data)
+    print(f"{args.dense}: {len(data):,} bytes (every tensor dense)")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from compressopt.plots import codebook_levels, plot_report
+    from compressopt.storage import read_model
+
+    # the report as written (not read_run: a figure to redraw may be missing); the model
+    # file is checked by its own checksum
+    path = Path(args.out) / "report.json"
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CompressoptError(f"{args.out} holds no run: report.json is missing") from None
+    weights = levels = None
+    if report.get("compressed_file"):
+        m = read_model(Path(args.out) / report["compressed_file"])
+        arrays = m.arrays()
+        weights = {x["name"]: arrays[x["name"]] for x in report["layers"]
+                   if x["name"] in arrays}
+        levels = codebook_levels(m.theta)
+    for path in plot_report(report, args.out, weights=weights, levels=levels,
+                            missing_ok=False):
+        print(path)
+    return 0
+
+
+def _recipes(args: argparse.Namespace) -> int:
+    found = recipes()
+    width = max(map(len, found), default=0)
+    for name, line in found.items():
+        print(f"{name:<{width}}  {line}")
+    return 0
+
+
+# -- the top-level handler ------------------------------------------------------------------
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) if str(e).strip() else type(e).__name__
+    return text
+
+
+def _log_traceback(e: BaseException) -> str | None:
+    """Write the traceback of `e` to a new temporary log file; its path (None if that fails)."""
+    try:
+        fd, path = tempfile.mkstemp(prefix="compressopt-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"compressopt {__version__}, {' '.join(sys.argv)}\n")
+            traceback.print_exception(e, file=f)
+        return path
+    except OSError:
+        return None
+
+
+def _guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run `command`; every failure becomes one line on stderr and an exit code."""
+    prog = f"compressopt {args.command}"
+    try:
+        return command(args)
+    except KeyboardInterrupt:  # before the job could check its stop flag
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except ConfigError as e:
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except (CompressoptError, OSError, ValueError, MemoryError) as e:
+        what = "out of memory: " if type(e) is MemoryError else ""
+        print(f"{prog}: error: {what}{_one_line(e)}", file=sys.stderr)
+        return 1
+    except ImportError as e:
+        top = (e.name or "").split(".")[0]
+        extra = EXTRAS.get(top, "all")
+        print(f"{prog}: error: needs the module {top or e}; install compressopt[{extra}]",
+              file=sys.stderr)
+        return 1
+    except Exception as e:
+        path = _log_traceback(e)
+        where = f"; traceback in {path}" if path else ""
+        print(f"{prog}: internal error: {type(e).__name__}: {_one_line(e)}{where}",
+              file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (default ``sys.argv[1:]``); return the exit code."""
-    parser, option_dests = build_parser()
-    args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        ignore_sigxfsz()  # a file-size limit becomes an OSError (one line), not a kill
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # usage errors (one line), --help, --version
+        return e.code if isinstance(e.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 2
-    foreign = _foreign_options(parser, args, option_dests)
-    if foreign:
-        parser.error(f"--method {args.method} does not take {', '.join(foreign)}")
+    commands = {"recipes": _recipes, "inspect": _inspect, "evaluate": _evaluate,
+                "export": _export, "plot": _plot}
+    if args.command in commands:
+        return _guarded(commands[args.command], args)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(name)s: %(message)s")
-    return _compress(args, option_dests)
+    return _guarded(_compress, args)

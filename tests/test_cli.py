@@ -15,7 +15,7 @@ pytest.importorskip("torch")
 from compressopt.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--pretrain-epochs", "2", "--steps", "2", "--epochs", "1", "--quiet"]
+TINY = ["--pretrain-epochs", "2", "--steps", "2", "--epochs", "1", "--no-plots", "--quiet"]
 
 
 def run(argv, capsys):
@@ -55,40 +55,57 @@ def test_compress_on_digits_end_to_end(tmp_path, capsys):
     assert report["compression_ratio"] == pytest.approx(32 * numel / bits)
     assert report["nonzero_fraction"] == pytest.approx(0.2, abs=1e-4)
     assert report["compression_ratio"] == pytest.approx(5.0, rel=1e-3)
-    for name in ("fc1.weight", "fc2.weight", "fc3.weight", "compression ratio 5.00"):
+    for name in ("fc1.weight", "fc2.weight", "fc3.weight", "compression ratio 5.00 nominal",
+                 f"model.cpz {report['file_bytes']:,} bytes", "file ratio "):
         assert name in out
     assert f"compressed {report['accuracy']:.4f}" in out
     assert err == ""  # --quiet: no progress display
 
 
-def test_compress_quantize_with_progress(tmp_path, capsys):
-    rc, _, err = run(["compress", *TINY[:-1], "--quantize", "4", "--out", str(tmp_path)], capsys)
+def test_compress_quantize_with_progress_lines(tmp_path, capsys):
+    # stderr is not a terminal here: plain progress lines (every event with --progress-every 0)
+    rc, _, err = run(["compress", *TINY[:-1], "--quantize", "4", "--progress-every", "0",
+                      "--out", str(tmp_path)], capsys)
     assert rc == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["average_bits"] == 2.0 and report["compression_ratio"] == pytest.approx(16.0)
-    assert "LC" in err and "reference" in err  # the progress bars, on stderr
+    lines = err.splitlines()
+    assert all(line.startswith("compressopt: ") for line in lines)
+    assert any(" reference  epoch 2/2  loss " in line for line in lines)
+    assert any(" LC  iteration 2/2  " in line and "test accuracy 0." in line for line in lines)
+    assert all(" elapsed " in line for line in lines)
+    assert any(" remaining ~" in line for line in lines)
 
 
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (["--prune", "0"], "KEEP must be a number in (0, 1], got 0"),
-        (["--prune", "1.5"], "KEEP must be a number in (0, 1], got 1.5"),
-        (["--prune", "half"], "KEEP must be a number in (0, 1], got 'half'"),
-        (["--quantize", "1"], "K must be an integer >= 2, got 1"),
-        (["--quantize", "2.5"], "K must be an integer >= 2, got '2.5'"),
-        (["--mu0", "-1"], "expected a positive finite number, got -1"),
-        (["--epochs", "0"], "expected a positive integer"),
-        (["--model", "vgg"], "invalid choice: 'vgg'"),
+        (["--prune", "0"], "--prune must be a finite number in (0, 1], got 0.0"),
+        (["--prune", "1.5"], "--prune must be a finite number in (0, 1], got 1.5"),
+        (["--prune", "nan"], "--prune must be a finite number in (0, 1], got nan"),
+        (["--prune", "half"], "argument --prune: expected a number, got 'half'"),
+        (["--quantize", "1"], "--quantize must be an integer >= 2, got 1"),
+        (["--quantize", "2.5"], "argument --quantize: expected an integer, got '2.5'"),
+        (["--mu0", "-1"], "--mu0 must be a finite number > 0, got -1.0"),
+        (["--mu0", "inf"], "--mu0 must be a finite number > 0, got inf"),
+        (["--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
         (["--method", "sgd"], "invalid choice: 'sgd'"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--out", ""], "--out must name a directory, got ''"),
+        (["--device", "tpu:x"], "not a torch device"),
+        (["--device", "meta"], "--device meta: a meta tensor holds no data"),
     ],
 )
 def test_bad_arguments_one_line(args, match, capsys):
-    rc, _, err = run(["compress", *args], capsys)
+    rc, _, err = run(["compress", *TINY, *args], capsys)
     assert rc == 2
     assert err.count("\n") == 1 and match in err and "Traceback" not in err
     assert err.startswith("compressopt") and ": error: " in err
+
+
+def test_unknown_model_one_line(capsys):
+    rc, _, err = run(["compress", *TINY, "--model", "vgg"], capsys)
+    assert rc != 0 and err.count("\n") == 1 and "vgg" in err and "Traceback" not in err
 
 
 def test_training_options_reach_the_report(tmp_path, capsys):
@@ -102,16 +119,19 @@ def test_training_options_reach_the_report(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, match", [
     # a given 0 is refused, not replaced by the option's default
-    (["--method", "admm", "--budget-ratio", "20", "--rho", "0"], "rho must be > 0, got 0"),
-    (["--method", "admm", "--budget-ratio", "20", "--init-bits", "0"], "init_bits must be"),
-    (["--method", "slr", "--s0", "0"], "s0 must be > 0, got 0"),
-    (["--method", "apgdssm", "--bits", "0"], "bits must be in [1, 31], got 0"),
+    (["--method", "admm", "--budget-ratio", "20", "--rho", "0"],
+     "--rho must be a finite number > 0, got 0.0"),
+    (["--method", "admm", "--budget-ratio", "20", "--init-bits", "0"],
+     "--init-bits must be an integer in [1, 16], got 0"),
+    (["--method", "slr", "--s0", "0"], "--s0 must be a finite number > 0, got 0.0"),
+    (["--method", "apgdssm", "--bits", "0"], "--bits must be an integer in [1, 31], got 0"),
     # a finish stage's bad settings end the run before any training
     (["--method", "admm", "--budget-ratio", "20", "--finetune-epochs", "-1"],
-     "--finetune-epochs must be an int >= 0, got -1"),
+     "--finetune-epochs must be an integer >= 0, got -1"),
     (["--method", "admm", "--budget-ratio", "20", "--finetune-epochs", "1",
-      "--finetune-lr", "0"], "--finetune-lr must be positive, got 0.0"),
-    (["--method", "slr", "--retrain-epochs", "-2"], "--retrain-epochs must be an int >= 0"),
+      "--finetune-lr", "0"], "--finetune-lr must be a finite number > 0, got 0.0"),
+    (["--method", "slr", "--retrain-epochs", "-2"],
+     "--retrain-epochs must be an integer >= 0, got -2"),
 ])
 def test_bad_method_options_one_line(args, match, tmp_path, capsys):
     out_dir = tmp_path / "out"
@@ -124,7 +144,7 @@ def test_bad_method_options_one_line(args, match, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--distill", "-1"], "--distill must be >= 0, got -1.0"),
+    (["--distill", "-1"], "--distill must be a finite number >= 0, got -1.0"),
     (["--distill", "1", "--distill-phase", "finish"], "has no final retraining"),
 ])
 def test_bad_distillation_one_line(args, match, capsys):
@@ -152,11 +172,6 @@ def test_missing_reference(tmp_path, capsys):
     assert rc == 1 and err.count("\n") == 1 and "reference model file not found" in err
 
 
-def test_unusable_device(capsys):
-    rc, _, err = run(["compress", *TINY, "--device", "tpu:x"], capsys)
-    assert rc == 1 and err.count("\n") == 1 and "not a torch device" in err
-
-
 def test_no_command_prints_help(capsys):
     rc, out, _ = run([], capsys)
     assert rc == 2 and "compress" in out
@@ -166,7 +181,7 @@ def test_python_m_compressopt(tmp_path):
     r = python_m("compress", "--prune", "2")
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().count("\n") == 0
-    assert "KEEP must be a number in (0, 1], got 2" in r.stderr
+    assert "--prune must be a finite number in (0, 1], got 2.0" in r.stderr
     assert "Traceback" not in r.stderr
     r = python_m("compress", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"))
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr

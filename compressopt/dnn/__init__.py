@@ -4,6 +4,8 @@
   oracle of the coordinators (value, gradient, and the L step with the clipped learning rate);
 * :func:`select_parameters` picks the compressed parameters (Conv/Linear weights by default);
   :func:`read_parameters` / :func:`write_parameters` move values out of and into a model;
+* :func:`compress`, the front door: compress any ``nn.Module`` in one call
+  (:class:`CompressionResult`);
 * :class:`LeNet300`, :class:`LeNet5` and the data sets (:func:`load_digits`,
   :func:`load_mnist`, :func:`read_idx`) of the main job, :func:`run_job`, which
   ``compressopt compress`` runs;
@@ -16,6 +18,7 @@
 
 import torch  # noqa: F401  (this subpackage requires torch)
 
+from compressopt.dnn.api import CompressionResult, JobStopped, compress
 from compressopt.dnn.compressed import (
     CompressedModel,
     compressed_bytes,
@@ -32,7 +35,7 @@ from compressopt.dnn.data import (
     read_idx,
 )
 from compressopt.dnn.distill import Distillation
-from compressopt.dnn.experiment import JobConfig, run_job
+from compressopt.dnn.job import run_job
 from compressopt.dnn.methods import METHODS, Method, build_compression, register
 from compressopt.dnn.models import (
     LeNet5,
@@ -46,12 +49,15 @@ from compressopt.dnn.oracle import LStepSchedule, MinibatchOracle, TorchOracle, 
 from compressopt.dnn.params import read_parameters, select_parameters, write_parameters
 from compressopt.dnn.train import cosine_lr, evaluate, train
 from compressopt.dnn.user import build_user_model, load_factory, load_user_dataset
+from compressopt.options import JobConfig
 
 __all__ = [
     "METHODS",
     "CompressedModel",
+    "CompressionResult",
     "Distillation",
     "JobConfig",
+    "JobStopped",
     "LStepSchedule",
     "LeNet5",
     "LeNet300",
@@ -66,6 +72,7 @@ __all__ = [
     "build_user_model",
     "check_splits",
     "clipped_lr",
+    "compress",
     "compressed_bytes",
     "cosine_lr",
     "count_parameters",

@@ -10,6 +10,7 @@ from torch import nn
 
 from compressopt.dnn import Distillation, JobConfig, run_job
 from compressopt.dnn.data import make_loader
+from compressopt.dnn.job import run
 from compressopt.dnn.oracle import TorchOracle
 from compressopt.dnn.params import read_parameters
 
@@ -119,13 +120,14 @@ def test_lstep_moves_the_student_toward_the_teacher(tiny_data):
 def test_job_option_reaches_the_report_and_changes_the_training(tmp_path):
     base = dict(model="lenet300", dataset="digits", method="lc", prune=0.2, steps=2,
                 epochs=1, pretrain_epochs=2, seed=0)
-    plain = run_job(JobConfig(**base, out=str(tmp_path / "plain")))
-    kd = run_job(JobConfig(**base, distill=3.0, out=str(tmp_path / "kd")))
+    plain_run = run(JobConfig(**base))
+    kd_run = run(JobConfig(**base, distill=3.0))
+    plain, kd = plain_run.report, kd_run.report
     assert kd["config"]["distill"] == 3.0 and plain["config"]["distill"] == 0.0
     assert kd["reference_accuracy"] == plain["reference_accuracy"]  # same reference
     # the L steps' loss includes the term, and the trained weights differ
     assert kd["iterations"][0]["train_loss"] > plain["iterations"][0]["train_loss"]
-    w = [torch.load(tmp_path / k / "compressed.pt", weights_only=True) for k in ("plain", "kd")]
+    w = [plain_run.x, kd_run.x]
     assert not torch.equal(w[0]["fc1.weight"], w[1]["fc1.weight"])
     with pytest.raises(ValueError, match="--distill"):
         JobConfig(**base, distill=-1.0).resolved()
@@ -139,15 +141,15 @@ def test_finish_phase_distils_only_the_final_retraining(tmp_path):
     """SLR with masked retraining: 'finish' leaves the L steps as without distillation."""
     base = dict(model="lenet300", dataset="digits", method="slr", prune=0.2, steps=2,
                 epochs=1, pretrain_epochs=2, seed=0, options={"retrain_epochs": 1})
-    plain = run_job(JobConfig(**base, out=str(tmp_path / "plain")))
-    fin = run_job(JobConfig(**base, distill=3.0, distill_phase="finish",
-                            out=str(tmp_path / "fin")))
+    plain_run = run(JobConfig(**base))
+    fin_run = run(JobConfig(**base, distill=3.0, distill_phase="finish"))
+    plain, fin = plain_run.report, fin_run.report
     every = run_job(JobConfig(**base, distill=3.0))
     loss = [[i["train_loss"] for i in r["iterations"]] for r in (plain, fin, every)]
     assert loss[1] == loss[0] and loss[2] != loss[0]
     d = [r["diagnostics"]["accuracy_before_finish"] for r in (plain, fin)]
     assert d[0] == d[1]  # the same point before the retraining
     assert fin["config"]["distill_phase"] == "finish"
-    w = [torch.load(tmp_path / k / "compressed.pt", weights_only=True) for k in ("plain", "fin")]
+    w = [plain_run.x, fin_run.x]
     assert not torch.equal(w[0]["fc1.weight"], w[1]["fc1.weight"])  # the retraining differs
     assert torch.equal(w[0]["fc1.weight"] != 0, w[1]["fc1.weight"] != 0)  # same zeros

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
+from compressopt.dnn.compressed import load_compressed
 from compressopt.dnn.experiment import JobConfig, lstep_optimizer, run_job
-from compressopt.dnn.methods import METHODS, Method, build_compression
-from compressopt.errors import DataError, ShapeMismatchError
+from compressopt.dnn.methods import METHODS, Method, build_compression, register
+from compressopt.errors import ConfigError, DataError, ShapeMismatchError
+from compressopt.options import METHOD_OPTIONS, MethodOptions, opt
 from compressopt.projections import AdaptiveQuantization, Chain, GlobalCardinality, PerTensor
 from compressopt.solvers import LC
 
-TINY = {"pretrain_epochs": 2, "steps": 3, "epochs": 1, "first_epochs": 1}
+TINY = {"pretrain_epochs": 2, "steps": 3, "epochs": 1, "first_epochs": 1, "plots": False}
 REQUIRED = {
     "model", "dataset", "method", "seed", "epochs", "reference_accuracy", "accuracy",
     "accuracy_drop", "compression_ratio", "nonzero_fraction", "average_bits", "weight_bits",
@@ -24,7 +29,7 @@ REQUIRED = {
 
 def job(tmp_path, **kw):
     cfg = JobConfig(**{**TINY, "out": str(tmp_path), **kw})
-    return run_job(cfg), torch.load(tmp_path / "compressed.pt", weights_only=True)
+    return run_job(cfg), load_compressed(tmp_path / "model.cpz").tensors
 
 
 def check_consistent(report):
@@ -66,7 +71,25 @@ def test_prune_report(tmp_path):
     assert report["diagnostics"]["iterations"] == 3
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk["accuracy"] == report["accuracy"] and on_disk["layers"] == report["layers"]
-    assert (tmp_path / "reference.pt").is_file()
+    assert (tmp_path / "reference.safetensors").is_file()
+    files = on_disk["files"]  # every file of the run, with its size and SHA-256
+    assert set(files) == {"reference.safetensors", "model.cpz", "config.toml"}
+    # the compressed file's measured sizes (issue 10)
+    assert on_disk["compressed_file"] == "model.cpz"
+    assert on_disk["file_bytes"] == files["model.cpz"]["bytes"]
+    assert on_disk["file_compression_ratio"] == pytest.approx(
+        4 * 50_200 / on_disk["tensor_bytes"])
+    assert all(set(x["bytes"]) >= {"values", "positions", "codebook", "total"}
+               for x in on_disk["layers"])
+    # reloaded into a fresh model, the file gives the report's accuracy exactly
+    from compressopt.dnn import build_model, evaluate, load_digits
+
+    d = load_digits()
+    cm = load_compressed(tmp_path / "model.cpz")
+    assert cm.metadata["input_shape"] == [1, 8, 8] and cm.metadata["num_classes"] == 10
+    fresh = cm.apply_to(build_model("lenet300", d.input_shape, d.num_classes))
+    assert evaluate(fresh, d.x_test, d.y_test)[1] == report["accuracy"]
+    assert all(files[f]["bytes"] == (tmp_path / f).stat().st_size for f in files)
 
 
 def test_quantize_report(tmp_path):
@@ -113,9 +136,28 @@ def test_same_seed_same_result_and_reference_reload(tmp_path):
     c, _ = job(tmp_path / "c", prune=0.1, seed=4)
     assert c["reference_accuracy"] != a["reference_accuracy"] or c["accuracy"] != a["accuracy"]
     # loading the saved reference reproduces the run without training
-    d, sd = job(tmp_path / "d", prune=0.1, seed=3, reference=str(tmp_path / "a" / "reference.pt"))
+    d, sd = job(tmp_path / "d", prune=0.1, seed=3,
+                reference=str(tmp_path / "a" / "reference.safetensors"))
     assert d["reference_accuracy"] == a["reference_accuracy"] and d["pretrain_epochs"] == 0
     assert all(torch.equal(sa[k], sd[k]) for k in sa)
+    assert not (tmp_path / "d" / "reference.safetensors").exists()  # loaded, not trained
+    # a torch state_dict of plain tensors is read too (weights_only=True)
+    torch.save(load_file(tmp_path / "a" / "reference.safetensors"), tmp_path / "ref.pt")
+    e, _ = job(tmp_path / "e", prune=0.1, seed=3, reference=str(tmp_path / "ref.pt"))
+    assert e["accuracy"] == a["accuracy"]
+
+
+def test_an_empty_test_split_is_refused_before_training(monkeypatch):
+    import compressopt.dnn.job as job
+    from compressopt.dnn.data import load_digits
+
+    d = load_digits()
+    monkeypatch.setattr(job, "load_dataset", lambda *a, **k: d._replace(x_test=d.x_test[:0],
+                                                                    y_test=d.y_test[:0]))
+    seen = []
+    with pytest.raises(DataError, match="the test split is empty"):
+        run_job(JobConfig(**TINY), on_event=lambda k, i: seen.append(k))
+    assert seen == []
 
 
 def test_bad_pattern_fails_before_training(tmp_path):
@@ -131,32 +173,53 @@ def test_reference_errors(tmp_path):
     torch.save({"fc1.weight": torch.zeros(3)}, tmp_path / "wrong.pt")
     with pytest.raises(ShapeMismatchError, match="does not fit the model"):
         run_job(JobConfig(**TINY, reference=str(tmp_path / "wrong.pt")))
+    save_file({"fc1.weight": torch.zeros(3)}, tmp_path / "wrong.safetensors")
+    with pytest.raises(ShapeMismatchError, match="does not fit the model"):
+        run_job(JobConfig(**TINY, reference=str(tmp_path / "wrong.safetensors")))
     (tmp_path / "junk.pt").write_text("not a torch file")
-    with pytest.raises(DataError, match="not a readable state_dict"):
+    with pytest.raises(DataError, match="not a readable reference model"):
         run_job(JobConfig(**TINY, reference=str(tmp_path / "junk.pt")))
+    # a pickled object is refused, and the message never suggests loading it unsafely
+    torch.save({"w": torch.zeros(1), "obj": Pickled()}, tmp_path / "obj.pt")
+    with pytest.raises(DataError, match="not a readable reference model") as e:
+        run_job(JobConfig(**TINY, reference=str(tmp_path / "obj.pt")))
+    assert "weights_only" not in str(e.value) and "pickle" not in str(e.value).lower()
+
+
+class Pickled:
+    """An object torch.load(weights_only=True) refuses."""
 
 
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"prune": 0.0}, r"KEEP must be in \(0, 1\]"),
-        ({"prune": 1.5}, r"KEEP must be in \(0, 1\]"),
-        ({"quantize": 1}, "K must be >= 2"),
-        ({"method": "sgd"}, "unknown method 'sgd'"),
-        ({"model": "vgg"}, "unknown model 'vgg'"),
-        ({"steps": 0}, "--steps must be >= 1"),
-        ({"mu_growth": 0.5}, "--mu-growth must be >= 1"),
-        ({"dataset": "cifar"}, "no training defaults"),
-        ({"device": "gpu0"}, "not a torch device: 'gpu0'"),
-        ({"momentum": 1.0}, r"--momentum must be in \[0, 1\)"),
-        ({"weight_decay": -1e-4}, "--weight-decay must be >= 0"),
-        ({"lr_schedule": "step"}, "--lr-schedule must be 'exp' or 'cos'"),
-        ({"warmup": 3, "steps": 3}, r"--warmup must be in \[0, steps\)"),
+        ({"prune": 0.0}, r"--prune must be a finite number in \(0, 1\], got 0.0"),
+        ({"prune": 1.5}, r"--prune must be a finite number in \(0, 1\]"),
+        ({"quantize": 1}, "--quantize must be an integer >= 2, got 1"),
+        ({"method": "sgd"}, "--method must be one of admm, apgdssm, dc, lc, slr, got 'sgd'"),
+        ({"steps": 0}, "--steps must be an integer >= 1"),
+        ({"mu_growth": 0.5}, "--mu-growth must be a finite number >= 1"),
+        ({"momentum": 1.0}, r"--momentum must be a finite number in \[0, 1\)"),
+        ({"weight_decay": -1e-4}, "--weight-decay must be a finite number >= 0"),
+        ({"lr_schedule": "step"}, "--lr-schedule must be one of 'exp', 'cos'"),
+        ({"warmup": 3, "steps": 3}, r"--warmup must be in \[0, --steps\)"),
     ],
 )
 def test_bad_config(kw, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):
         JobConfig(**kw).resolved()
+
+
+@pytest.mark.parametrize(("kw", "error", "match"), [
+    ({"device": "gpu0"}, ConfigError, "not a torch device: 'gpu0'"),
+    ({"device": "meta"}, ConfigError, "--device meta: a meta tensor holds no data"),
+    ({"model": "vgg"}, ValueError, "vgg"),
+])
+def test_bad_config_found_before_training(kw, error, match):
+    seen = []
+    with pytest.raises(error, match=match):
+        run_job(JobConfig(**TINY, **kw), on_event=lambda k, i: seen.append(k))
+    assert "reference_start" not in seen
 
 
 def test_resolved_defaults():
@@ -165,6 +228,7 @@ def test_resolved_defaults():
     assert c.mus[1] / c.mus[0] == pytest.approx(c.mu_growth)
     assert JobConfig(quantize=4).resolved().prune is None
     assert JobConfig(epochs=3).resolved().first_epochs == 6
+    assert JobConfig(dataset="cifar").resolved().steps == 30  # the generic defaults
     m = JobConfig(dataset="mnist", model="lenet300").resolved()
     assert m.mu0 == pytest.approx(9.76e-5) and m.lr_decay == 0.98
     assert JobConfig(lr_schedule="cos").resolved().lr_decay == 1.0  # the cosine alone
@@ -196,27 +260,119 @@ def test_build_compression():
         build_compression(None, None)
 
 
+@dataclass(frozen=True)
+class QPOptions(MethodOptions):
+    method: ClassVar[str] = "lc-qp"
+    summary: ClassVar[str] = "LC, quadratic penalty"
+    penalty: Literal["al", "qp"] = opt("qp", "the penalty")
+
+
 def test_registering_a_method_is_one_entry(tmp_path, monkeypatch):
     def build(cfg, shapes):
-        assert cfg.options == {"penalty": "qp"}
-        return LC(mus=cfg.mus, penalty=cfg.options["penalty"], eval_loss=False), build_compression(
+        assert cfg.options == QPOptions(penalty="qp")
+        return LC(mus=cfg.mus, penalty=cfg.options.penalty, eval_loss=False), build_compression(
             cfg.prune, cfg.quantize
         )
 
-    def add_arguments(group):
-        group.add_argument("--penalty", choices=["al", "qp"], default="qp")
-
-    monkeypatch.setitem(
-        METHODS, "lc-qp",
-        Method("lc-qp", "LC, quadratic penalty", build, lambda r: {"nit": r.nit}, add_arguments),
-    )
+    # registered for this test only (monkeypatch removes both entries afterwards)
+    monkeypatch.setitem(METHODS, "lc-qp", None)
+    monkeypatch.setitem(METHOD_OPTIONS, "lc-qp", [])
+    register(Method("lc-qp", "LC, quadratic penalty", build, lambda r: {"nit": r.nit},
+                    options=(QPOptions,)))
     from compressopt.cli import main
 
-    rc = main(["compress", "--quiet", "--method", "lc-qp", "--pretrain-epochs", "1", "--steps", "2",
-               "--epochs", "1", "--out", str(tmp_path)])
+    rc = main(["compress", "--quiet", "--method", "lc-qp", "--penalty", "qp",
+               "--pretrain-epochs", "1", "--steps", "2", "--epochs", "1", "--out", str(tmp_path)])
     assert rc == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["method"] == "lc-qp" and report["diagnostics"] == {"nit": 2}
     assert report["config"]["options"] == {"penalty": "qp"}
     assert all(r["lambda_norm"] == 0.0 for r in report["iterations"])  # qp: no multipliers
     assert not math.isnan(report["accuracy"])
+
+
+@pytest.mark.parametrize(("method", "options", "attribute", "value"), [
+    ("lc", {"inner_iterations": 3}, "inner_iterations", 3),
+    ("dc", {}, "niter", 1),
+    ("dc", {"iterated": True}, "maxiter", 4),
+    ("admm", {"budget_ratio": 10, "init_projections": False}, "init_projections", False),
+    ("slr", {"step_rule": "bragin"}, "step_rule", "bragin"),
+    ("slr", {"alpha_index": "update"}, "alpha_index", "update"),
+    ("apgdssm", {"threshold": "prox_grad"}, "threshold", "prox_grad"),
+    ("apgdssm", {"splitting": "simultaneous"}, "splitting", "simultaneous"),
+    ("apgdssm", {"ctl1_groups": "channel"}, "ctl1_groups", "channel"),
+    ("apgdssm", {"shrink_every": "epoch"}, "shrink_every", "epoch"),
+    ("apgdssm", {"milestones": [2], "lambda1_factors": [1, 0.5], "cumulative_factors": False},
+     "schedule", "per-interval"),
+])
+def test_method_options_reach_the_solver(method, options, attribute, value):
+    cfg = JobConfig(method=method, steps=4, options=options).resolved()
+    solver, _ = METHODS[method].build(cfg, {"w": (4, 3)})
+    if value == "per-interval":
+        assert solver.schedule.cumulative is False and solver.schedule.at(3)[0] == 0.5
+    else:
+        assert getattr(solver, attribute) == value
+
+
+def test_apgdssm_step_learning_rate():
+    from compressopt.dnn import TorchOracle, make_loader
+
+    cfg = JobConfig(method="apgdssm", lstep_lr=0.1, steps=4,
+                    options={"lr_milestones": [2, 3], "lr_factor": 0.5}).resolved()
+    solver, _ = METHODS["apgdssm"].build(cfg, {"weight": (2, 3)})
+    net = torch.nn.Linear(3, 2)
+    loader = make_loader(torch.randn(50, 3), torch.randint(0, 2, (50,)), 10, shuffle=True)
+    oracle = TorchOracle(net, torch.nn.CrossEntropyLoss(), loader,
+                         torch.optim.SGD(net.parameters(), lr=0.1))
+    adapted, _ = METHODS["apgdssm"].adapt(solver, oracle, cfg)  # 5 minibatches per epoch
+    assert [adapted.lr(t) for t in (0, 9, 10, 15)] == pytest.approx([0.1, 0.1, 0.05, 0.025])
+
+
+def test_direct_compression_and_its_iterated_form(tmp_path):
+    dc = run_job(JobConfig(**TINY, method="dc", prune=0.2))
+    assert len(dc["iterations"]) == 1 and dc["iterations"][0]["change"] == 0.0
+    idc = run_job(JobConfig(**TINY, method="dc", prune=0.2, options={"iterated": True}))
+    assert len(idc["iterations"]) == 3 and idc["nonzero_fraction"] == pytest.approx(0.2, 1e-3)
+    assert all(r["lr"] == 0.05 * 0.98 ** r["k"] for r in idc["iterations"][1:])  # not clipped
+
+
+def test_hold_out_is_stratified_seeded_and_disjoint():
+    from compressopt.dnn.data import load_digits
+    from compressopt.dnn.job import hold_out
+
+    d = load_digits()
+    rest, xv, yv = hold_out(d, 200, seed=3)
+    assert yv.shape[0] == 200 and rest.y_train.shape[0] == d.y_train.shape[0] - 200
+    share = torch.bincount(d.y_train, minlength=10).double() / d.y_train.shape[0]
+    assert torch.all((torch.bincount(yv, minlength=10) - 200 * share).abs() < 1)
+    rows = {tuple(r.tolist()) for r in d.x_train.flatten(1)}
+    assert rows >= {tuple(r.tolist()) for r in xv.flatten(1)}
+    assert not {tuple(r.tolist()) for r in rest.x_train.flatten(1)} & {
+        tuple(r.tolist()) for r in xv.flatten(1)}
+    again = hold_out(d, 200, seed=3)
+    assert torch.equal(again[1], xv) and not torch.equal(hold_out(d, 200, seed=4)[1], xv)
+
+
+def test_validation_split_and_target_accuracy():
+    r = run_job(JobConfig(**{**TINY, "steps": 5}, method="slr", prune=0.2, val_split=300,
+                          target_accuracy=0.3))
+    assert 0 <= r["val_accuracy"] <= 1 and 0 <= r["reference_val_accuracy"] <= 1
+    assert len(r["iterations"]) == 1 and r["iterations"][0]["val_accuracy"] >= 0.3
+    assert "reached --target-accuracy 0.3" in r["message"]
+    with pytest.raises(ConfigError, match="--target-accuracy needs a validation split"):
+        run_job(JobConfig(**TINY, target_accuracy=0.5))
+    plain = run_job(JobConfig(**TINY, prune=0.2))
+    assert "val_accuracy" not in plain and "val_accuracy" not in plain["iterations"][0]
+
+
+def test_eval_loss_and_adam():
+    r = run_job(JobConfig(**TINY, method="admm", eval_loss=128, options={"budget_ratio": 40}))
+    assert all(x["loss"] > 0 and x["loss_quantized"] > 0 for x in r["iterations"])
+    assert "loss" not in run_job(JobConfig(**TINY, prune=0.3))["iterations"][0]
+    net = torch.nn.Linear(3, 2)
+    adam = lstep_optimizer(net, 0.01, momentum=0.8, weight_decay=1e-4, kind="adam")
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["betas"] == (0.8, 0.999)
+    r = run_job(JobConfig(**TINY, prune=0.3, optimizer="adam", lstep_lr=1e-3))
+    assert r["config"]["optimizer"] == "adam" and 0 <= r["accuracy"] <= 1
+    with pytest.raises(ConfigError, match="--heavy-ball is a kind of SGD momentum"):
+        JobConfig(optimizer="adam", nesterov=False)

@@ -1,0 +1,317 @@
+"""The command line's job: load the data and the model a config names, train (or load) the
+reference, then :func:`~compressopt.dnn.api.compress` it.
+
+:func:`run_job` is what ``compressopt compress`` runs. Its steps are :func:`load`, then
+:func:`~compressopt.dnn.api.prepare` (every check before training; OUT probed by
+:meth:`RunOutput.open <compressopt.storage.atomic.RunOutput.open>`), :func:`reference`, and
+the steps of :func:`~compressopt.dnn.api.compress_prepared` (solve, finish, write).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from compressopt.dnn import distributed
+from compressopt.dnn.api import (
+    CompressionResult,
+    Event,
+    _Events,
+    check_device,
+    compress_prepared,
+    prepare,
+    state_bytes,
+)
+from compressopt.dnn.data import DATASETS, Splits, check_splits, load_dataset, make_loader
+from compressopt.dnn.models import INPUT_SIZES, build_model
+from compressopt.dnn.train import cosine_lr, evaluate, train
+from compressopt.dnn.user import build_user_model, is_factory_spec, load_user_dataset
+from compressopt.errors import ConfigError, DataError, OutputError, ShapeMismatchError
+from compressopt.options import JobConfig
+from compressopt.storage.atomic import RunOutput
+
+__all__ = ["load", "load_reference", "reference", "run", "run_job"]
+
+#: the test split is scored in batches of this size (as :func:`~compressopt.dnn.train.evaluate`)
+EVAL_BATCH = 4096
+
+
+class Loaded(NamedTuple):
+    """The result of :func:`load`."""
+
+    data: Splits
+    model: nn.Module
+
+
+def load(config: JobConfig, emit: Event) -> Loaded:
+    """Step: the data set and the model of `config` (resolved), the model seeded with
+    ``config.seed`` and on ``config.device``.
+
+    The data set is a built-in one (``digits``, ``mnist`` from ``data_dir``; padded to the
+    model's input size, e.g. 32×32 for ResNet-20) or the user's (``file.npz`` or
+    ``module:factory``, :func:`~compressopt.dnn.user.load_user_dataset`); the model a
+    built-in one (:func:`~compressopt.dnn.models.build_model`) or the user's factory
+    (``file.py:factory``, :func:`~compressopt.dnn.user.build_user_model`), sized for the
+    data. Both splits are checked (:func:`~compressopt.dnn.data.check_splits`: non-empty,
+    labels in range, finite inputs) before anything trains.
+    """
+    if config.dataset in DATASETS:
+        data = load_dataset(config.dataset, config.data_dir, size=INPUT_SIZES.get(config.model))
+    else:
+        data = load_user_dataset(config.dataset)
+    data = check_splits(data)
+    emit("data", {"name": data.name, "train": data.y_train.shape[0],
+                  "test": data.y_test.shape[0]})
+    torch.manual_seed(config.seed)
+    build = build_user_model if is_factory_spec(config.model) else build_model
+    model = build(config.model, data.input_shape, data.num_classes, vocab_size=data.vocab_size)
+    return Loaded(data, model.to(torch.device(config.device)))
+
+
+def load_reference(model: nn.Module, path: str) -> None:
+    """Load the reference weights at `path` into `model`: a ``.safetensors`` file, or a
+    torch ``state_dict`` of plain tensors (read with ``weights_only=True``; any other
+    object in the file is refused).
+
+    Raises
+    ------
+    DataError
+        The file is missing or is neither kind of file.
+    ShapeMismatchError
+        Its tensors do not fit the model (names or shapes).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"reference model file not found: {p}")
+    with open(p, "rb") as f:
+        head = f.read(9)
+    try:
+        if p.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{"):
+            state = load_file(p)
+        else:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+    except (SafetensorError, Exception) as e:  # torch's own message may suggest unsafe loading
+        raise DataError(f"{p}: not a readable reference model: expected a .safetensors file "
+                        f"or a torch state_dict of plain tensors ({type(e).__name__})") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor)
+                                                 for v in state.values()):
+        raise DataError(f"{p}: not a state_dict (a mapping of names to tensors)")
+    device = next(model.parameters()).device
+    try:
+        model.load_state_dict({k: v.to(device) for k, v in state.items()})
+    except RuntimeError as e:  # wrong keys or shapes; torch's message spans many lines
+        first = str(e).strip().splitlines()[0]
+        raise ShapeMismatchError(f"{p} does not fit the model: {first}") from e
+
+
+class Reference(NamedTuple):
+    """The result of :func:`reference`."""
+
+    accuracy: float
+    seconds: float
+
+
+def reference(config: JobConfig, loaded: Loaded, emit: Event,
+              trained: nn.Module | None = None, shard: Mapping[str, int] | None = None,
+              ) -> Reference:
+    """Step: load ``config.reference`` into the model, or train it ``pretrain_epochs`` epochs
+    (SGD, Nesterov momentum 0.9, cosine learning rate from ``lr``); its test accuracy.
+    Under ``torch.distributed``, `trained` is the model's DDP wrapper and `shard` this rank's
+    part of the data (``rank``, ``world_size`` of :func:`make_loader`)."""
+    t = time.perf_counter()
+    model, data = loaded.model, loaded.data
+    if config.reference is not None:
+        load_reference(model, config.reference)
+    else:
+        emit("reference_start", {"epochs": config.pretrain_epochs})
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True)
+        loader = make_loader(data.x_train, data.y_train, config.batch_size, shuffle=True,
+                             seed=config.seed, **(shard or {}))
+        train(
+            trained or model, nn.CrossEntropyLoss(), loader, opt, config.pretrain_epochs,
+            lr=cosine_lr(config.lr, config.pretrain_epochs),
+            on_epoch=lambda e, loss: emit("reference_epoch", {"epoch": e, "loss": loss}),
+        )
+    seconds = time.perf_counter() - t
+    _, acc = evaluate(model, data.x_test, data.y_test)
+    emit("reference_done", {"accuracy": acc, "seconds": seconds})
+    return Reference(acc, seconds)
+
+
+def hold_out(data: Splits, n: int, seed: int) -> tuple[Splits, Any, torch.Tensor]:
+    """`data` with `n` training examples held out as a validation split, stratified by
+    label (each class's share of the `n` in proportion to its count, remainders to the
+    largest fractions) and drawn by a permutation seeded with `seed`; returns (the rest,
+    x_val, y_val). The order of the remaining examples is kept.
+
+    Raises
+    ------
+    ConfigError
+        `n` leaves no training example.
+    """
+    y = data.y_train
+    total = y.shape[0]
+    if n >= total:
+        raise ConfigError(f"--val-split {n} leaves no training example ({total} in all)")
+    perm = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    counts = torch.bincount(y, minlength=data.num_classes).double()
+    share = counts * n / total
+    quota = share.floor().long()
+    rest = n - int(quota.sum())
+    quota[torch.argsort(share - quota, descending=True, stable=True)[:rest]] += 1
+    chosen = torch.cat([perm[y[perm] == c][: int(quota[c])] for c in range(data.num_classes)])
+    keep = torch.ones(total, dtype=torch.bool)
+    keep[chosen] = False
+
+    def take(x: Any, idx: torch.Tensor) -> Any:
+        return x[idx] if isinstance(x, torch.Tensor) else tuple(t[idx] for t in x)
+
+    chosen = chosen.sort().values
+    return (data._replace(x_train=take(data.x_train, keep), y_train=y[keep]),
+            take(data.x_train, chosen), y[chosen])
+
+
+def run(
+    config: JobConfig, *, on_event: Event | None = None, stop: Callable[[], Any] | None = None,
+    overwrite: bool = False, on_checkpoint: Callable[[Any, dict[str, Any]], None] | None = None,
+) -> CompressionResult:
+    """:func:`run_job`, returning the whole :class:`~compressopt.dnn.api.CompressionResult`."""
+    t_start = time.perf_counter()
+    cfg = config.resolved()
+    check_device(cfg.device)  # before the data are loaded
+    ranks = distributed.init_from_env(cfg.device)  # torchrun: join the group (else nothing)
+    try:
+        return _run(cfg, ranks, on_event=on_event, stop=stop, overwrite=overwrite,
+                    on_checkpoint=on_checkpoint, t_start=t_start)
+    finally:
+        distributed.shutdown()
+
+
+def _open_on_main(cfg: JobConfig, overwrite: bool) -> RunOutput | None:
+    """OUT opened (probed, refusals) by rank 0 only; every rank learns whether that worked,
+    so that a refused OUT stops all of them (one all-reduce when there are several)."""
+    out, error = None, None
+    if cfg.out is not None and distributed.is_main():
+        try:
+            out = RunOutput.open(cfg.out, overwrite=overwrite)
+        except OutputError as e:
+            error = e
+    if distributed.world_size() > 1:
+        ok = distributed.all_average([torch.tensor([0.0 if error else 1.0])])[0]
+        if error is None and float(ok) < 1.0:  # type: ignore[arg-type]
+            raise OutputError(f"--out {cfg.out}: rank 0 cannot use it")
+    if error is not None:
+        raise error
+    return out
+
+
+def _run(cfg: JobConfig, ranks: Any, *, on_event: Event | None, stop: Callable[[], Any] | None,
+         overwrite: bool, on_checkpoint: Callable[[Any, dict[str, Any]], None] | None,
+         t_start: float) -> CompressionResult:
+    """The steps of :func:`run` in this process (one rank of several under torchrun)."""
+    if ranks.world_size > 1:
+        cfg = replace(cfg, device=str(ranks.device))  # this rank's accelerator
+    if cfg.target_accuracy is not None and not cfg.val_split:
+        raise ConfigError("--target-accuracy needs a validation split (--val-split N): a stop "
+                          "rule is not tuned on the test set")
+    emit = _Events(on_event, stop)
+    loaded = load(cfg, emit)
+    val_loader = None
+    if cfg.val_split:
+        rest, x_val, y_val = hold_out(loaded.data, cfg.val_split, cfg.seed)
+        loaded = loaded._replace(data=rest)
+        val_loader = make_loader(x_val, y_val, EVAL_BATCH, shuffle=False)
+    plan = prepare(loaded.model, cfg)  # every check that can fail, before training
+    out = _open_on_main(cfg, overwrite)
+    shard = {"rank": ranks.rank, "world_size": ranks.world_size}
+    trained = distributed.wrap_model(loaded.model)  # DDP under torchrun, else the model
+    try:
+        ref = reference(cfg, loaded, emit, trained, shard)
+        if out is not None and cfg.reference is None:
+            out.stage("reference.safetensors", state_bytes(loaded.model))
+        data = loaded.data
+        return compress_prepared(
+            plan, loaded.model,
+            make_loader(data.x_train, data.y_train, cfg.batch_size, shuffle=True,
+                        seed=cfg.seed + 1, **shard),
+            test_loader=make_loader(data.x_test, data.y_test, EVAL_BATCH, shuffle=False),
+            val_loader=val_loader,
+            on_event=on_event, stop=stop, on_checkpoint=on_checkpoint, run=out, t_start=t_start,
+            train_model=trained,
+            reference_accuracy=ref.accuracy, reference_seconds=ref.seconds,
+            metadata={"input_shape": data.input_shape, "num_classes": data.num_classes,
+                      "vocab_size": data.vocab_size},
+            pretrain_epochs=cfg.pretrain_epochs if cfg.reference is None else 0,
+        )
+    except BaseException:
+        if out is not None:
+            out.abort()
+        raise
+
+
+def run_job(
+    config: JobConfig, *, on_event: Event | None = None, stop: Callable[[], Any] | None = None,
+    overwrite: bool = False, on_checkpoint: Callable[[Any, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train or load the reference, compress it with ``config.method``, evaluate, report.
+
+    Steps: :func:`load` the data set and the model (seeded with ``config.seed``);
+    :func:`~compressopt.dnn.api.prepare` (options, parameters, method, device and memory
+    checked); open OUT (probed, refused if it holds another run unless `overwrite`);
+    :func:`reference` (load ``config.reference`` or train ``pretrain_epochs`` epochs); then
+    :func:`~compressopt.dnn.api.compress_prepared`: solve, finish, write.
+
+    Parameters
+    ----------
+    config : JobConfig (resolved here).
+    on_event : callable(kind, info), optional
+        Progress events: ``"data"``, ``"reference_start"`` {epochs}, ``"reference_epoch"``
+        {epoch, loss}, ``"reference_done"`` {accuracy, seconds}, ``"compress_start"``
+        {steps, method, epochs, first_epochs}, ``"lstep_epoch"`` {step, epoch, loss},
+        ``"step"`` (one iteration's record), ``"done"`` {report}.
+    stop : callable() -> truthy to stop at the next epoch or iteration boundary
+        (:class:`~compressopt.dnn.api.JobStopped`; OUT is left as it was).
+    overwrite : replace the run already in ``config.out``.
+    on_checkpoint : callable(state, record), optional
+        Called after every coordinator iteration with its state and record, before the stop
+        check: where a checkpoint is written (the resume hook).
+
+    Returns
+    -------
+    dict
+        The report (also written to ``OUT/report.json`` when ``config.out`` is set, with
+        ``config.toml``, the compressed model and, when trained, ``reference.safetensors``):
+        model, dataset, method, seed, epochs, reference_accuracy, accuracy, accuracy_drop
+        (fractions in [0, 1] on the test split), compression_ratio = 32·Σnumel /
+        Σ(bits·nonzeros) (null when nothing is stored), nonzero_fraction, average_bits =
+        Σ(bits·nonzeros)/Σnonzeros, weight_bits, overhead_bits, wall_seconds, layers
+        (:func:`~compressopt.dnn.api.layer_table`), iterations (one record per coordinator
+        iteration, with ``test_accuracy`` of the coordinator's output point and, with
+        ``eval_projected`` (``--eval-projected`` of ``--method admm``),
+        ``projected_test_accuracy`` of Π(W), the constraint set's projection of the current
+        W), diagnostics (the method's), config, environment, files (name -> bytes, sha256).
+        Non-finite numbers are written as null.
+
+    Raises
+    ------
+    ConfigError
+        Bad settings (see :class:`~compressopt.options.JobConfig`), an unusable device.
+    DataError
+        Missing or malformed data or reference file.
+    ShapeMismatchError
+        The reference file does not fit the model.
+    OutputError
+        OUT cannot be used or written.
+    ResourceLimitError
+        The C step would need more memory than is available.
+    """
+    return run(config, on_event=on_event, stop=stop, overwrite=overwrite,
+               on_checkpoint=on_checkpoint).report

@@ -1,0 +1,1 @@
+"""Recipes: named presets of ``compressopt compress`` (TOML files; ``--recipe NAME``)."""
