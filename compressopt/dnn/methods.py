@@ -187,8 +187,11 @@ def _admm_build(
         return _joint_build(config, config.options, shapes)
     mus = config.mus
     growth = mus[1] / mus[0] if len(mus) > 1 else 1.0
+    # the papers' ADMM for DNNs: rho_k = mu0 a^k fixed by the schedule (no residual
+    # balancing, no over-relaxation: the solver's small-problem defaults do not apply here)
     solver = ADMM(rho=mus[0], rho_growth=max(growth, 1.0), maxiter=len(mus),
-                  eval_loss=config.eval_loss > 0)
+                  eval_loss=config.eval_loss > 0, adaptive=False, relaxation=1.0,
+                  eps_abs=1e-6, eps_rel=1e-4)
     return solver, build_compression(config.prune, config.quantize)
 
 
