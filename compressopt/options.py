@@ -754,10 +754,15 @@ class JobConfig:
                     low=0, high=2**32 - 1, group=_TRAIN)
     device: str = opt("cpu", "torch device (default: cpu)", group=_TRAIN)
     val_split: int = opt(
-        0, "hold out N training examples (stratified by label, seeded with --seed) as a "
+        0, "hold out N training examples (stratified by label, seeded with --val-seed) as a "
         "validation split, used neither for the reference nor the L steps: val_accuracy is "
         "reported beside accuracy and --target-accuracy reads it (default 0: none)",
         metavar="N", low=0, group=_EVAL)
+    val_seed: int | None = opt(
+        None, "seed of the validation split's draw (default: --seed); give the same value "
+        "to runs of several seeds that share one --reference, so that no run validates on "
+        "examples its reference was trained on", metavar="S", low=0, high=2**32 - 1,
+        group=_EVAL)
     target_accuracy: float | None = opt(
         None, "stop the coordinator at the first iteration whose output point (e.g. SLR's "
         "hard-pruned W) reaches this accuracy on the validation split (Zhou et al.'s stop "

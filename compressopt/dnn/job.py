@@ -226,7 +226,8 @@ def _run(cfg: JobConfig, ranks: Any, *, on_event: Event | None, stop: Callable[[
     loaded = load(cfg, emit)
     val_loader = None
     if cfg.val_split:
-        rest, x_val, y_val = hold_out(loaded.data, cfg.val_split, cfg.seed)
+        seed = cfg.seed if cfg.val_seed is None else cfg.val_seed
+        rest, x_val, y_val = hold_out(loaded.data, cfg.val_split, seed)
         loaded = loaded._replace(data=rest)
         val_loader = make_loader(x_val, y_val, EVAL_BATCH, shuffle=False)
     plan = prepare(loaded.model, cfg)  # every check that can fail, before training

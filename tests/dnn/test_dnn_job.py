@@ -376,3 +376,22 @@ def test_eval_loss_and_adam():
     assert r["config"]["optimizer"] == "adam" and 0 <= r["accuracy"] <= 1
     with pytest.raises(ConfigError, match="--heavy-ball is a kind of SGD momentum"):
         JobConfig(optimizer="adam", nesterov=False)
+
+
+def test_val_seed_fixes_the_split_across_run_seeds(monkeypatch):
+    """Runs of several seeds that share one reference validate on one split (--val-seed)."""
+    import compressopt.dnn.job as job
+
+    seeds = []
+    real = job.hold_out
+
+    def spy(data, n, seed):
+        seeds.append(seed)
+        return real(data, n, seed)
+
+    monkeypatch.setattr(job, "hold_out", spy)
+    for seed in (1, 2):
+        run_job(JobConfig(**{**TINY, "steps": 1}, seed=seed, prune=0.2, val_split=100,
+                          val_seed=7))
+    run_job(JobConfig(**{**TINY, "steps": 1}, seed=5, prune=0.2, val_split=100))
+    assert seeds == [7, 7, 5]
