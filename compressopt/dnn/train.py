@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from compressopt.errors import DataError
+from compressopt.errors import DataError, NonFiniteError
 
 __all__ = ["batch_len", "batch_slice", "cosine_lr", "evaluate", "to_device", "train"]
 
@@ -70,6 +70,10 @@ def train(
     ------
     ValueError
         `epochs` < 0.
+    NonFiniteError
+        An epoch's mean loss is NaN or infinite (training diverged: the learning rate is
+        too high for this model and initialization); raised at the end of that epoch, so a
+        long run stops at once instead of training NaN weights to the end.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -92,6 +96,9 @@ def train(
         losses.append(float(total) / max(n, 1))
         if on_epoch is not None:
             on_epoch(e, losses[-1])
+        if not math.isfinite(losses[-1]):
+            raise NonFiniteError(f"training diverged in epoch {e + 1}: mean loss "
+                                 f"{losses[-1]}; lower the learning rate (--lr)")
     return losses
 
 

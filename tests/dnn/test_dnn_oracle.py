@@ -403,3 +403,24 @@ def test_train_model_is_what_the_lstep_calls(tiny_data):
     oracle.retrain(w, {n: torch.ones_like(t) for n, t in w.items()}, steps=1)
     assert calls == [16] * 6
     assert TorchOracle(net, CE, make_loader(x, y, 16, shuffle=False), opt).train_model is net
+
+
+def test_train_stops_when_the_loss_diverges(tiny_data):
+    """A diverged training (here a loss that turns NaN in the second epoch) raises at the end
+    of the first epoch whose loss is not finite, instead of training on to the last epoch."""
+    from compressopt.dnn.train import train
+    from compressopt.errors import NonFiniteError
+
+    x, y = tiny_data
+    model = tiny_net()
+    seen = []
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    ce = nn.CrossEntropyLoss()
+
+    def loss(out, target):
+        return ce(out, target) * (math.nan if seen else 1.0)
+
+    with pytest.raises(NonFiniteError, match=r"training diverged in epoch 2.*--lr"):
+        train(model, loss, make_loader(x, y, 8, shuffle=False), opt, 5,
+              on_epoch=lambda e, loss: seen.append(e))
+    assert seen == [0, 1]
