@@ -164,11 +164,30 @@ def test_protocol_commands_parse_and_name_their_folders(tmp_path, monkeypatch):
     apgd = by_out["l5/apgdssm_paper"].options
     assert (apgd.lambda1, apgd.lambda2, apgd.beta, apgd.bits) == (0.04, 5e-6, 1e-3, 4)
     # Table I: lambda factors 1, .5, .1, .05, .025 and beta 1, .5, .1, .01, .001 in effect
-    s = PenaltySchedule(milestones=apgd.milestones, lambda1=apgd.lambda1_factors,
-              lambda2=apgd.lambda2_factors, beta=apgd.beta_factors,
-              cumulative=apgd.cumulative_factors)
+    s = _schedule(apgd)
     assert [s.at(e)[0] for e in (0, 4, 7, 11, 15)] == pytest.approx([1, .5, .1, .05, .025])
     assert [s.at(e)[2] for e in (0, 4, 7, 11, 15)] == pytest.approx([1, .5, .1, .01, .001])
+
+
+def _schedule(options) -> PenaltySchedule:
+    return PenaltySchedule(milestones=options.milestones, lambda1=options.lambda1_factors,
+                           lambda2=options.lambda2_factors, beta=options.beta_factors,
+                           cumulative=options.cumulative_factors)
+
+
+def test_table_one_as_printed_equals_the_printed_per_interval_form(tmp_path, monkeypatch):
+    """Li & Xin's Table I typed as printed (one factor per milestone, multiplied up: the
+    default) parses, and gives the schedule of the per-interval form the script prints."""
+    monkeypatch.setenv("COMPRESSOPT_MNIST_DIR", "DIR")
+    run = next(r for r in lenet5_issue12.runs() if r.out == "l5/apgdssm_paper")
+    printed = _parse(run.command(tmp_path)).options
+    argv = ["compress", "--model", "lenet5", "--dataset", "mnist", "--method", "apgdssm",
+            "--milestones", "4", "7", "11", "15", "--lambda1-factors", "0.5", "0.2", "0.5",
+            "0.5", "--lambda2-factors", "0.5", "0.2", "0.5", "0.5", "--beta-factors", "0.5",
+            "0.2", "0.1", "0.1"]
+    typed = JobConfig.from_settings(settings_from(build_parser().parse_args(argv))).options
+    a, b = _schedule(printed), _schedule(typed)
+    assert np.allclose([a.at(e) for e in range(20)], [b.at(e) for e in range(20)], rtol=1e-12)
 
 
 def test_print_commands_skips_complete_and_overwrites_broken(tmp_path, capsys):
@@ -205,7 +224,7 @@ def test_frontier_tables_selection_and_targets(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("**chosen**") == 2 and "(shown, not used)" in out
     assert "| 3,000× | 3 of 3 | 3,000× | 600× | 333× |" in out
-    assert "LeNet-5 (candidate ft20)" in out and "LeNet-300-100 (candidate slow)" in out
+    assert "LeNet-5 (candidate ft20)" in out and "LeNet-300-100 (candidate g125)" in out
     # LeNet-5: drops 0.4·ln(R/400) + 0.02·s points: 0.32 at 3000x -> not met
     assert "| ✗ (0.101) |" in out
     assert "Target met at 3,200×, 4,000×" in out  # LeNet-300: errors 1.6 + drop < 2 %
