@@ -355,8 +355,8 @@ def main(argv: list[str] | None = None) -> int:
           f"python {platform.python_version()}\n")
     if rows:
         print_tables(rows, timing)
-    for line in skipped:
-        print(f"\nnot measured: {line}")
+    if skipped:
+        print("\nnot measured:\n" + "\n".join(f"- {line}" for line in skipped))
     if args.json:
         atomic_write(args.json, json.dumps({"rows": rows, "timing": timing}, indent=1).encode())
     return 0

@@ -413,7 +413,7 @@ def plot(root: Path, path: Path, forced: dict[str, str] | None = None) -> Path:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("accuracy drop (percentage points)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="upper left", framealpha=0.85)
+        ax.legend(fontsize=7, loc="best", framealpha=0.85)
     axes[0, 0].set_title("against the nominal ratio (papers' count)")
     axes[0, 1].set_title("against the measured file ratio (model.cpz)")
     fig.suptitle("MNIST compression frontier: accuracy drop vs compression ratio "

@@ -304,7 +304,7 @@ def test_file_sizes_on_the_layout(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| pq_k02_q2 | 97.90 | 0.50 | 106.7× |" in out
     assert "error ≤ 2.2 % and file ≥ 100×: ✗" in out  # a tiny Θ: file ratio < 100×
-    assert "not measured: " + str(tmp_path / "l300/keep05") + ": pending" in out
+    assert "not measured:\n- " + str(tmp_path / "l300/keep05") + ": pending" in out
     assert "frontier/lenet5_r2000_s1: pending" in out
     file_sizes.main(["--root", str(tmp_path), "--print-commands"])
     cmds = capsys.readouterr().out.splitlines()
