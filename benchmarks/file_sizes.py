@@ -5,7 +5,9 @@ ratio 4·Σnumel / tensor_bytes with and without the entropy stage, the same Θ 
 LC toolkit counts it (raw values or ceil(log2 K)-bit codes, raw codebooks, positions by the
 cheapest fixed-width gap code; no header) — our tensor bytes must not exceed it — the floor
 (positions at log2 C(n, nnz), codes at their nominal bits, raw codebooks, no header), and per
-tensor the position bytes against log2 C(n, nnz). Then the time of save + load of LeNet-5
+tensor the position bytes against log2 C(n, nnz) (a sparse codebook whose zero is one of
+its codes stores the positions inside the codes: no position bytes of their own; the last
+column, the tensor's bytes over its floor, covers it). Then the time of save + load of LeNet-5
 (median of repeats, one process).
 
 Cases:
@@ -307,17 +309,18 @@ def print_tables(rows: list[dict], timing: dict[str, float] | None) -> None:
     print()
     print("| case | tensor | weights | nonzeros | bits | encodings | position bytes | "
           "log2 C(n, nnz) / 8 | ratio | within 10 % (nnz > 1,000) | tensor bytes | "
-          "LC-toolkit | floor |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "LC-toolkit | floor | tensor / floor |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         for t in r["tensors"]:
             enc = ", ".join(f"{k} {v}" for k, v in t["encodings"].items() if v != "raw")
             floor = t["position_floor"]
             ratio = "-" if not floor or not t["positions"] else f"{t['positions'] / floor:.3f}"
+            over = None if not t["floor"] else t["total"] / t["floor"]
             print(f"| {r['case']} | {t['tensor']} | {t['numel']:,} | {t['nnz']:,} | {t['bits']} "
                   f"| {enc or 'raw'} | {t['positions']:,} | {_f(floor)} | {ratio} | "
                   f"{_near_floor(t)} | {t['total']:,} | {_f(t['lc_toolkit'], 0)} | "
-                  f"{_f(t['floor'], 0)} |")
+                  f"{_f(t['floor'], 0)} | {_f(over, 3)} |")
     if timing:
         print()
         print("| LeNet-5 file | median ms |")

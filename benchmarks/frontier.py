@@ -203,9 +203,13 @@ def frontier_runs(root: Path, sel: Selection) -> list[Run]:
 
 def protocol(root: Path, forced: dict[str, str] | None = None) -> tuple[list[Run], list[str]]:
     """Every run of the protocol in the order to queue them, and notes on what waits."""
+    from compressopt.options import recipes
+
     forced = forced or {}
     runs = [*lenet5_issue12.runs(), L300_REF, *file_sizes.runs()]
-    notes = []
+    notes = [] if RECIPE in recipes() else [
+        f"the recipe {RECIPE} is not in this checkout (compressopt recipes): the LeNet-5 "
+        "commands need a checkout that has it"]
     for m in MODELS.values():
         runs += selection_runs(m)
     for m in MODELS.values():
