@@ -150,7 +150,6 @@ LENET300 = Model(
     candidates={
         "default": (),                             # the MNIST defaults: μ_k = 9.76e-5·1.2^k
         "g125": ("--mu-growth", "1.25"),           # μ grows faster: W closer to Δ(Θ) at the end
-        "distill": ("--distill", "1"),             # L steps distilled from the reference
     },
     target=Target(3200, "error", 2.0), needs=(L300_REF.out,), color="C1", marker="^")
 
