@@ -33,7 +33,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from _runner import ROOT, load_report, run_all, run_compress, seconds
+from _runner import ROOT, load_report, md, pct, run_all, run_compress, seconds
 
 #: the reference: Caffe LeNet-5, 20 epochs of SGD (Nesterov 0.9, batch 128, lr 0.05 cosine);
 #: the one LC step is only there because the command always compresses (its result is unused)
@@ -56,8 +56,10 @@ APGD_COMMON = ["--method", "apgdssm", "--bits", "4", *EPOCH, "--steps", "12",
                "--lstep-lr", "0.02", "--lr-decay", "0.9", "--batch-size", "1024",
                "--lambda1", "5e-3", "--lambda2", "5e-2"]
 
-APGD_ADAPTIVE = ["--milestones", "4", "8", "--lambda1-factors", "1", "0.2", "0.05",
-                 "--lambda2-factors", "1", "0.2", "0.05"]
+#: each factor for its own interval, as these runs had them (the factors multiply up by
+#: default since issue 12: Li & Xin's Table I)
+APGD_ADAPTIVE = ["--milestones", "4", "8", "--per-interval-factors", "--lambda1-factors", "1",
+                 "0.2", "0.05", "--lambda2-factors", "1", "0.2", "0.05"]
 
 #: the joint ADMM at 2000x with the penalty's gradient in the SGD steps (the L step of the
 #: first six cases, run before the proximal step of eq. (5) became the joint default)
@@ -173,16 +175,6 @@ def minutes(out: Path, name: str, report: dict[str, Any]) -> str:
     return f"{seconds(out / name, report) / 60:.1f} min"
 
 
-def md(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def pct(x: float | None, digits: int = 2) -> str:
-    return "-" if x is None else f"{100 * x:.{digits}f}"
-
-
 def table_ref(out: Path) -> str:
     r = load(out, "ref")
     if r is None:
@@ -237,16 +229,15 @@ def _record(r: dict[str, Any] | None, i: int) -> dict[str, Any] | None:
     return r["iterations"][i] if r and i < len(r["iterations"]) else None
 
 
-def _hard(rec: dict[str, Any] | None) -> float | None:
-    """Test accuracy of the hard-pruned W of one iteration record (SLR's output, ADMM's Π(W))."""
-    return None if rec is None else rec.get("projected_test_accuracy", rec["test_accuracy"])
-
-
 def _distance(rec: dict[str, Any]) -> float:
     return rec["w_minus_z"] if "w_minus_z" in rec else rec["primal_residual"]
 
 
 def table_b(out: Path, data_dir: str) -> str:
+    # not at the top: lenet5_issue12 imports this module
+    from lenet5_issue12 import PER_EPOCH, multiplier_steps
+    from lenet5_issue12 import hard_accuracy as _hard
+
     runs = {n: load(out, n) for n, (part, _) in CASES.items() if part == "b"}
     if not any(runs.values()):
         return ""
@@ -271,24 +262,14 @@ def table_b(out: Path, data_dir: str) -> str:
     for name, r in runs.items():
         if r is None:
             continue
-        it, o = r["iterations"], r["config"]["options"]
-        if r["method"] == "slr":
-            steps = [x["s_prime"] for x in it] + [x["s"] for x in it]
-            extra = (f"s0 = {o.get('s0') or 1e-2:g}; s from {min(steps):.3g} to "
-                     f"{max(steps):.3g}; conditions (6)/(11) held "
-                     f"{sum(x['condition1'] for x in it)}/{sum(x['condition2'] for x in it)} "
-                     f"of {len(it)}")
-        else:
-            extra = f"ρ = {it[-1]['rho']:g}, dual step ρ once per epoch"
+        it = r["iterations"]
         summary.append([name, f"{100 * r['prune']:g} %", pct(_hard(it[4])), pct(_hard(it[9])),
                         pct(_hard(it[-1])), " / ".join(f"{_distance(it[j]):.2f}"
                                                        for j in (4, 9, len(it) - 1)),
-                        extra, minutes(out, name, r)])
+                        multiplier_steps(r), minutes(out, name, r)])
     cmds = "\n".join(f"- `{' '.join(command(n, data_dir, out))}`" for n, r in runs.items() if r)
     return "\n\n".join([
-        "Test accuracy (%) after each epoch, no retraining: Π(W) is W hard-pruned to the "
-        "budget (SLR's output; for ADMM the `projected_test_accuracy` of `--eval-projected`), "
-        "Z = Π(W + U) is ADMM's own output point:\n\n" + md(header, rows),
+        PER_EPOCH + md(header, rows),
         "Hard-prune accuracy (%) after epochs 5, 10 and the last, ‖W − Z‖ at the same epochs, "
         "and the multiplier steps:\n\n"
         + md(["case", "keep", "acc. ep. 5", "acc. ep. 10", "acc. final", "‖W − Z‖ (5 / 10 / final)",

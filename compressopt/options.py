@@ -543,13 +543,16 @@ class APGDSSMOptions(MethodOptions):
         None, "epochs where the penalty factors change (the adaptive scheme)", metavar="E",
         low=1)
     lambda1_factors: tuple[float, ...] | None = opt(
-        None, "factors of lambda1, one per interval of --milestones (or one)", metavar="F",
+        None, "factors of lambda1: one per milestone (or one), multiplied up; one per "
+        "interval with --per-interval-factors", metavar="F",
         low=0.0)
     lambda2_factors: tuple[float, ...] | None = opt(
-        None, "factors of lambda2, one per interval of --milestones (or one)", metavar="F",
+        None, "factors of lambda2: one per milestone (or one), multiplied up; one per "
+        "interval with --per-interval-factors", metavar="F",
         low=0.0)
     beta_factors: tuple[float, ...] | None = opt(
-        None, "factors of beta, one per interval of --milestones (or one)", metavar="F",
+        None, "factors of beta: one per milestone (or one), multiplied up; one per "
+        "interval with --per-interval-factors", metavar="F",
         low=0.0)
     cumulative_factors: bool = opt(
         True, "the factors multiply up over the intervals (Table I as printed) by default; "
@@ -594,11 +597,15 @@ class APGDSSMOptions(MethodOptions):
             return
         if list(m) != sorted(set(m)):
             raise ConfigError(f"--milestones must be increasing, got {list(m)}")
+        # as PenaltySchedule: one factor per milestone when they multiply up (the default),
+        # one per interval with --per-interval-factors
+        n, what = ((len(m), "one per milestone: they multiply up") if self.cumulative_factors
+                   else (len(m) + 1, "one per interval, --per-interval-factors"))
         for f in factors:
             v = getattr(self, f)
-            if v is not None and len(v) not in (1, len(m) + 1):
+            if v is not None and len(v) not in (1, n):
                 raise ConfigError(f"{option_fields(type(self))[f].flag} needs 1 or "
-                                  f"{len(m) + 1} factors (one per interval), got {len(v)}")
+                                  f"{n} factors ({what}), got {len(v)}")
 
     def cstep_bytes(self, job: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> int:
         return max(grid_sweep_bytes(math.prod(s), self.bits) for s in shapes.values())
