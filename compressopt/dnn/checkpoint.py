@@ -53,6 +53,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -85,6 +86,7 @@ __all__ = [
     "set_loader_state",
     "set_rng_state",
     "solve_tree",
+    "without_timings",
 ]
 
 logger = logging.getLogger("compressopt.dnn")
@@ -105,6 +107,26 @@ def config_hash(settings: Mapping[str, Any]) -> str:
     kept = {k: v for k, v in settings.items() if k not in RUN_CONTROL}
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+#: a record's timing fields in a message (e.g. DC's "converged (... time_lstep=0.1 ...)")
+_TIME_FIELD = re.compile(r" time_\w+=\S+?(?=[ )]|$)")
+
+
+def without_timings(report: Mapping[str, Any]) -> dict[str, Any]:
+    """`report` without what a resumed run may change: the seconds (``wall_seconds``,
+    ``reference_seconds``, ``compress_seconds``; each iteration's ``seconds`` and
+    ``time_*`` fields, also where the message quotes a record). Two runs of the same
+    settings, one of them killed and resumed any number of times, give equal results
+    (besides their ``run_id``, and the ``files`` entries of figures that plot seconds)."""
+    out = {k: v for k, v in report.items() if not k.endswith("_seconds")}
+    if isinstance(out.get("message"), str):
+        out["message"] = _TIME_FIELD.sub("", out["message"])
+    if isinstance(out.get("iterations"), list):
+        out["iterations"] = [
+            {k: v for k, v in rec.items() if k != "seconds" and not k.startswith("time_")}
+            if isinstance(rec, dict) else rec for rec in out["iterations"]]
+    return out
 
 
 # -- random states and loaders --------------------------------------------------------------
@@ -417,6 +439,9 @@ def resumed_settings(ckpt: Checkpoint, given: Mapping[str, Any], out: str) -> di
         raise CheckpointError(f"--out {given['out']} contradicts --resume {out}: a resumed "
                               "run writes where it began")
     base = {**ckpt.settings, "out": out}
+    if given.get("method", base.get("method")) != base.get("method"):  # before its options
+        raise CheckpointError(f"--resume {out}: --method = {given['method']!r} (the run has "
+                              f"{base.get('method')!r}): a resumed run keeps its settings")
     merged = {**base, **{k: v for k, v in given.items() if k != "out"}}
     now = JobConfig.from_settings(merged).resolved().to_settings()
     keys = sorted((set(now) | set(base)) - RUN_CONTROL)
