@@ -543,14 +543,12 @@ class APGDSSMOptions(MethodOptions):
         None, "epochs where the penalty factors change (the adaptive scheme)", metavar="E",
         low=1)
     lambda1_factors: tuple[float, ...] | None = opt(
-        None, "factors of lambda1, one per interval of --milestones (or one)", metavar="F",
-        low=0.0)
+        None, "factors of lambda1, one per milestone (they multiply up, Table I), or one per "
+        "interval with --per-interval-factors (or one)", metavar="F", low=0.0)
     lambda2_factors: tuple[float, ...] | None = opt(
-        None, "factors of lambda2, one per interval of --milestones (or one)", metavar="F",
-        low=0.0)
+        None, "factors of lambda2, as --lambda1-factors", metavar="F", low=0.0)
     beta_factors: tuple[float, ...] | None = opt(
-        None, "factors of beta, one per interval of --milestones (or one)", metavar="F",
-        low=0.0)
+        None, "factors of beta, as --lambda1-factors", metavar="F", low=0.0)
     cumulative_factors: bool = opt(
         True, "the factors multiply up over the intervals (Table I as printed) by default; "
         "with this flag each factor applies to its interval alone",
@@ -594,11 +592,15 @@ class APGDSSMOptions(MethodOptions):
             return
         if list(m) != sorted(set(m)):
             raise ConfigError(f"--milestones must be increasing, got {list(m)}")
+        # cumulative (Table I): one factor per milestone; --per-interval-factors: one per
+        # interval (PenaltySchedule's two readings)
+        n, what = ((len(m), "one per milestone: they multiply up") if self.cumulative_factors
+                   else (len(m) + 1, "one per interval"))
         for f in factors:
             v = getattr(self, f)
-            if v is not None and len(v) not in (1, len(m) + 1):
-                raise ConfigError(f"{option_fields(type(self))[f].flag} needs 1 or "
-                                  f"{len(m) + 1} factors (one per interval), got {len(v)}")
+            if v is not None and len(v) not in (1, n):
+                raise ConfigError(f"{option_fields(type(self))[f].flag} needs 1 or {n} "
+                                  f"factors ({what}), got {len(v)}")
 
     def cstep_bytes(self, job: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> int:
         return max(grid_sweep_bytes(math.prod(s), self.bits) for s in shapes.values())
