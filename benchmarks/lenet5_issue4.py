@@ -56,7 +56,9 @@ APGD_COMMON = ["--method", "apgdssm", "--bits", "4", *EPOCH, "--steps", "12",
                "--lstep-lr", "0.02", "--lr-decay", "0.9", "--batch-size", "1024",
                "--lambda1", "5e-3", "--lambda2", "5e-2"]
 
-APGD_ADAPTIVE = ["--milestones", "4", "8", "--lambda1-factors", "1", "0.2", "0.05",
+#: the factors of each interval (the reading of Table I these runs used; see --per-interval-factors)
+APGD_ADAPTIVE = ["--milestones", "4", "8", "--per-interval-factors",
+                 "--lambda1-factors", "1", "0.2", "0.05",
                  "--lambda2-factors", "1", "0.2", "0.05"]
 
 #: the joint ADMM at 2000x with the penalty's gradient in the SGD steps (the L step of the
