@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -233,14 +234,15 @@ def test_the_minibatch_oracle_continues_mid_epoch():
     m if m in FAST else pytest.param(m, marks=pytest.mark.slow) for m in METHODS])
 def test_killed_at_random_events_and_resumed_ends_as_the_uninterrupted_run(
         tiny, tmp_path, method):
-    """Killed at a seeded random progress event (a reference epoch, an L-step epoch, an
+    """Killed at a seeded random progress event of the coordinator (an L-step epoch, an
     iteration, the last iteration before the final stage), resumed, killed again later,
     resumed: the report is the uninterrupted run's but for the timings; Θ is bit for bit
-    the same (model.cpz's SHA-256)."""
+    the same (model.cpz's SHA-256). (tests/test_cli_resume.py also kills in the
+    reference's epochs.)"""
     base = baseline(tiny, tmp_path, method)
     events = len(base["events"])
     rng = random.Random(f"resume-{method}")
-    first = rng.randrange(3, events - 1)  # after the first reference epoch
+    first = rng.randrange(base["events"].index("compress_start") + 2, events - 1)
     out = tmp_path / "run"
     config = JobConfig.from_settings(settings(tiny, out, method))
     killed(config, first)
@@ -265,6 +267,19 @@ def test_killed_at_random_events_and_resumed_ends_as_the_uninterrupted_run(
     assert not (out / CHECKPOINT).exists()  # removed with the commit
 
 
+def test_killed_while_training_the_reference(tiny, tmp_path):
+    """Killed after the reference's first epoch: the reference resumes at its second epoch
+    (model, optimizer, loader and random states), and the run ends as the uninterrupted."""
+    base = baseline(tiny, tmp_path, "lc")
+    out = tmp_path / "run"
+    killed(JobConfig.from_settings(settings(tiny, out, "lc")),
+           base["events"].index("reference_epoch") + 1)
+    ckpt = read_checkpoint(out)
+    assert (ckpt.phase, ckpt.where, ckpt.tree["epoch"]) == ("reference",
+                                                            "after reference epoch 1", 1)
+    assert comparable(resume(out)) == comparable(base["report"])
+
+
 def test_the_last_iteration_then_the_final_stage(tiny, tmp_path):
     """Killed after the checkpoint of the last iteration (the stop rule of
     --target-accuracy not reached), resumed: the coordinator's end is replayed (the same
@@ -275,6 +290,20 @@ def test_the_last_iteration_then_the_final_stage(tiny, tmp_path):
     killed(JobConfig.from_settings(settings(tiny, out, "slr")), last_step)
     assert read_checkpoint(out).where == "after iteration 3"
     assert comparable(resume(out)) == comparable(base["report"])
+
+
+def test_the_stop_rule_ends_the_resumed_run_where_it_ended(tiny, tmp_path):
+    """--target-accuracy reached at an iteration, killed right after its checkpoint: the
+    resumed run does not iterate again; the stop is replayed with its message."""
+    out = tmp_path / "run"
+    config = JobConfig.from_settings({**settings(tiny, out, "slr"), "target_accuracy": 0.3})
+    events: list[str] = []
+    full = run_job(replace(config, out=str(tmp_path / "full")),
+                   on_event=lambda kind, info: events.append(kind))
+    assert full["message"].startswith("SLR: stopped by the callback: validation accuracy")
+    assert len(full["iterations"]) < 3
+    killed(config, len(events) - events[::-1].index("step"))  # at the last iteration's end
+    assert comparable(resume(out)) == comparable(full)
 
 
 def test_a_stop_writes_the_checkpoint_it_kept_and_resumes(tiny, tmp_path):
