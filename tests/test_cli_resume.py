@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 pytest.importorskip("torch")
@@ -270,3 +271,52 @@ def test_nothing_to_resume(tmp_path, interrupted, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and match in err, err
         assert (_snapshot(folder) if folder.is_dir() else None) == before
+
+
+# -- several processes ---------------------------------------------------------------------------
+
+
+def _torchrun(args: list[str]) -> list[str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+            "--master-port", str(port), "-m", "compressopt", "compress", *args]
+
+
+@pytest.mark.slow
+def test_two_processes_killed_and_resumed_under_torchrun(tiny, tmp_path):
+    """torchrun with 2 CPU processes, the whole group killed with SIGKILL after iteration 1,
+    resumed under torchrun: every rank reads rank 0's checkpoint, and the report is the
+    uninterrupted two-process run's."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    common = ["--model", tiny, "--pretrain-epochs", "1", "--steps", "3", "--epochs", "1",
+              "--batch-size", "64", "--no-plots"]
+    full = subprocess.run(_torchrun([*common, "--quiet", "--out", str(tmp_path / "full")]),
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert full.returncode == 0, full.stderr[-2000:]
+    out = tmp_path / "run"
+    p = subprocess.Popen(_torchrun([*common, "--progress-every", "0", "--out", str(out)]),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         env=env)
+    assert p.stderr is not None
+    for text in p.stderr:
+        if f"  {iteration_line(1)}  " in text and "test accuracy" in text:
+            # torchrun and its workers (which have process groups of their own)
+            for proc in [*psutil.Process(p.pid).children(recursive=True),
+                         psutil.Process(p.pid)]:
+                proc.kill()
+            break
+    else:
+        pytest.fail(f"the run ended first: {p.wait()}")
+    p.wait(timeout=60)
+    assert not (out / "report.json").exists()
+    assert read_checkpoint(out).facts["world_size"] == 2
+    again = subprocess.run(_torchrun(["--quiet", "--resume", str(out)]), capture_output=True,
+                           text=True, cwd=ROOT, env=env, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    expected = json.loads((tmp_path / "full" / "report.json").read_text())
+    got = json.loads((out / "report.json").read_text())
+    assert got["world_size"] == 2 and comparable(got) == comparable(expected)
