@@ -288,6 +288,10 @@ def _compress(args: argparse.Namespace) -> int:
         hint = _resume_hint(config.out or "", e.checkpoint)
         print(f"{PROG}: stopped by {name} {e.where}; {hint}", file=sys.stderr)
         return 128 + e.reason if isinstance(e.reason, int) else 130
+    except KeyboardInterrupt as e:  # a second signal: at once
+        hint = _resume_hint(config.out or "", getattr(e, "checkpoint", None))
+        print(f"{PROG}: interrupted; {hint}", file=sys.stderr)
+        return 130
     if main_rank:
         _print_summary(report, config.out)
     return 0

@@ -216,6 +216,33 @@ def test_a_signal_stops_after_a_checkpoint_and_resume_ends_the_run(tiny, tmp_pat
     assert comparable(resume_here(out, capsys)) == comparable(report)
 
 
+def test_a_second_signal_stops_at_once_and_says_how_to_resume(tiny, tmp_path, capsys,
+                                                              monkeypatch):
+    """A KeyboardInterrupt (the second Ctrl-C) in the middle of an iteration: exit 130, one
+    line naming the checkpoint of the last iteration, resumed to the uninterrupted run."""
+    from compressopt.dnn import api
+
+    report, _ = baseline(tiny, tmp_path, "lc")
+    out = tmp_path / "run"
+    calls = [0]
+    check = api._Events.check
+
+    def interrupt(self: Any, kind: str = "", info: Any = None) -> None:
+        calls[0] += kind == "lstep_epoch"
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        check(self, kind, info)
+
+    monkeypatch.setattr(api._Events, "check", interrupt)
+    assert main(["compress", "--quiet", *args_of(tiny, out, "lc")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (f"compressopt compress: interrupted; {out} holds its checkpoint; resume "
+                   f"with: compressopt compress --resume {out}")
+    assert read_checkpoint(out).where == "after iteration 1"
+    monkeypatch.setattr(api._Events, "check", check)
+    assert comparable(resume_here(out, capsys)) == comparable(report)
+
+
 # -- refusals ------------------------------------------------------------------------------------
 
 

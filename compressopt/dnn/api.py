@@ -17,6 +17,11 @@ The job is a few named steps, each a function here (:func:`compress` calls them 
 
 A stop requested from outside (``stop()`` true: the command line's SIGINT/SIGTERM handler)
 is honoured at the next epoch or iteration boundary by raising :class:`JobStopped`.
+
+With an output directory, the state after every coordinator iteration is checkpointed
+(:mod:`compressopt.dnn.checkpoint`: ``OUT/checkpoint.safetensors``, removed once the run is
+committed), and ``compress(..., resume=OUT)`` continues from it to the uninterrupted run's
+result.
 """
 
 from __future__ import annotations
@@ -888,12 +893,12 @@ def compress(
 def interrupted(e: BaseException, run: RunOutput | None, checkpoints: Checkpointer | None,
                 ) -> None:
     """After a failure or a stop of the job: write the checkpoint kept in memory (one not
-    yet due under ``checkpoint_every``), tell a :class:`JobStopped` where the checkpoint is,
-    remove the files staged in OUT."""
+    yet due under ``checkpoint_every``), tell a :class:`JobStopped` or KeyboardInterrupt
+    where the checkpoint is (its ``checkpoint`` attribute), remove the files staged in OUT."""
     if checkpoints is not None:
         checkpoints.flush()
-        if isinstance(e, JobStopped) and checkpoints.written:
-            e.checkpoint = str(checkpoints.path)
+        if isinstance(e, KeyboardInterrupt) and checkpoints.written:
+            e.checkpoint = str(checkpoints.path)  # type: ignore[attr-defined]
     if run is not None:
         run.abort()
 
