@@ -11,7 +11,8 @@ Every failure ends with one line on stderr and a non-zero exit code, never a tra
 2 for bad options (usage, :class:`~compressopt.errors.ConfigError`), 1 for errors found while
 running (data, files, memory, an unexpected error: then the line names a log file holding the
 traceback), 130 / 143 when stopped by SIGINT / SIGTERM (at the next epoch or iteration
-boundary; nothing of the run is left in OUT).
+boundary; nothing of the run is left in OUT but its checkpoint, from which ``compressopt
+compress --resume OUT`` continues).
 """
 
 from __future__ import annotations
@@ -141,7 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start from a named preset (compressopt recipes lists them); "
                      "--config and the command line override it")
     run.add_argument("--overwrite", action="store_true",
-                     help="replace the run already in OUT (otherwise refused)")
+                     help="replace the run already in OUT, or the checkpoint of an "
+                     "interrupted one (otherwise refused)")
+    run.add_argument("--resume", metavar="OUT",
+                     help="continue the interrupted run in OUT from its checkpoint "
+                     "(OUT/checkpoint.safetensors), with its settings; it ends as the "
+                     "uninterrupted run would have. Options given again must agree with "
+                     "them (but --checkpoint-every, --no-plots, --data-dir)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     run.add_argument("--verbose", "-v", action="count", default=0,
                      help="log solver iterations (-vv: debug)")
@@ -171,18 +178,28 @@ def build_parser() -> argparse.ArgumentParser:
 # -- settings: recipe < --config < command line ---------------------------------------------
 
 
-def settings_from(args: argparse.Namespace) -> dict[str, Any]:
-    """The flat settings of a ``compress`` command: the recipe's, the --config file's, then
-    the options given on the command line, then the shell's defaults (OUT, the MNIST
-    directory from $COMPRESSOPT_MNIST_DIR)."""
+#: the options of the shell itself, not settings of the run
+SHELL_OPTIONS = frozenset({"command", "config", "recipe", "quiet", "verbose", "overwrite",
+                           "progress_every", "resume"})
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a ``compress`` command gives: the recipe's, the --config file's, then
+    the options on the command line (later ones win); no defaults."""
     settings: dict[str, Any] = {}
     if args.recipe:
         settings.update(load_recipe(args.recipe))
     if args.config:
         settings.update(load_toml(args.config))
-    shell = {"command", "config", "recipe", "quiet", "verbose", "overwrite", "progress_every"}
     settings.update({k: tuple(v) if isinstance(v, list) else v
-                     for k, v in vars(args).items() if k not in shell})
+                     for k, v in vars(args).items() if k not in SHELL_OPTIONS})
+    return settings
+
+
+def settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The flat settings of a ``compress`` command: :func:`given_settings`, then the shell's
+    defaults (OUT, the MNIST directory from $COMPRESSOPT_MNIST_DIR)."""
+    settings = given_settings(args)
     settings.setdefault("out", DEFAULT_OUT)
     if settings.get("dataset") == "mnist" and not settings.get("data_dir"):
         if not os.environ.get(MNIST_ENV):
@@ -227,18 +244,28 @@ class _StopSignals:
             signal.signal(s, old)
 
 
-def _resume_hint(out: str) -> str:
-    # CHECKPOINT ROUND: once the job writes OUT/checkpoint.safetensors, say
-    # "resume with: compressopt compress --resume OUT".
-    return (f"{out} is as it was before this run; no checkpoint is written yet, so run the "
-            "same command again to start over")
+def _resume_hint(out: str, checkpoint: str | None) -> str:
+    if checkpoint:
+        return f"{out} holds its checkpoint; resume with: compressopt compress --resume {out}"
+    return (f"{out} is as it was before this run (no checkpoint yet), so run the same "
+            "command again to start over")
 
 
 # -- the compress command -------------------------------------------------------------------
 
 
 def _compress(args: argparse.Namespace) -> int:
-    config = JobConfig.from_settings(settings_from(args))  # ConfigError before any import
+    checkpoint = None
+    if args.resume:  # the run's own settings; those given again must agree with them
+        if args.overwrite:
+            raise ConfigError("--resume continues the run in OUT: drop --overwrite")
+        from compressopt.dnn.checkpoint import read_checkpoint, resumed_settings
+
+        checkpoint = read_checkpoint(args.resume)
+        config = JobConfig.from_settings(
+            resumed_settings(checkpoint, given_settings(args), args.resume))
+    else:
+        config = JobConfig.from_settings(settings_from(args))  # ConfigError before any import
     from compressopt.dnn.api import JobStopped
     from compressopt.dnn.job import run_job
 
@@ -255,12 +282,16 @@ def _compress(args: argparse.Namespace) -> int:
     try:
         with stop, display or contextlib.nullcontext():
             report = run_job(config, on_event=display.event if display else None, stop=stop,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, resume=checkpoint)
     except JobStopped as e:
         name = signal.Signals(e.reason).name if isinstance(e.reason, int) else str(e.reason)
-        print(f"{PROG}: stopped by {name} {e.where}; {_resume_hint(config.out or '')}",
-              file=sys.stderr)
+        hint = _resume_hint(config.out or "", e.checkpoint)
+        print(f"{PROG}: stopped by {name} {e.where}; {hint}", file=sys.stderr)
         return 128 + e.reason if isinstance(e.reason, int) else 130
+    except KeyboardInterrupt as e:  # a second signal: at once
+        hint = _resume_hint(config.out or "", getattr(e, "checkpoint", None))
+        print(f"{PROG}: interrupted; {hint}", file=sys.stderr)
+        return 130
     if main_rank:
         _print_summary(report, config.out)
     return 0

@@ -1,5 +1,6 @@
 """SIGINT and SIGTERM stop a run cleanly at the next epoch or iteration boundary: one line
-saying where and how to run again, exit 130 / 143, OUT as it was before the run."""
+saying where and how to resume, exit 130 / 143, OUT as it was before the run but for the
+checkpoint (tests/test_cli_resume.py resumes such runs)."""
 
 from __future__ import annotations
 
@@ -47,16 +48,18 @@ def stop_during_the_coordinator(p: subprocess.Popen, sig: int) -> list[str]:
 def check_stop_message(lines: list[str], sig: int) -> None:
     last = lines[-1]
     assert last.startswith(f"compressopt compress: stopped by {signal.Signals(sig).name} after ")
-    assert "run the same command again" in last and "Traceback" not in "\n".join(lines)
+    assert "resume with: compressopt compress --resume " in last
+    assert "Traceback" not in "\n".join(lines)
 
 
-def test_sigint_stops_cleanly_and_leaves_no_output(tmp_path):
+def test_sigint_stops_cleanly_and_leaves_only_the_checkpoint(tmp_path):
     out = tmp_path / "out"
     p = start(out)
     lines = stop_during_the_coordinator(p, signal.SIGINT)
     assert p.returncode == 130
     check_stop_message(lines, signal.SIGINT)
-    assert list(out.iterdir()) == []  # created by this run; its staged files removed
+    # created by this run; its staged files removed
+    assert [f.name for f in out.iterdir()] == ["checkpoint.safetensors"]
 
 
 def test_sigterm_during_an_overwrite_keeps_the_previous_run(tmp_path):
@@ -68,6 +71,8 @@ def test_sigterm_during_an_overwrite_keeps_the_previous_run(tmp_path):
     lines = stop_during_the_coordinator(p, signal.SIGTERM)
     assert p.returncode == 143
     check_stop_message(lines, signal.SIGTERM)
-    assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # no staged file left
+    after = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert after.pop("checkpoint.safetensors")
+    assert after == before  # no staged file left
     report = read_run(out)  # complete: every listed file's size and SHA-256 match
     assert report["prune"] == 0.1 and json.loads((out / "report.json").read_text()) == report

@@ -17,6 +17,11 @@ The job is a few named steps, each a function here (:func:`compress` calls them 
 
 A stop requested from outside (``stop()`` true: the command line's SIGINT/SIGTERM handler)
 is honoured at the next epoch or iteration boundary by raising :class:`JobStopped`.
+
+With an output directory, the state after every coordinator iteration is checkpointed
+(:mod:`compressopt.dnn.checkpoint`: ``OUT/checkpoint.safetensors``, removed once the run is
+committed), and ``compress(..., resume=OUT)`` continues from it to the uninterrupted run's
+result.
 """
 
 from __future__ import annotations
@@ -40,13 +45,23 @@ from torch.func import functional_call
 
 from compressopt import __version__
 from compressopt.dnn import distributed
+from compressopt.dnn.checkpoint import (
+    Checkpoint,
+    Checkpointer,
+    TrackedLoader,
+    check_fresh_out,
+    read_checkpoint,
+    restore_solve,
+    resumed_settings,
+    solve_tree,
+)
 from compressopt.dnn.compressed import compressed_bytes
 from compressopt.dnn.distill import Distillation
 from compressopt.dnn.methods import METHODS, Method
 from compressopt.dnn.oracle import LStepSchedule, TorchOracle
 from compressopt.dnn.params import read_parameters, select_parameters, write_parameters
 from compressopt.dnn.train import to_device
-from compressopt.errors import ConfigError, DataError, ResourceLimitError
+from compressopt.errors import CheckpointError, ConfigError, DataError, ResourceLimitError
 from compressopt.options import (
     ADMMOptions,
     JobConfig,
@@ -54,7 +69,9 @@ from compressopt.options import (
     dump_toml,
 )
 from compressopt.projections import Compression, summarize
+from compressopt.projections.base import as_compression
 from compressopt.solvers import SolveResult
+from compressopt.solvers.base import Status, drive
 from compressopt.storage.atomic import RunOutput, read_run
 from compressopt.storage.model_file import file_accounting
 
@@ -66,6 +83,7 @@ __all__ = [
     "check_resources",
     "compress",
     "finish",
+    "interrupted",
     "layer_table",
     "lstep_optimizer",
     "prepare",
@@ -110,12 +128,15 @@ class JobStopped(KeyboardInterrupt):
     ----------
     reason : what ``stop()`` returned (a signal number for the command line).
     where : the last boundary passed, e.g. "after iteration 3".
+    checkpoint : the path of the run's checkpoint when one is in OUT (``--resume OUT``
+        continues from it), else None.
     """
 
     def __init__(self, reason: Any, where: str) -> None:
         super().__init__(f"stopped {where}")
         self.reason = reason
         self.where = where
+        self.checkpoint: str | None = None
 
 
 class _Events:
@@ -386,6 +407,7 @@ def solve(
     score: Score, emit: _Events, *, callback: Callable[[dict[str, Any]], Any] | None = None,
     on_checkpoint: Callable[[Any, dict[str, Any]], None] | None = None,
     val_score: Score | None = None, train_model: nn.Module | None = None,
+    checkpoints: Checkpointer | None = None, resume: Mapping[str, Any] | None = None,
 ) -> Solved:
     """Step 3: run the method's coordinator from the model's (reference) weights.
 
@@ -393,21 +415,32 @@ def solve(
     :func:`lstep_optimizer` and the schedule of the config; after every iteration the test
     score of the coordinator's output point (Δ(Θ) for LC/ADMM, the hard-pruned W for SLR, W
     quantized with V's widths for the joint ADMM, u = Proj_Q(w) for APGDSSM) is recorded,
-    ``on_checkpoint(state, record)`` is called (the resume hook), then ``callback(record)``
-    (raising StopIteration ends the coordinator early), then the stop check. With
-    `val_score`, the record holds ``val_accuracy`` too, and ``target_accuracy`` ends the
-    coordinator at the first iteration whose output point reaches it on the validation data.
-    Under ``torch.distributed`` (`train_model` the DDP wrapper of
-    :func:`~compressopt.dnn.distributed.wrap_model`) every rank runs the coordinator, and Θ
-    is checked to be the same on all of them after every iteration
+    then ``callback(record)`` (raising StopIteration ends the coordinator after this
+    iteration), then the checkpoint is saved (`checkpoints`:
+    :func:`~compressopt.dnn.checkpoint.solve_tree`) and ``on_checkpoint(state, record)``
+    called, then the stop check. With `val_score`, the record holds ``val_accuracy`` too,
+    and ``target_accuracy`` ends the coordinator at the first iteration whose output point
+    reaches it on the validation data. Under ``torch.distributed`` (`train_model` the DDP
+    wrapper of :func:`~compressopt.dnn.distributed.wrap_model`) every rank runs the
+    coordinator, and Θ is checked to be the same on all of them after every iteration
     (:func:`~compressopt.dnn.distributed.check_ranks_agree`).
+
+    With `resume` (a solve-phase checkpoint's tree; the model holds the reference), the
+    model, the optimizers, the loader and the random states are put back as they were after
+    the checkpoint's iteration, and the coordinator continues from its state and history
+    (:func:`_resumed_run`).
     """
     cfg, compression = plan.config, plan.compression
-    t0 = time.perf_counter()
-    # a frozen copy of the reference as the teacher (the model itself is compressed)
+    done = [] if resume is None else list(resume["iterations"])
+    t0 = time.perf_counter() - (done[-1]["seconds"] if done else 0.0)
+    # the reference, kept for the checkpoints (the model itself is compressed)
+    reference = ({} if checkpoints is None else
+                 {k: v.detach().clone() for k, v in model.state_dict().items()})
+    # a frozen copy of the reference as the teacher
     distill = Distillation(copy.deepcopy(model), cfg.distill) if cfg.distill > 0 else None
+    loader = TrackedLoader(train_loader)  # the position inside an epoch, for the checkpoints
     oracle = TorchOracle(
-        model, loss, train_loader,
+        model, loss, loader,
         lstep_optimizer(model, cfg.lstep_lr, cfg.momentum, cfg.weight_decay, cfg.nesterov,
                         cfg.optimizer),
         params=plan.params, eval_size=cfg.eval_loss or 2048, train_model=train_model,
@@ -425,7 +458,8 @@ def solve(
         solver, run_oracle = plan.method.adapt(solver, oracle, cfg)
     o = cfg.method_options
     projected = isinstance(o, ADMMOptions | JointADMMOptions) and o.eval_projected
-    iterations: list[dict[str, Any]] = []
+    iterations: list[dict[str, Any]] = done
+    history: list[Any] = [] if resume is None else list(resume["history"])
 
     def on_iteration(state: Any, record: Any) -> None:
         x_now, theta_now = solver.output(state, compression)
@@ -447,27 +481,73 @@ def solve(
             seconds=time.perf_counter() - t0,
         )
         iterations.append(rec)
+        history.append(record)
         logger.info("iteration %d: test accuracy %s, lr %.4g", len(iterations),
                     "-" if acc is None else f"{acc:.4f}", rec["lr"])
+        end: StopIteration | None = None
+        if callback is not None:
+            try:
+                callback(rec)
+            except StopIteration as e:
+                end = e
+        target = cfg.target_accuracy
+        if end is None and target is not None and rec.get("val_accuracy") is not None and \
+                rec["val_accuracy"] >= target:
+            end = StopIteration(f"validation accuracy {rec['val_accuracy']:.4f} reached "
+                                f"--target-accuracy {target:g}")
+        if checkpoints is not None:
+            checkpoints.save("solve", lambda: solve_tree(
+                model=model, reference=reference, oracle=oracle, run_oracle=run_oracle,
+                loader=loader, state=state, history=history, iterations=iterations,
+                stopped=None if end is None else str(end)),
+                f"after iteration {len(iterations)}")
         if on_checkpoint is not None:
             on_checkpoint(state, rec)
-        if callback is not None:
-            callback(rec)
         emit("step", rec)
-        target = cfg.target_accuracy
-        if target is not None and rec.get("val_accuracy") is not None and \
-                rec["val_accuracy"] >= target:
-            raise StopIteration(f"validation accuracy {rec['val_accuracy']:.4f} reached "
-                                f"--target-accuracy {target:g}")
+        if end is not None:
+            raise end
 
     emit("compress_start", {
         "steps": getattr(solver, "niter", None) or len(cfg.mus), "method": cfg.method,
         "epochs": cfg.epochs,
         "first_epochs": cfg.first_epochs,
     })
-    result = solver.run(read_parameters(plan.params), run_oracle, compression,
-                        callback=on_iteration)
+    if resume is None:
+        result = solver.run(read_parameters(plan.params), run_oracle, compression,
+                            callback=on_iteration)
+    else:
+        restore_solve(resume, model=model, oracle=oracle, run_oracle=run_oracle, loader=loader)
+        result = _resumed_run(solver, run_oracle, compression, resume, on_iteration)
     return Solved(result, iterations, oracle, distill, solver)
+
+
+def _resumed_run(solver: Any, oracle: Any, compression: Compression,
+                 tree: Mapping[str, Any], callback: Callable[[Any, Any], None]) -> SolveResult:
+    """The coordinator continued from a checkpoint's state and history.
+
+    The decisions the uninterrupted run took after the checkpoint's iteration are replayed
+    first through the same loop (:func:`~compressopt.solvers.base.drive`, so with the same
+    messages): the stop that ended it there (a callback's StopIteration, the target
+    accuracy), the solver's convergence test. If neither ended it, the solver's ``run``
+    continues from the state (``resume=``) up to its iteration limit.
+    """
+    state, history, stopped = tree["state"], tuple(tree["history"]), tree["stopped"]
+
+    def stop_again(s: Any, r: Any) -> None:
+        raise StopIteration(stopped)
+
+    _, _, status, message = drive(
+        lambda s: (state, history[-1]), state, maxiter=1,
+        converged=lambda s, r: solver.converged(r), finite=solver.finite,
+        callback=None if stopped is None else stop_again, name=solver.name,
+        history=history[:-1])
+    if status in (Status.CONVERGED, Status.CALLBACK):
+        x, theta = solver.output(state, as_compression(compression))
+        return SolveResult(x=x, theta=theta, state=state, converged=status == Status.CONVERGED,
+                           status=status, message=message, nit=state.k, history=history)
+    before = SolveResult(x={}, theta=None, state=state, converged=False, status=status,
+                         message=message, nit=state.k, history=history)
+    return solver.run({}, oracle, compression, callback=callback, resume=before)
 
 
 # -- step 4: finish -----------------------------------------------------------------------
@@ -665,6 +745,7 @@ def compress(
     on_event: Event | None = None,
     stop: Callable[[], Any] | None = None,
     on_checkpoint: Callable[[Any, dict[str, Any]], None] | None = None,
+    resume: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> CompressionResult:
     """Compress the weights of `model` with a constrained-optimization method, in place.
@@ -699,8 +780,11 @@ def compress(
         30; the first L step trains twice `epochs`).
     include, exclude : glob patterns of parameter names to compress / leave out.
     out : a directory to write the run into (``report.json`` last, ``config.toml``, the
-        compressed model), as one transaction; None (default) writes nothing.
-    overwrite : replace a run already in `out` (otherwise refused).
+        compressed model), as one transaction; None (default) writes nothing. While the run
+        is in progress, ``out/checkpoint.safetensors`` holds its state after every
+        iteration (``checkpoint_every=S``: at most every S seconds), removed at the end.
+    overwrite : replace a run already in `out`, or the checkpoint of an interrupted one
+        (otherwise refused).
     callback : callable(record), called after every iteration with its record (the report's
         ``iterations`` entry); raising StopIteration ends the coordinator early.
     config : a :class:`~compressopt.options.JobConfig` to start from (the keywords given
@@ -708,7 +792,13 @@ def compress(
     on_event : callable(kind, info), progress events (see
         :func:`compressopt.dnn.job.run_job`).
     stop : callable() -> truthy to stop; checked at every epoch and iteration boundary.
-    on_checkpoint : callable(state, record), called after every iteration (resume hook).
+    on_checkpoint : callable(state, record), called after every iteration, once its
+        checkpoint is saved.
+    resume : a folder holding the checkpoint of an interrupted run of this call (same
+        model class, loaders and options): continue it there (`out` defaults to it). The
+        model's weights and the loaders' random state are replaced by the checkpoint's;
+        the options given must not contradict its (CheckpointError). The result is the
+        uninterrupted run's.
     **options : any other option of :class:`~compressopt.options.JobConfig` (``lstep_lr``,
         ``mu0``, ``momentum``, ``distill``, ...) or of the method (``rho``, ``s0``,
         ``bits``, ...), by its field name.
@@ -727,7 +817,11 @@ def compress(
     OutputError
         `out` cannot be used (empty, not writable, holding another run without `overwrite`).
     JobStopped
-        ``stop()`` returned a value; `out` is left as it was.
+        ``stop()`` returned a value; `out` is left as it was, but for the checkpoint (then
+        ``resume=out`` continues the run).
+    CheckpointError
+        `resume` holds no checkpoint, an unreadable one, the checkpoint of a finished run,
+        or options contradict the checkpoint's.
 
     Examples
     --------
@@ -759,22 +853,54 @@ def compress(
                                                                  budget_bits)):
         raise ConfigError("compression= replaces prune, quantize, budget_ratio and "
                           "budget_bits: give one or the other")
-    cfg = JobConfig.from_settings({**base, **given}).resolved()
+    ckpt = None
+    if resume is not None:  # the checkpoint's settings; those given must agree
+        ckpt = read_checkpoint(resume)
+        if ckpt.phase != "solve":
+            raise CheckpointError(f"--resume {os.fspath(resume)}: the checkpoint is of a "
+                                  "command line's reference training: resume it with "
+                                  f"compressopt compress --resume {os.fspath(resume)}")
+        settings = resumed_settings(ckpt, {**base, **given}, os.fspath(resume))
+        cfg = JobConfig.from_settings(settings).resolved()
+        overwrite = bool(ckpt.facts.get("overwrite", False))
+    else:
+        cfg = JobConfig.from_settings({**base, **given}).resolved()
     if cfg.target_accuracy is not None and val_loader is None:
         raise ConfigError("target_accuracy needs validation data (val_loader): a stop rule "
                           "is not tuned on the test set")
     plan = prepare(model, cfg, compression)
-    run = RunOutput.open(cfg.out, overwrite=overwrite) if cfg.out is not None else None
+    run = checkpoints = None
+    if cfg.out is not None:
+        if ckpt is None:
+            check_fresh_out(cfg.out, overwrite)
+        run = RunOutput.open(cfg.out, overwrite=overwrite,
+                             run_id=None if ckpt is None else ckpt.run_id)
+        checkpoints = Checkpointer(run.path, run.run_id, cfg.to_settings(),
+                                   every=cfg.checkpoint_every, resumed=ckpt is not None,
+                                   facts={"overwrite": overwrite, "world_size": 1})
     try:
         result = compress_prepared(
             plan, model, train_loader, loss=loss, test_loader=test_loader,
             val_loader=val_loader, evaluate=evaluate, callback=callback, on_event=on_event,
-            stop=stop, on_checkpoint=on_checkpoint, run=run, t_start=t_start)
-    except BaseException:
-        if run is not None:
-            run.abort()
+            stop=stop, on_checkpoint=on_checkpoint, run=run, t_start=t_start,
+            checkpoints=checkpoints, resume=ckpt)
+    except BaseException as e:
+        interrupted(e, run, checkpoints)
         raise
     return result
+
+
+def interrupted(e: BaseException, run: RunOutput | None, checkpoints: Checkpointer | None,
+                ) -> None:
+    """After a failure or a stop of the job: write the checkpoint kept in memory (one not
+    yet due under ``checkpoint_every``), tell a :class:`JobStopped` or KeyboardInterrupt
+    where the checkpoint is (its ``checkpoint`` attribute), remove the files staged in OUT."""
+    if checkpoints is not None:
+        checkpoints.flush()
+        if isinstance(e, KeyboardInterrupt) and checkpoints.written:
+            e.checkpoint = str(checkpoints.path)  # type: ignore[attr-defined]
+    if run is not None:
+        run.abort()
 
 
 def compress_prepared(
@@ -788,17 +914,26 @@ def compress_prepared(
     run: RunOutput | None = None, t_start: float | None = None,
     reference_accuracy: float | None = None, reference_seconds: float = 0.0,
     pretrain_epochs: int = 0, metadata: Mapping[str, Any] | None = None,
-    train_model: nn.Module | None = None,
+    train_model: nn.Module | None = None, checkpoints: Checkpointer | None = None,
+    resume: Checkpoint | None = None,
 ) -> CompressionResult:
     """Steps 2-5 of :func:`compress` after :func:`prepare` (what
     :func:`~compressopt.dnn.job.run_job` calls after training its reference): score the
     reference (unless its `reference_accuracy` is given), :func:`solve`, :func:`finish`,
     report, :func:`write` into `run` if given (`metadata`: facts for the compressed file's
     header, e.g. the input shape and classes that rebuild the model; `train_model`: the
-    model's DDP wrapper under ``torch.distributed``, for the L steps)."""
+    model's DDP wrapper under ``torch.distributed``, for the L steps), then remove the
+    checkpoint `checkpoints` saved. With `resume` (a solve-phase checkpoint), the model
+    is first set to the checkpoint's reference, and :func:`solve` continues the run."""
     t_start = time.perf_counter() if t_start is None else t_start
     cfg = plan.config
     emit = _Events(on_event, stop)
+    if resume is not None:
+        try:
+            model.load_state_dict(resume.tree["reference"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{resume.path} does not fit the model: "
+                                  f"{str(e).strip().splitlines()[0]}") from e
     emit.check()
     score = _scorer(model, plan.params, test_loader, evaluate)
     val_score = None if val_loader is None else _scorer(model, plan.params, val_loader, None)
@@ -807,7 +942,8 @@ def compress_prepared(
     t_comp = time.perf_counter()
     solved = solve(plan, model, loss or nn.CrossEntropyLoss(), train_loader, score, emit,
                    callback=callback, on_checkpoint=on_checkpoint, val_score=val_score,
-                   train_model=train_model)
+                   train_model=train_model, checkpoints=checkpoints,
+                   resume=None if resume is None else resume.tree)
     done = finish(plan, solved, score)
     if validation is not None and val_score is not None:
         validation["val_accuracy"] = val_score(None)
@@ -822,6 +958,8 @@ def compress_prepared(
     if run is not None:
         w_last = getattr(solved.result.state, "w", None)  # the uncompressed weights
         report = write(run, report, model, plan, done, metadata, w_last)
+    if checkpoints is not None:  # the run's files are committed: nothing to resume
+        checkpoints.remove()
     if on_event is not None:
         on_event("done", {"report": report})
     logger.info("%s %s %s: accuracy %s (reference %s), ratio %s, %.1f s", cfg.model, cfg.dataset,

@@ -27,18 +27,35 @@ from compressopt.dnn.api import (
     _Events,
     check_device,
     compress_prepared,
+    interrupted,
     prepare,
     state_bytes,
+)
+from compressopt.dnn.checkpoint import (
+    Checkpoint,
+    Checkpointer,
+    check_fresh_out,
+    loader_state,
+    module_state,
+    rng_state,
+    set_loader_state,
+    set_rng_state,
 )
 from compressopt.dnn.data import DATASETS, Splits, check_splits, load_dataset, make_loader
 from compressopt.dnn.models import INPUT_SIZES, build_model
 from compressopt.dnn.train import cosine_lr, evaluate, train
 from compressopt.dnn.user import build_user_model, is_factory_spec, load_user_dataset
-from compressopt.errors import ConfigError, DataError, OutputError, ShapeMismatchError
+from compressopt.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    OutputError,
+    ShapeMismatchError,
+)
 from compressopt.options import JobConfig
 from compressopt.storage.atomic import RunOutput
 
-__all__ = ["load", "load_reference", "reference", "run", "run_job"]
+__all__ = ["load", "load_reference", "reference", "resumed_reference", "run", "run_job"]
 
 #: the test split is scored in batches of this size (as :func:`~compressopt.dnn.train.evaluate`)
 EVAL_BATCH = 4096
@@ -120,28 +137,70 @@ class Reference(NamedTuple):
 
 
 def reference(config: JobConfig, loaded: Loaded, emit: Event,
-              trained: nn.Module | None = None, shard: Mapping[str, int] | None = None,
+              trained: nn.Module | None = None, shard: Mapping[str, int] | None = None, *,
+              checkpoints: Checkpointer | None = None, resume: Checkpoint | None = None,
               ) -> Reference:
     """Step: load ``config.reference`` into the model, or train it ``pretrain_epochs`` epochs
     (SGD, Nesterov momentum 0.9, cosine learning rate from ``lr``); its test accuracy.
     Under ``torch.distributed``, `trained` is the model's DDP wrapper and `shard` this rank's
-    part of the data (``rank``, ``world_size`` of :func:`make_loader`)."""
+    part of the data (``rank``, ``world_size`` of :func:`make_loader`).
+
+    The training saves a checkpoint after every epoch (`checkpoints`: the epochs done, the
+    model, the optimizer, the loader's and the process's random states), and with `resume`
+    (a reference-phase checkpoint) continues from it.
+    A resumed solve-phase run does not train: :func:`resumed_reference`."""
     t = time.perf_counter()
     model, data = loaded.model, loaded.data
     if config.reference is not None:
         load_reference(model, config.reference)
     else:
-        emit("reference_start", {"epochs": config.pretrain_epochs})
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True)
         loader = make_loader(data.x_train, data.y_train, config.batch_size, shuffle=True,
                              seed=config.seed, **(shard or {}))
-        train(
-            trained or model, nn.CrossEntropyLoss(), loader, opt, config.pretrain_epochs,
-            lr=cosine_lr(config.lr, config.pretrain_epochs),
-            on_epoch=lambda e, loss: emit("reference_epoch", {"epoch": e, "loss": loss}),
-        )
+        start = 0
+        if resume is not None:
+            tree = resume.tree
+            try:
+                model.load_state_dict(tree["model"])
+                opt.load_state_dict(tree["optimizer"])
+            except (RuntimeError, ValueError) as e:
+                raise CheckpointError(f"{resume.path} does not fit the model: "
+                                      f"{str(e).strip().splitlines()[0]}") from e
+            set_loader_state(loader, tree["loader"])
+            start, t = tree["epoch"], t - tree["seconds"]
+        emit("reference_start", {"epochs": config.pretrain_epochs})
+
+        def on_epoch(e: int, loss: float) -> None:
+            if checkpoints is not None:
+                checkpoints.save("reference", lambda: {
+                    "epoch": e + 1, "seconds": time.perf_counter() - t,
+                    "model": module_state(model), "optimizer": opt.state_dict(),
+                    "loader": loader_state(loader), "rng": rng_state()},
+                    f"after reference epoch {e + 1}")
+            emit("reference_epoch", {"epoch": e, "loss": loss})
+
+        lr = cosine_lr(config.lr, config.pretrain_epochs)
+        if resume is not None:
+            set_rng_state(resume.tree["rng"])  # last: as after the checkpoint's epoch
+        train(trained or model, nn.CrossEntropyLoss(), loader, opt,
+              config.pretrain_epochs - start, lr=lambda e: lr(e + start),
+              on_epoch=lambda e, loss: on_epoch(e + start, loss))
     seconds = time.perf_counter() - t
     _, acc = evaluate(model, data.x_test, data.y_test)
+    emit("reference_done", {"accuracy": acc, "seconds": seconds})
+    return Reference(acc, seconds)
+
+
+def resumed_reference(loaded: Loaded, emit: Event, resume: Checkpoint) -> Reference:
+    """Step, in place of :func:`reference` for a run resumed after its reference: the
+    checkpoint's reference weights into the model, its accuracy and time from the
+    checkpoint."""
+    try:
+        loaded.model.load_state_dict(resume.tree["reference"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{resume.path} does not fit the model: "
+                              f"{str(e).strip().splitlines()[0]}") from e
+    acc, seconds = resume.facts["reference_accuracy"], resume.facts["reference_seconds"]
     emit("reference_done", {"accuracy": acc, "seconds": seconds})
     return Reference(acc, seconds)
 
@@ -182,6 +241,7 @@ def hold_out(data: Splits, n: int, seed: int) -> tuple[Splits, Any, torch.Tensor
 def run(
     config: JobConfig, *, on_event: Event | None = None, stop: Callable[[], Any] | None = None,
     overwrite: bool = False, on_checkpoint: Callable[[Any, dict[str, Any]], None] | None = None,
+    resume: Checkpoint | None = None,
 ) -> CompressionResult:
     """:func:`run_job`, returning the whole :class:`~compressopt.dnn.api.CompressionResult`."""
     t_start = time.perf_counter()
@@ -190,18 +250,24 @@ def run(
     ranks = distributed.init_from_env(cfg.device)  # torchrun: join the group (else nothing)
     try:
         return _run(cfg, ranks, on_event=on_event, stop=stop, overwrite=overwrite,
-                    on_checkpoint=on_checkpoint, t_start=t_start)
+                    on_checkpoint=on_checkpoint, t_start=t_start, resume=resume)
     finally:
         distributed.shutdown()
 
 
-def _open_on_main(cfg: JobConfig, overwrite: bool) -> RunOutput | None:
+def _open_on_main(cfg: JobConfig, overwrite: bool, resume: Checkpoint | None,
+                  ) -> RunOutput | None:
     """OUT opened (probed, refusals) by rank 0 only; every rank learns whether that worked,
-    so that a refused OUT stops all of them (one all-reduce when there are several)."""
+    so that a refused OUT stops all of them (one all-reduce when there are several). A new
+    run refuses an OUT holding a checkpoint (unless `overwrite`); a resumed one opens OUT
+    as its own run (its run_id)."""
     out, error = None, None
     if cfg.out is not None and distributed.is_main():
         try:
-            out = RunOutput.open(cfg.out, overwrite=overwrite)
+            if resume is None:
+                check_fresh_out(cfg.out, overwrite)
+            out = RunOutput.open(cfg.out, overwrite=overwrite,
+                                 run_id=None if resume is None else resume.run_id)
         except OutputError as e:
             error = e
     if distributed.world_size() > 1:
@@ -215,13 +281,19 @@ def _open_on_main(cfg: JobConfig, overwrite: bool) -> RunOutput | None:
 
 def _run(cfg: JobConfig, ranks: Any, *, on_event: Event | None, stop: Callable[[], Any] | None,
          overwrite: bool, on_checkpoint: Callable[[Any, dict[str, Any]], None] | None,
-         t_start: float) -> CompressionResult:
+         t_start: float, resume: Checkpoint | None = None) -> CompressionResult:
     """The steps of :func:`run` in this process (one rank of several under torchrun)."""
     if ranks.world_size > 1:
         cfg = replace(cfg, device=str(ranks.device))  # this rank's accelerator
     if cfg.target_accuracy is not None and not cfg.val_split:
         raise ConfigError("--target-accuracy needs a validation split (--val-split N): a stop "
                           "rule is not tuned on the test set")
+    if resume is not None:
+        overwrite = bool(resume.facts.get("overwrite", False))
+        if resume.facts.get("world_size", 1) != ranks.world_size:
+            raise CheckpointError(f"{resume.path} was written by {resume.facts.get('world_size')}"
+                                  f" process(es); resume it with as many, not "
+                                  f"{ranks.world_size}")
     emit = _Events(on_event, stop)
     loaded = load(cfg, emit)
     val_loader = None
@@ -231,11 +303,24 @@ def _run(cfg: JobConfig, ranks: Any, *, on_event: Event | None, stop: Callable[[
         loaded = loaded._replace(data=rest)
         val_loader = make_loader(x_val, y_val, EVAL_BATCH, shuffle=False)
     plan = prepare(loaded.model, cfg)  # every check that can fail, before training
-    out = _open_on_main(cfg, overwrite)
+    out = _open_on_main(cfg, overwrite, resume)
+    checkpoints = None if out is None else Checkpointer(
+        out.path, out.run_id, cfg.to_settings(), every=cfg.checkpoint_every,
+        resumed=resume is not None,
+        facts={**(resume.facts if resume is not None else {}), "overwrite": overwrite,
+               "world_size": ranks.world_size})
     shard = {"rank": ranks.rank, "world_size": ranks.world_size}
     trained = distributed.wrap_model(loaded.model)  # DDP under torchrun, else the model
+    solving = resume if resume is not None and resume.phase == "solve" else None
     try:
-        ref = reference(cfg, loaded, emit, trained, shard)
+        if solving is not None:
+            ref = resumed_reference(loaded, emit, solving)
+        else:
+            ref = reference(cfg, loaded, emit, trained, shard, checkpoints=checkpoints,
+                            resume=resume)
+        if checkpoints is not None:
+            checkpoints.facts.update(reference_accuracy=ref.accuracy,
+                                     reference_seconds=ref.seconds)
         if out is not None and cfg.reference is None:
             out.stage("reference.safetensors", state_bytes(loaded.model))
         data = loaded.data
@@ -251,16 +336,17 @@ def _run(cfg: JobConfig, ranks: Any, *, on_event: Event | None, stop: Callable[[
             metadata={"input_shape": data.input_shape, "num_classes": data.num_classes,
                       "vocab_size": data.vocab_size},
             pretrain_epochs=cfg.pretrain_epochs if cfg.reference is None else 0,
+            checkpoints=checkpoints, resume=solving,
         )
-    except BaseException:
-        if out is not None:
-            out.abort()
+    except BaseException as e:
+        interrupted(e, out, checkpoints)
         raise
 
 
 def run_job(
     config: JobConfig, *, on_event: Event | None = None, stop: Callable[[], Any] | None = None,
     overwrite: bool = False, on_checkpoint: Callable[[Any, dict[str, Any]], None] | None = None,
+    resume: Checkpoint | None = None,
 ) -> dict[str, Any]:
     """Train or load the reference, compress it with ``config.method``, evaluate, report.
 
@@ -282,8 +368,16 @@ def run_job(
         (:class:`~compressopt.dnn.api.JobStopped`; OUT is left as it was).
     overwrite : replace the run already in ``config.out``.
     on_checkpoint : callable(state, record), optional
-        Called after every coordinator iteration with its state and record, before the stop
-        check: where a checkpoint is written (the resume hook).
+        Called after every coordinator iteration with its state and record, once its
+        checkpoint is saved, before the stop check.
+    resume : Checkpoint, optional
+        The checkpoint of an interrupted run of `config`
+        (:func:`~compressopt.dnn.checkpoint.read_checkpoint` of ``config.out``; the config
+        from :func:`~compressopt.dnn.checkpoint.resumed_settings`): the run continues from
+        it (after the reference epoch or the coordinator iteration it holds) and ends as
+        the uninterrupted run would have. While a run with ``config.out`` is in progress,
+        ``OUT/checkpoint.safetensors`` holds its state (:mod:`compressopt.dnn.checkpoint`);
+        it is removed once the run's files are committed.
 
     Returns
     -------
@@ -315,4 +409,4 @@ def run_job(
         The C step would need more memory than is available.
     """
     return run(config, on_event=on_event, stop=stop, overwrite=overwrite,
-               on_checkpoint=on_checkpoint).report
+               on_checkpoint=on_checkpoint, resume=resume).report

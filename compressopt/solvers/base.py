@@ -277,7 +277,9 @@ def drive(
     line per iteration at INFO level on ``compressopt.solvers``.
     """
     hist = list(history)
-    status, message = Status.MAXITER, f"{name}: reached maxiter={maxiter} iterations"
+    # the limit counts the iterations of `history` too (a resumed run: nit counts all)
+    status = Status.MAXITER
+    message = f"{name}: reached maxiter={len(hist) + maxiter} iterations"
     for _ in range(maxiter):
         state, record = step(state)
         hist.append(record)
