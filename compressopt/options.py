@@ -794,6 +794,11 @@ class JobConfig:
                       "bits per layer), iterations.png, histograms.png (weights and codebook "
                       "levels); skipped with a warning without matplotlib. The flag turns "
                       "them off", flag="--no-plots", negate=True, group=_OUT)
+    checkpoint_every: float = opt(
+        0.0, "write OUT/checkpoint.safetensors (what --resume OUT continues from) at most "
+        "every SECONDS, after a reference epoch or a coordinator iteration; 0 (default): "
+        "after every one. A stop by SIGINT/SIGTERM always writes the last one",
+        metavar="SECONDS", low=0.0, group=_OUT)
     options: MethodOptions | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
