@@ -35,6 +35,7 @@ __all__ = [
     "numel",
     "pow2_exponent",
     "scalar",
+    "take",
     "to_numpy",
 ]
 
@@ -148,6 +149,31 @@ def max_abs(x: Array) -> Array:
     if numel(x) == 0:
         return xp.zeros((), dtype=x.dtype, device=device(x))
     return xp.max(xp.abs(x))
+
+
+def take(x: Array, indices: Array, /, *, axis: int = 0) -> Array:
+    """``x`` gathered at `indices` along `axis` (the Array API's ``take``), fast on every library.
+
+    `indices` is a 1-D integer array of positions in ``[0, x.shape[axis])`` on `x`'s device
+    (negative positions are not supported: they are what makes array_api_compat's torch
+    ``take`` slow, a ``where`` over the indices before the gather). numpy: ``np.take``;
+    torch: ``torch.index_select`` (measured 0.4 ms against 14 ms for array_api_compat's
+    ``take`` of 400,000 codes from a 257-entry codebook, 2-core CPU); other libraries: their
+    ``take``. Returns a new array of `x`'s dtype and device; no host transfer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> take(np.array([10.0, 20.0, 30.0]), np.array([2, 0, 2]))
+    array([30., 10., 30.])
+    """
+    if is_numpy_array(x):
+        return np.take(x, indices, axis=axis)
+    if is_torch_array(x):
+        if str(indices.dtype) not in ("torch.int64", "torch.int32"):  # index_select's types
+            indices = indices.long()
+        return x.index_select(axis, indices)
+    return array_namespace(x).take(x, indices, axis=axis)
 
 
 def scalar(x: Array) -> float:

@@ -27,6 +27,7 @@ from compressopt._array import (
     ldexp,
     numel,
     pow2_exponent,
+    take,
     to_numpy,
 )
 from compressopt.projections._util import acc_dtype, check_int, check_memory
@@ -284,8 +285,8 @@ def _from_frame(st: _Stats, c: Array, dtype: object) -> Array:
 def _segment_means(cw: Array, cs: Array, lo: Array, hi: Array, fallback: Array) -> Array:
     """Weighted means of the sorted segments [lo, hi) from prefix sums; `fallback` if empty."""
     xp = array_namespace(cw)
-    w = xp.take(cw, hi) - xp.take(cw, lo)
-    s = xp.take(cs, hi) - xp.take(cs, lo)
+    w = take(cw, hi) - take(cw, lo)
+    s = take(cs, hi) - take(cs, lo)
     ok = w > 0
     return xp.where(ok, s / xp.where(ok, w, xp.ones_like(w)), fallback)
 
@@ -304,7 +305,7 @@ def _distinct_codebook(st: _Stats, k: int) -> tuple[Array, Array]:
     j = xp.arange(1, k + 1, dtype=xp.int64, device=s.device)
     j = xp.minimum(j, xp.maximum(d, xp.ones_like(d)))  # beyond D: repeat the last value
     pos = xp.clip(xp.searchsorted(rank, j, side="left"), 0, n - 1)
-    return xp.take(s, pos), d
+    return take(s, pos), d
 
 
 # Fast-path constants, chosen by measurement against the exact DP (benchmarks/projections.py):
@@ -351,15 +352,15 @@ def _companded_edges(st: _Stats, k: int, per_cluster: int = _BINS_PER_CLUSTER
     hi = xp.searchsorted(st.cw[1:], total, side="left")  # last weighted entry
     idx = xp.concat([xp.reshape(lo, (1,)), xp.searchsorted(st.cw[1:], total * q, side="left"),
                      xp.reshape(hi, (1,))])
-    v = xp.take(s, xp.clip(idx, 0, n - 1))
+    v = take(s, xp.clip(idx, 0, n - 1))
     width = xp.maximum(v[1:] - v[:-1], xp.zeros_like(v[1:]))
     fc = xp.cumulative_sum(width ** (2.0 / 3.0), include_initial=True)
     m = per_cluster * k
     t = fc[-1] * xp.arange(1, m, dtype=acc, device=dev) / m
     i = xp.clip(xp.searchsorted(fc, t, side="right") - 1, 0, v.shape[0] - 2)
-    f0, f1 = xp.take(fc, i), xp.take(fc, i + 1)
+    f0, f1 = take(fc, i), take(fc, i + 1)
     step = xp.where(f1 > f0, f1 - f0, xp.ones_like(f0))
-    vals = xp.take(v, i) + (t - f0) / step * (xp.take(v, i + 1) - xp.take(v, i))
+    vals = take(v, i) + (t - f0) / step * (take(v, i + 1) - take(v, i))
     cuts = xp.searchsorted(s, xp.astype(vals, s.dtype), side="left")
     ends = xp.asarray([0, n], dtype=cuts.dtype, device=dev)
     return _weighted_edges(st, xp.sort(xp.concat([ends, cuts]), stable=False))
@@ -371,7 +372,7 @@ def _weighted_edges(st: _Stats, e: Array) -> tuple[Array, Array]:
     (weightless entries join the next bin) and the DP's band counts only those."""
     xp = array_namespace(e)
     n = st.s.shape[0]
-    w = xp.take(st.cw, e)
+    w = take(st.cw, e)
     dup = xp.concat([xp.zeros((1,), dtype=xp.bool, device=e.device), w[1:] <= w[:-1]])
     r = xp.sum(xp.astype(~dup, xp.int64)) - 1
     return xp.clip(xp.sort(xp.where(dup, xp.full_like(e, n + 1), e), stable=False), 0, n), r
@@ -395,7 +396,7 @@ def _dp_codebook(st: _Stats, k: int, per: int = _BINS_PER_CLUSTER) -> Array:
     else:
         e, r = _companded_edges(st, k, per)
     nb = e.shape[0] - 1  # bins
-    big_n, m1 = xp.take(st.cw, e), xp.take(st.cs, e)
+    big_n, m1 = take(st.cw, e), take(st.cs, e)
     cnt, tot = big_n[1:] - big_n[:-1], m1[1:] - m1[:-1]
     mean = xp.where(cnt > 0, tot / xp.where(cnt > 0, cnt, xp.ones_like(cnt)), xp.zeros_like(cnt))
     m2 = xp.cumulative_sum(cnt * mean * mean, include_initial=True)
@@ -407,7 +408,7 @@ def _dp_codebook(st: _Stats, k: int, per: int = _BINS_PER_CLUSTER) -> Array:
     af = xp.reshape(a, (-1,))
 
     def gather(v: Array) -> Array:
-        return xp.reshape(xp.take(v, af), a.shape)
+        return xp.reshape(take(v, af), a.shape)
 
     dn = big_n[:, None] - gather(big_n)  # weight, sum and sum of squares of bins a..b-1
     d1 = m1[:, None] - gather(m1)
@@ -426,10 +427,10 @@ def _dp_codebook(st: _Stats, k: int, per: int = _BINS_PER_CLUSTER) -> Array:
     pos = xp.reshape(r, (1,))
     cuts = [pos]
     for j in reversed(spans):  # backtrack from the last real bin, on the device
-        pos = pos - xp.astype(xp.take(j, pos), xp.int64)
+        pos = pos - xp.astype(take(j, pos), xp.int64)
         cuts.append(pos)
-    cuts = xp.take(e, xp.concat(cuts[::-1]))  # k + 1 positions in the sorted data
-    fallback = xp.take(s, xp.clip(cuts[:-1], 0, n - 1))
+    cuts = take(e, xp.concat(cuts[::-1]))  # k + 1 positions in the sorted data
+    fallback = take(s, xp.clip(cuts[:-1], 0, n - 1))
     return xp.sort(_segment_means(st.cw, st.cs, cuts[:-1], cuts[1:], fallback), stable=False)
 
 
@@ -454,7 +455,7 @@ def _companded_codebook(st: _Stats, k: int) -> Array:
     xp = array_namespace(st.s)
     n = st.s.shape[0]
     e, _r = _companded_edges(st, k, per_cluster=1)
-    fallback = xp.take(st.s, xp.clip(e[:-1], 0, n - 1))
+    fallback = take(st.s, xp.clip(e[:-1], 0, n - 1))
     return xp.sort(_segment_means(st.cw, st.cs, e[:-1], e[1:], fallback), stable=False)
 
 
@@ -519,7 +520,7 @@ def _lloyd_zero(st: _Stats, c: Array, iters: int) -> Array:
         means = _segment_means(st.cw, st.cs, edges[:-1], edges[1:], cc)
         # drop the fixed center's segment: k free means, in order
         keep = xp.argsort(xp.astype(idx == z, xp.int64), stable=True)[:k]
-        c = xp.sort(xp.take(means, keep), stable=False)
+        c = xp.sort(take(means, keep), stable=False)
     return c
 
 
@@ -544,7 +545,7 @@ def _zero_level_codebook(x: Array, st: _Stats, c: Array, method: str,
         else:
             cj = _fast_codebook(st, k + j, iters)
         far = xp.argsort(xp.abs(cj), stable=True)[j:]  # drop the j entries nearest 0
-        starts.append(xp.sort(xp.take(cj, far), stable=False))
+        starts.append(xp.sort(take(cj, far), stable=False))
     best_c, best_e = None, None
     for start in starts:
         cz = _lloyd_zero(st, start, iters)
@@ -581,7 +582,7 @@ def _quantized(x: Array, c: Array, sparse: bool) -> Quantized:
 def _sse(st: _Stats, c: Array) -> Array:
     """Weighted squared error of the sorted data against its nearest centers (0-d, acc dtype)."""
     xp = array_namespace(st.s)
-    d = st.s - xp.take(c, xp.reshape(assign_nearest(st.s, c), (-1,)))
+    d = st.s - take(c, xp.reshape(assign_nearest(st.s, c), (-1,)))
     return xp.sum(st.w * d * d)
 
 
@@ -799,7 +800,7 @@ class AdaptiveQuantization(TensorScheme):
 
     def decompress(self, theta: Quantized, /) -> Array:
         xp = array_namespace(theta.codebook)
-        return xp.reshape(xp.take(theta.codebook, xp.reshape(theta.assignments, (-1,))),
+        return xp.reshape(take(theta.codebook, xp.reshape(theta.assignments, (-1,))),
                           theta.assignments.shape)
 
     def cost(self, theta: Quantized, /) -> StorageCost:
