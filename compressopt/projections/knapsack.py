@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from compressopt._array import Array, array_namespace, check_floating, numel
+from compressopt._array import Array, array_namespace, check_floating, from_numpy, host_numpy, numel
 from compressopt.errors import NonFiniteError, ShapeMismatchError, UnsupportedDTypeError
 from compressopt.projections._selection import (
     MagnitudeKeys,
@@ -172,6 +172,18 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
     xs = [w[n] for n in names]
     for n_, x in zip(names, xs, strict=True):
         check_floating(x, f"w[{n_!r}]")
+    hosted = [host_numpy(x) for x in xs]
+    if all(h is not None for h in hosted) and any(h is not x for h, x in zip(hosted, xs,
+                                                                               strict=True)):
+        # torch tensors on the CPU: the same greedy on numpy views (numpy's passes are
+        # faster on one core, and no thread pool to wait for on a busy machine)
+        r = project_knapsack(dict(zip(names, hosted, strict=True)), bits, budget_bits)
+        like = xs[0]
+        return r._replace(w={nm: from_numpy(a, like) for nm, a in r.w.items()},
+                          masks={nm: from_numpy(a, like) for nm, a in r.masks.items()},
+                          objective=from_numpy(r.objective, like),
+                          lp_bound=from_numpy(r.lp_bound, like),
+                          break_profit=from_numpy(r.break_profit, like))
     bl = _check_bits(bits, names)
     s_budget = check_nonneg(budget_bits, "budget_bits")
     xp = array_namespace(*xs)

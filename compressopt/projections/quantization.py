@@ -24,7 +24,9 @@ from compressopt._array import (
     array_namespace,
     check_finite,
     from_numpy,
+    host_numpy,
     ldexp,
+    max_abs,
     numel,
     pow2_exponent,
     take,
@@ -250,11 +252,13 @@ class _Stats(NamedTuple):
 
     The values are those of x scaled by ``2^-e`` (e the binary exponent of ``max|x|``, so
     ``max|s| ∈ [0.5, 1)``): an exact rescaling under which k-means is the same problem, and
-    no sum of squares overflows or underflows. Centers in this frame are ``c·2^-e``.
+    no sum of squares overflows or underflows. Centers in this frame are ``c·2^-e``. In
+    sparse mode only the nonzeros (of the frame) are kept: the zeros have their own code and
+    weigh nothing, so every step costs O(nnz), not O(x.size).
     """
 
-    s: Array  # sorted values · 2^-e, (n,)
-    w: Array  # weights (1, or 0 for the zeros in sparse mode), (n,)
+    s: Array  # sorted values · 2^-e (the nonzeros only in sparse mode), (n,)
+    w: Array  # weights (all 1), (n,)
     cw: Array  # prefix sums of w, (n + 1,)
     cs: Array  # prefix sums of w * s, (n + 1,)
     e: Array  # 0-d int: the frame's binary exponent
@@ -263,13 +267,15 @@ class _Stats(NamedTuple):
 def _stats(x: Array, sparse: bool) -> _Stats:
     xp = array_namespace(x)
     acc = acc_dtype(x)
-    s = xp.astype(xp.sort(xp.reshape(x, (-1,)), stable=False), acc)
-    e = pow2_exponent(xp.maximum(xp.abs(s[0]), xp.abs(s[-1])) if s.shape[0] else
-                      xp.zeros((), dtype=acc, device=s.device))
-    s = ldexp(s, -e)
-    w = xp.astype(s != 0, acc) if sparse else xp.ones_like(s)
+    f = xp.astype(xp.reshape(x, (-1,)), acc)
+    e = pow2_exponent(max_abs(f))
+    f = ldexp(f, -e)
+    if sparse:  # a nonzero below max|x|·2^-1075 is 0 in the frame: the zeros' code
+        f = f[f != 0]
+    s = xp.sort(f, stable=False)
+    w = xp.ones_like(s)
     return _Stats(s, w, xp.cumulative_sum(w, include_initial=True),
-                  xp.cumulative_sum(w * s, include_initial=True), e)
+                  xp.cumulative_sum(s, include_initial=True), e)
 
 
 def _to_frame(st: _Stats, c: Array) -> Array:
@@ -378,8 +384,9 @@ def _weighted_edges(st: _Stats, e: Array) -> tuple[Array, Array]:
     return xp.clip(xp.sort(xp.where(dup, xp.full_like(e, n + 1), e), stable=False), 0, n), r
 
 
-def _dp_codebook(st: _Stats, k: int, per: int = _BINS_PER_CLUSTER) -> Array:
-    """Optimal k-means of the bins of :func:`_companded_edges` (banded DP), as k centers.
+def _dp_codebooks(st: _Stats, ks: Sequence[int], per: int = _BINS_PER_CLUSTER) -> list[Array]:
+    """Optimal k-means of the bins of :func:`_companded_edges` (banded DP), as k centers,
+    for every k of `ks` (ascending).
 
     Bellman recursion of the 1-D k-means DP (Wang & Song 2011, eq. 1) over `per`·k bins
     (8 by default; fewer for large k, see :func:`_dp_bins`) instead of points (the points
@@ -388,13 +395,20 @@ def _dp_codebook(st: _Stats, k: int, per: int = _BINS_PER_CLUSTER) -> Array:
     within-cluster sum of squares of the bin means (the within-bin part is a constant), the
     span w <= W bins (the band) and w = 0 (an empty cluster) keeps the recursion feasible when
     there are fewer bins than clusters. O(k · 8k · W) vectorized work, k sequential steps.
+
+    When the points are the bins (``n <= per·ks[0]``) the recursion does not depend on k: its
+    stage j is the j-cluster table, so one run of ``max(ks)`` stages serves every k of `ks`
+    (each backtracked from its own stage; the same centers as separate runs). Otherwise `ks`
+    holds one k.
     """
     xp = array_namespace(st.s)
     s, n, dev = st.s, st.s.shape[0], st.s.device
-    if n <= per * k:  # few points: every (weighted) point is a bin
+    if n <= per * ks[0]:  # few points: every (weighted) point is a bin
         e, r = _weighted_edges(st, xp.arange(n + 1, device=dev))
     else:
-        e, r = _companded_edges(st, k, per)
+        if len(ks) != 1:
+            raise ValueError("companded bins serve one codebook size")  # pragma: no cover
+        e, r = _companded_edges(st, ks[0], per)
     nb = e.shape[0] - 1  # bins
     big_n, m1 = take(st.cw, e), take(st.cs, e)
     cnt, tot = big_n[1:] - big_n[:-1], m1[1:] - m1[:-1]
@@ -419,23 +433,29 @@ def _dp_codebook(st: _Stats, k: int, per: int = _BINS_PER_CLUSTER) -> Array:
     dv = xp.where(xp.reshape(b, (-1,)) == 0, xp.zeros(nb + 1, dtype=s.dtype, device=dev),
                   xp.full((nb + 1,), math.inf, dtype=s.dtype, device=dev))
     spans = []
-    for _ in range(k):  # the DP's k stages (a loop over clusters, not over weights)
+    for _ in range(ks[-1]):  # the DP's stages (a loop over clusters, not over weights)
         t = gather(dv) + cost
         j = xp.argmin(t, axis=1)
         dv = xp.min(t, axis=1)
         spans.append(xp.astype(j, xp.int8))  # spans of at most _BAND bins
-    pos = xp.reshape(r, (1,))
-    cuts = [pos]
-    for j in reversed(spans):  # backtrack from the last real bin, on the device
-        pos = pos - xp.astype(take(j, pos), xp.int64)
-        cuts.append(pos)
-    cuts = take(e, xp.concat(cuts[::-1]))  # k + 1 positions in the sorted data
-    fallback = take(s, xp.clip(cuts[:-1], 0, n - 1))
-    return xp.sort(_segment_means(st.cw, st.cs, cuts[:-1], cuts[1:], fallback), stable=False)
+    out = []
+    for k in ks:
+        pos = xp.reshape(r, (1,))
+        cuts = [pos]
+        for j in reversed(spans[:k]):  # backtrack from the last real bin, on the device
+            pos = pos - xp.astype(take(j, pos), xp.int64)
+            cuts.append(pos)
+        cut = take(e, xp.concat(cuts[::-1]))  # k + 1 positions in the sorted data
+        fallback = take(s, xp.clip(cut[:-1], 0, n - 1))
+        out.append(xp.sort(_segment_means(st.cw, st.cs, cut[:-1], cut[1:], fallback),
+                           stable=False))
+    return out
 
 
 def _lloyd(st: _Stats, c: Array, iters: int) -> Array:
-    """`iters` Lloyd iterations on the sorted data, each O(k log n) from prefix sums."""
+    """At most `iters` Lloyd iterations on the sorted data, each O(k log n) from prefix sums;
+    stops at a fixed point (one host read of a flag per iteration; the result is the one of
+    `iters` iterations, since a fixed point stays)."""
     xp = array_namespace(st.s)
     n = st.s.shape[0]
     zero = xp.zeros((1,), dtype=xp.int64, device=st.s.device)
@@ -444,7 +464,10 @@ def _lloyd(st: _Stats, c: Array, iters: int) -> Array:
         mids = (c[:-1] + c[1:]) / 2
         b = xp.astype(xp.searchsorted(st.s, mids, side="left"), xp.int64)
         edges = xp.concat([zero, b, end])
-        c = xp.sort(_segment_means(st.cw, st.cs, edges[:-1], edges[1:], c), stable=False)
+        new = xp.sort(_segment_means(st.cw, st.cs, edges[:-1], edges[1:], c), stable=False)
+        if bool(xp.all(new == c)):
+            return new
+        c = new
     return c
 
 
@@ -459,21 +482,48 @@ def _companded_codebook(st: _Stats, k: int) -> Array:
     return xp.sort(_segment_means(st.cw, st.cs, e[:-1], e[1:], fallback), stable=False)
 
 
-def _fast_codebook(st: _Stats, k: int, iters: int) -> Array:
-    """``min(k, n)`` sorted centers in the frame of `st` (accumulation dtype): the distinct
-    values if D <= k, else the binned DP (8, 4 or 2 bins per cluster, the finest whose
-    tables fit in 256 MiB; k companded cells beyond) refined by Lloyd."""
+def _distinct_count(st: _Stats) -> int:
+    """The number D of distinct values of `st` (one host read)."""
+    xp = array_namespace(st.s)
+    if st.s.shape[0] == 0:
+        return 0
+    return 1 + int(xp.sum(xp.astype(st.s[1:] != st.s[:-1], xp.int64)))
+
+
+def _fast_codebooks(st: _Stats, ks: Sequence[int], iters: int, size: int) -> list[Array]:
+    """For each k of `ks`: ``min(k, max(size, 1))`` sorted centers in the frame of `st`
+    (accumulation dtype; `size` the entries of x, so the codebook's length does not depend
+    on how many are zero). The distinct values if D <= k (zero error; the last repeated),
+    else the binned DP (8, 4 or 2 bins per cluster, the finest whose tables fit in 256 MiB;
+    k companded cells beyond) refined by Lloyd. The sizes whose bins are the points share one
+    DP (:func:`_dp_codebooks`)."""
     xp = array_namespace(st.s)
     n = st.s.shape[0]
-    k = _codebook_size(k, n)
+    out: dict[int, Array] = {}
     if n == 0:
-        return xp.zeros((k,), dtype=st.s.dtype, device=st.s.device)
-    distinct, d = _distinct_codebook(st, k)
-    if n <= k:  # at most k values: the distinct ones are optimal
-        return distinct
-    per = _dp_bins(n, k)
-    start = _dp_codebook(st, k, per) if per is not None else _companded_codebook(st, k)
-    return xp.where(d <= k, distinct, _lloyd(st, start, iters))
+        return [xp.zeros((_codebook_size(k, size),), dtype=st.s.dtype, device=st.s.device)
+                for k in ks]
+    d = _distinct_count(st)
+    groups: dict[object, list[int]] = {}
+    for k in sorted(set(ks)):  # a loop over codebook sizes
+        if d <= k:  # at most k values: the distinct ones are optimal
+            out[k] = _distinct_codebook(st, _codebook_size(k, size))[0]
+            continue
+        per = _dp_bins(n, k)
+        key = ("points", per) if per is not None and n <= per * k else ("one", per, k)
+        groups.setdefault(key, []).append(k)
+    for key, group in groups.items():
+        per = key[1]
+        starts = (_dp_codebooks(st, group, per) if per is not None else
+                  [_companded_codebook(st, group[0])])
+        for k, start in zip(group, starts, strict=True):
+            out[k] = _lloyd(st, start, iters)
+    return [out[k] for k in ks]
+
+
+def _fast_codebook(st: _Stats, k: int, iters: int, size: int | None = None) -> Array:
+    """:func:`_fast_codebooks` for one size (``size`` defaults to the values of `st`)."""
+    return _fast_codebooks(st, [k], iters, st.s.shape[0] if size is None else size)[0]
 
 
 def assign_nearest(x: Array, codebook: Array) -> Array:
@@ -520,7 +570,10 @@ def _lloyd_zero(st: _Stats, c: Array, iters: int) -> Array:
         means = _segment_means(st.cw, st.cs, edges[:-1], edges[1:], cc)
         # drop the fixed center's segment: k free means, in order
         keep = xp.argsort(xp.astype(idx == z, xp.int64), stable=True)[:k]
-        c = xp.sort(take(means, keep), stable=False)
+        new = xp.sort(take(means, keep), stable=False)
+        if bool(xp.all(new == c)):  # a fixed point stays: the result of `iters` iterations
+            return new
+        c = new
     return c
 
 
@@ -537,13 +590,14 @@ def _zero_level_codebook(x: Array, st: _Stats, c: Array, method: str,
     xp = array_namespace(st.s)
     starts = [c]
     k = c.shape[0]  # min(k, n)
+    size = numel(x)
     for j in range(1, 4 if k <= 16 else 1):
-        if k + j > st.s.shape[0]:  # no (k+j)-entry codebook to drop j entries from
+        if k + j > size:  # no (k+j)-entry codebook to drop j entries from
             break
         if method == "exact":
             cj = _to_frame(st, kmeans1d_exact(x, k + j, sparse=True).codebook[1:])
         else:
-            cj = _fast_codebook(st, k + j, iters)
+            cj = _fast_codebook(st, k + j, iters, size)
         far = xp.argsort(xp.abs(cj), stable=True)[j:]  # drop the j entries nearest 0
         starts.append(xp.sort(take(cj, far), stable=False))
     best_c, best_e = None, None
@@ -633,8 +687,11 @@ def kmeans1d_fast(x: Array, k: int, *, sparse: bool = False, iters: int = 30) ->
     _check_flag(sparse, "sparse")
     check_int(iters, "iters")
     check_finite(x)
-    st = _stats(x, sparse)
-    return _quantized(x, _from_frame(st, _fast_codebook(st, k, iters), x.dtype), sparse)
+    h = host_numpy(x)
+    v = x if h is None else h  # CPU tensors: numpy's cheaper small steps
+    st = _stats(v, sparse)
+    c = _from_frame(st, _fast_codebook(st, k, iters, numel(x)), v.dtype)
+    return _quantized(x, c if v is x else from_numpy(c, x), sparse)
 
 
 def quantize_zero_level(x: Array, codebook: Array) -> Quantized:
@@ -741,26 +798,73 @@ def kmeans1d_sweep(x: Array, ks: Sequence[int], *, sparse: bool = False,
     if method not in ("exact", "fast"):
         raise ValueError(f"method must be 'exact' or 'fast', got {method!r}")
     check_finite(x)
-    xp = array_namespace(x)
-    sparse = sparse or zero_level
-    st = _stats(x, sparse)
-    books, errs = [], []
-    for k in ks:  # a loop over codebook sizes
-        if method == "exact":
-            q = kmeans1d_exact(x, k, sparse=sparse)
-            c = q.codebook[1:] if sparse else q.codebook
+    sw = _Sweep(x, sparse=sparse, method=method, iters=iters, zero_level=zero_level)
+    sw.compute(ks)
+    return KMeansSweep(ks, tuple(sw.book(k) for k in ks),
+                       sw.out(ldexp(sw.frame_sse(ks), 2 * sw.st.e)))
+
+
+class _Sweep:
+    """One tensor's codebooks and errors, computed on demand and kept (the frame, the sort and
+    the prefix sums shared by every size): :func:`kmeans1d_sweep`'s work, for callers that
+    need only some sizes (:func:`~compressopt.projections.mckp.allocate_bits`). Arguments
+    checked by the caller.
+
+    A torch tensor on the CPU is worked on as a numpy view (:func:`host_numpy`: the many small
+    steps cost about 1 µs each in numpy, 5-20 µs in torch); :meth:`book` and :meth:`out`
+    give results in the input's library. Accelerator arrays stay on their device.
+    """
+
+    def __init__(self, x: Array, *, sparse: bool, method: str, iters: int,
+                 zero_level: bool) -> None:
+        h = host_numpy(x)
+        self.like, self.host = x, h is not None and h is not x
+        x = x if h is None else h
+        self.x, self.method, self.iters, self.zero_level = x, method, iters, zero_level
+        self.sparse = sparse or zero_level
+        self.st = _stats(x, self.sparse)
+        self.books: dict[int, Array] = {}  # k -> codebook, x's dtype and units
+        self.errs: dict[int, Array] = {}  # k -> 0-d squared error in the frame (·2^-2e)
+
+    def compute(self, ks: Sequence[int]) -> None:
+        """Codebooks and errors for the sizes of `ks` not computed yet."""
+        todo = [k for k in dict.fromkeys(ks) if k not in self.books]
+        if not todo:
+            return
+        x, st = self.x, self.st
+        xp = array_namespace(st.s)
+        if self.method == "exact":
+            books = []
+            for k in todo:  # a loop over codebook sizes
+                c = kmeans1d_exact(x, k, sparse=self.sparse).codebook
+                books.append(c[1:] if self.sparse else c)
         else:
-            c = _from_frame(st, _fast_codebook(st, k, iters), x.dtype)
-        if zero_level and st.s.shape[0]:
-            c, e = _zero_level_codebook(x, st, _to_frame(st, c), method, iters)
-            books.append(_from_frame(st, c, x.dtype))
-            errs.append(e)
-            continue
-        books.append(c)
-        errs.append(_sse(st, _to_frame(st, c)) if st.s.shape[0] else
-                    xp.zeros((), dtype=st.s.dtype, device=st.s.device))
-    sse = xp.stack(errs) if errs else xp.zeros((0,), dtype=st.s.dtype, device=st.s.device)
-    return KMeansSweep(ks, tuple(books), ldexp(sse, 2 * st.e))
+            books = [_from_frame(st, c, x.dtype) for c in
+                     _fast_codebooks(st, todo, self.iters, numel(x))]
+        for k, c in zip(todo, books, strict=True):
+            if self.zero_level and st.s.shape[0]:
+                c, e = _zero_level_codebook(x, st, _to_frame(st, c), self.method, self.iters)
+                c = _from_frame(st, c, x.dtype)
+            elif st.s.shape[0]:
+                e = _sse(st, _to_frame(st, c))
+            else:
+                e = xp.zeros((), dtype=st.s.dtype, device=st.s.device)
+            self.books[k], self.errs[k] = c, e
+
+    def out(self, a: Array) -> Array:
+        """An array of the work as one of the input's library and device."""
+        return from_numpy(a, self.like) if self.host else a
+
+    def book(self, k: int) -> Array:
+        """The codebook of size `k` (computed) in the input's library, dtype and units."""
+        return self.out(self.books[k])
+
+    def frame_sse(self, ks: Sequence[int]) -> Array:
+        """The errors of `ks` (computed) in the frame, 1-D, accumulation dtype."""
+        xp = array_namespace(self.st.s)
+        if not ks:
+            return xp.zeros((0,), dtype=self.st.s.dtype, device=self.st.s.device)
+        return xp.stack([self.errs[k] for k in ks])
 
 
 @dataclass(frozen=True)

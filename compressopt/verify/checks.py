@@ -486,7 +486,7 @@ def verify_allocate_bits(w: Mapping[str, Any], budget_bits: float,
     from compressopt.verify.ilp import mckp_ilp
 
     cands = sorted(set(candidates))
-    r = P.allocate_bits(w, budget_bits, cands, method=method)
+    r = P.allocate_bits(w, budget_bits, cands, method=method, table="full")
     fr = frame(w)
     exact_tab = {n: P.kmeans1d_sweep(fr.scale(a), [2**j for j in cands], sparse=True,
                                      method="exact").sse for n, a in w.items()}
