@@ -31,6 +31,7 @@ __all__ = [
     "from_numpy",
     "host_numpy",
     "kth_largest",
+    "lagged",
     "ldexp",
     "max_abs",
     "numel",
@@ -175,6 +176,38 @@ def take(x: Array, indices: Array, /, *, axis: int = 0) -> Array:
             indices = indices.long()
         return x.index_select(axis, indices)
     return array_namespace(x).take(x, indices, axis=axis)
+
+
+def lagged(x: Array, width: int, fill: float) -> Array:
+    """The ``(n, width)`` array ``out[b, w] = x[b - w]`` of the 1-D `x` (n entries), `fill`
+    where ``b - w < 0``: each row holds an entry and the ``width - 1`` before it, nearest
+    first (the band of a dynamic program over a sequence).
+
+    numpy: a read-only strided view of `x` padded once (``as_strided``, no gather);
+    torch: ``unfold`` of the padded `x`, columns flipped (one copy); other libraries: a gather
+    of ``n·width`` entries. Same values on every library; no host transfer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lagged(np.array([1.0, 2.0, 3.0]), 2, 0.0).tolist()
+    [[1.0, 0.0], [2.0, 1.0], [3.0, 2.0]]
+    """
+    if is_numpy_array(x):
+        pad = np.empty(x.shape[0] + width - 1, dtype=x.dtype)
+        pad[: width - 1] = fill
+        pad[width - 1 :] = x
+        st = pad.strides[0]  # [b, w] = pad[width - 1 + b - w]: a view, negative column stride
+        return np.lib.stride_tricks.as_strided(pad[width - 1 :], (x.shape[0], width),
+                                               (st, -st), writeable=False)
+    xp = array_namespace(x)
+    pad = xp.concat([xp.full((width - 1,), fill, dtype=x.dtype, device=device(x)), x])
+    if is_torch_array(x):
+        return pad.unfold(0, width, 1).flip(1)
+    n = x.shape[0]
+    b = xp.reshape(xp.arange(n, device=device(x)), (-1, 1))
+    a = b + (width - 1) - xp.reshape(xp.arange(width, device=device(x)), (1, -1))
+    return xp.reshape(take(pad, xp.reshape(a, (-1,))), (n, width))
 
 
 def scalar(x: Array) -> float:

@@ -176,10 +176,13 @@ def _instance(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[flo
         if np.any(wa < 0):
             raise ValueError(f"group {g} has a negative weight")
         ps.append(pa)
-        fr.append([_exact(v) for v in wl])
+        if wo.dtype.kind in "iu" or all(type(v) is int for v in wl):
+            fr.append([int(v) for v in wl])  # integers: exact as they are (the usual case)
+        else:
+            fr.append([_exact(v) for v in wl])
         wf.append(wa)
     cap = _exact(capacity)
-    scale = max([f.denominator for g in fr for f in g] + [1])  # powers of two: their lcm
+    scale = max([f.denominator for g in fr for f in g if type(f) is not int] + [1])
     return _Instance(ps, [[int(f * scale) for f in g] for g in fr], wf,
                      math.floor(cap * scale), scale)
 

@@ -25,6 +25,7 @@ from compressopt._array import (
     check_finite,
     from_numpy,
     host_numpy,
+    lagged,
     ldexp,
     max_abs,
     numel,
@@ -262,6 +263,7 @@ class _Stats(NamedTuple):
     cw: Array  # prefix sums of w, (n + 1,)
     cs: Array  # prefix sums of w * s, (n + 1,)
     e: Array  # 0-d int: the frame's binary exponent
+    cache: dict  # work shared by the codebook sizes (the companding's pilot)
 
 
 def _stats(x: Array, sparse: bool) -> _Stats:
@@ -275,7 +277,7 @@ def _stats(x: Array, sparse: bool) -> _Stats:
     s = xp.sort(f, stable=False)
     w = xp.ones_like(s)
     return _Stats(s, w, xp.cumulative_sum(w, include_initial=True),
-                  xp.cumulative_sum(s, include_initial=True), e)
+                  xp.cumulative_sum(s, include_initial=True), e, {})
 
 
 def _to_frame(st: _Stats, c: Array) -> Array:
@@ -336,6 +338,26 @@ def _dp_bins(n: int, k: int) -> int | None:
     return next((per for per in (8, 4, 2) if _dp_bytes(n, k, per) <= _DP_BYTES), None)
 
 
+def _pilot(st: _Stats) -> tuple[Array, Array]:
+    """The companding's density estimate, once per `st`: the values v at the edges of
+    ``_PILOT`` equal-mass cells and ``fc``, the prefix sums of their widths^(2/3) (∫ p^(1/3)
+    up to a constant, p ≈ mass / width)."""
+    if "pilot" not in st.cache:
+        xp = array_namespace(st.s)
+        s, n, acc = st.s, st.s.shape[0], st.s.dtype
+        total = st.cw[-1]
+        q = (xp.arange(_PILOT, dtype=acc, device=s.device) + 0.5) / _PILOT
+        lo = xp.searchsorted(st.cw[1:], xp.zeros_like(total), side="right")  # first weighted
+        hi = xp.searchsorted(st.cw[1:], total, side="left")  # last weighted entry
+        idx = xp.concat([xp.reshape(lo, (1,)), xp.searchsorted(st.cw[1:], total * q,
+                                                               side="left"),
+                         xp.reshape(hi, (1,))])
+        v = take(s, xp.clip(idx, 0, n - 1))
+        width = xp.maximum(v[1:] - v[:-1], xp.zeros_like(v[1:]))
+        st.cache["pilot"] = v, xp.cumulative_sum(width ** (2.0 / 3.0), include_initial=True)
+    return st.cache["pilot"]
+
+
 def _companded_edges(st: _Stats, k: int, per_cluster: int = _BINS_PER_CLUSTER
                      ) -> tuple[Array, Array]:
     """Bin edges (positions in the sorted data) equally spaced in the companded variable.
@@ -352,15 +374,7 @@ def _companded_edges(st: _Stats, k: int, per_cluster: int = _BINS_PER_CLUSTER
     xp = array_namespace(st.s)
     s, n, acc = st.s, st.s.shape[0], st.s.dtype
     dev = s.device
-    total = st.cw[-1]
-    q = (xp.arange(_PILOT, dtype=acc, device=dev) + 0.5) / _PILOT
-    lo = xp.searchsorted(st.cw[1:], xp.zeros_like(total), side="right")  # first weighted entry
-    hi = xp.searchsorted(st.cw[1:], total, side="left")  # last weighted entry
-    idx = xp.concat([xp.reshape(lo, (1,)), xp.searchsorted(st.cw[1:], total * q, side="left"),
-                     xp.reshape(hi, (1,))])
-    v = take(s, xp.clip(idx, 0, n - 1))
-    width = xp.maximum(v[1:] - v[:-1], xp.zeros_like(v[1:]))
-    fc = xp.cumulative_sum(width ** (2.0 / 3.0), include_initial=True)
+    v, fc = _pilot(st)
     m = per_cluster * k
     t = fc[-1] * xp.arange(1, m, dtype=acc, device=dev) / m
     i = xp.clip(xp.searchsorted(fc, t, side="right") - 1, 0, v.shape[0] - 2)
@@ -416,13 +430,10 @@ def _dp_codebooks(st: _Stats, ks: Sequence[int], per: int = _BINS_PER_CLUSTER) -
     m2 = xp.cumulative_sum(cnt * mean * mean, include_initial=True)
     band = min(nb, max(_BAND * per // _BINS_PER_CLUSTER, 4))  # spans <= 4x the average
     b = xp.reshape(xp.arange(nb + 1, device=dev), (-1, 1))
-    a = b - xp.reshape(xp.arange(band + 1, device=dev), (1, -1))  # (nb+1, band+1)
-    valid = a >= 0
-    a = xp.where(valid, a, xp.zeros_like(a))
-    af = xp.reshape(a, (-1,))
+    valid = b - xp.reshape(xp.arange(band + 1, device=dev), (1, -1)) >= 0  # (nb+1, band+1)
 
-    def gather(v: Array) -> Array:
-        return xp.reshape(take(v, af), a.shape)
+    def gather(v: Array, fill: float = 0.0) -> Array:  # [b, w] = v[b - w]
+        return lagged(v, band + 1, fill)
 
     dn = big_n[:, None] - gather(big_n)  # weight, sum and sum of squares of bins a..b-1
     d1 = m1[:, None] - gather(m1)
@@ -432,11 +443,12 @@ def _dp_codebooks(st: _Stats, ks: Sequence[int], per: int = _BINS_PER_CLUSTER) -
     cost = xp.where(valid, cost, xp.full_like(cost, math.inf))
     dv = xp.where(xp.reshape(b, (-1,)) == 0, xp.zeros(nb + 1, dtype=s.dtype, device=dev),
                   xp.full((nb + 1,), math.inf, dtype=s.dtype, device=dev))
+    rows = xp.arange(nb + 1, device=dev) * (band + 1)
     spans = []
     for _ in range(ks[-1]):  # the DP's stages (a loop over clusters, not over weights)
-        t = gather(dv) + cost
+        t = gather(dv, math.inf) + cost
         j = xp.argmin(t, axis=1)
-        dv = xp.min(t, axis=1)
+        dv = take(xp.reshape(t, (-1,)), rows + j)  # the minimum, at its first position
         spans.append(xp.astype(j, xp.int8))  # spans of at most _BAND bins
     out = []
     for k in ks:
@@ -674,7 +686,11 @@ def kmeans1d_fast(x: Array, k: int, *, sparse: bool = False, iters: int = 30) ->
     :func:`kmeans1d_memory` allows it. Cost: O(n log n + 264 k² + iters k log n) time,
     :func:`kmeans1d_memory` bytes. Runs on ``x·2^-E`` (E the binary exponent of
     ``max|x|``, an exact rescaling, so the same at every finite magnitude, float32 and
-    float64, subnormals included); prefix sums in float64 where the device supports it.
+    float64, subnormals included); prefix sums in float64 where the device supports it. In
+    sparse mode n is the number of nonzeros (the zeros are dropped before the sort). Lloyd
+    stops at its fixed point (one host read per iteration; the same result as `iters`
+    iterations). A torch tensor on the CPU is worked on as a numpy view (the many small
+    steps cost about 1 µs each in numpy, 5-20 µs in torch); the result is a torch tensor.
 
     Examples
     --------
@@ -763,8 +779,10 @@ def kmeans1d_sweep(x: Array, ks: Sequence[int], *, sparse: bool = False,
     x : array, any shape, real floating.
     ks : codebook sizes, each >= 1.
     sparse : learn on the nonzeros only (zeros keep their own code); implied by `zero_level`.
-    method : ``"fast"`` (:func:`kmeans1d_fast`'s algorithm, on the device, sort and pilot
-        shared by all sizes) or ``"exact"`` (:func:`kmeans1d_exact`, on the host).
+    method : ``"fast"`` (:func:`kmeans1d_fast`'s algorithm, on the device — a numpy view for
+        CPU tensors —, the sort, the companding's pilot and, for the sizes whose bins are the
+        points (``n <= 8k``), the DP's stages shared by all sizes) or ``"exact"``
+        (:func:`kmeans1d_exact`, on the host).
     iters : Lloyd iterations of the fast method (and of the zero-level refinement).
     zero_level : a fixed level 0 beside the k learned ones, for every entry; ``codebooks[i]``
         then holds the k learned levels (quantize with :func:`quantize_zero_level`).
