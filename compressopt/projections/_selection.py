@@ -38,7 +38,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from array_api_compat import is_numpy_array
 
-from compressopt._array import Array, array_namespace, kth_largest, take, to_numpy
+from compressopt._array import Array, array_namespace, kth_largest, ldexp, take, to_numpy
 from compressopt.projections._util import mask_top, to_list
 
 __all__ = [
@@ -201,12 +201,12 @@ class MagnitudeKeys:
         return ge, np.concatenate(idx), np.concatenate(keys), count
 
 
-def apply_masks(fl: list[Array], masks: list[Array], acc: Any
+def apply_masks(fl: list[Array], masks: list[Array], acc: Any, ex: int = 0
                 ) -> tuple[list[Array], list[Array]]:
     """Per tensor ``f`` where its mask, +0.0 elsewhere (views of one new buffer), and ``Σ``
-    of its squares as a 0-d array of `acc` (float64 but on MPS: the squares of float32
-    entries exact, the sum rounded in float64; `acc` None: no sums). numpy: in cache-sized
-    blocks."""
+    of the squares of its entries times ``2^-ex`` as a 0-d array of `acc` (float64 but on
+    MPS: the squares of float32 entries exact, the sum rounded in float64; `acc` None: no
+    sums). numpy: in cache-sized blocks."""
     xp = array_namespace(*fl)
     buf = xp.empty((sum(f.shape[0] for f in fl),), dtype=fl[0].dtype, device=fl[0].device)
     outs, sums, start = [], [], 0
@@ -220,6 +220,7 @@ def apply_masks(fl: list[Array], masks: list[Array], acc: Any
             o += 0.0  # -0.0 -> 0.0 where an entry is dropped
             if acc is not None:
                 a = xp.astype(o, acc)
+                a = ldexp(a, -ex) if ex else a
                 sums.append(xp.vecdot(a, a))
             continue
         sq = np.empty(min(BLOCK, f.shape[0]), dtype=acc) if acc is not None else None
@@ -231,6 +232,8 @@ def apply_masks(fl: list[Array], masks: list[Array], acc: Any
             if sq is not None:
                 sb = sq[: e - s]
                 np.copyto(sb, ob)
+                if ex:
+                    np.ldexp(sb, -ex, out=sb)
                 total += float(np.sum(np.square(sb, out=sb)))
         if acc is not None:
             sums.append(np.asarray(total, dtype=acc))

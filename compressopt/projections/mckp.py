@@ -41,7 +41,7 @@ from compressopt._array import (
     to_numpy,
 )
 from compressopt.errors import InfeasibleBudgetError, NonFiniteError, ShapeMismatchError
-from compressopt.projections._util import check_int, check_nonneg, ldexp_float
+from compressopt.projections._util import check_int, check_nonneg, ldexp_float, square_exponent
 from compressopt.projections.base import StorageCost, bits_for, count_nonzero
 from compressopt.projections.quantization import (
     AdaptiveQuantization,
@@ -64,6 +64,9 @@ __all__ = [
     "mckp_solve",
     "upper_hull",
 ]
+
+
+_F64_MAX = float(np.finfo(np.float64).max)
 
 
 class MCKPResult(NamedTuple):
@@ -624,11 +627,13 @@ class BitAllocation:
         The candidate bit widths B.
     errors : dict name -> numpy array
         ``errors[name][j]``: the k-means error E of the nonzeros with ``2**candidates[j]``
-        entries (the profit table is its negative).
+        entries (the profit table is its negative), in units of ``4^exponent`` times w's
+        squared units; NaN where not computed (``table="needed"``).
     nnz : dict name -> int
         Nonzeros per tensor.
     error : float
-        Σ_i E_i(b_i), the squared distance of the quantization (what is minimized).
+        Σ_i E_i(b_i), the squared distance of the quantization (what is minimized), in the
+        units of ``errors``.
     lp_bound : float
         Lower bound on the optimal error from the LP relaxation: ``lp_bound <= OPT <= error``.
     budget_used : int
@@ -645,6 +650,10 @@ class BitAllocation:
         Which solver decided (:attr:`MCKPSolution.path`): ``"lp"``, ``"pareto"``,
         ``"milp"`` or ``"greedy"`` (not proven optimal; ``error - lp_bound`` bounds the
         gap).
+    exponent : int
+        The power of two E of the errors' units (``4^E`` w²): 0 unless the largest ``|w|``
+        lies outside ``2^±255``, where squared errors leave the float range; then its
+        binary exponent (the errors are then at most the number of nonzeros).
     """
 
     bits: dict[str, int]
@@ -659,6 +668,7 @@ class BitAllocation:
     integral: bool
     optimal: bool = False
     path: str = "greedy"
+    exponent: int = 0
 
     def decompress(self) -> dict[str, Array]:
         """The quantized tensors as arrays (``codebook[assignments]``)."""
@@ -761,8 +771,8 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
 
     All tensors' errors are compared in one frame, scaled by ``2^-2E`` (E the binary
     exponent of the largest ``|w|``), so the choice is the same at every finite magnitude;
-    ``errors``, ``error`` and ``lp_bound`` are reported in w's units squared (inf beyond the
-    float range, 0 below it).
+    ``errors``, ``error`` and ``lp_bound`` are reported in w's units squared unless they
+    would leave the float range (see ``exponent``).
 
     Cost: the error table (one sort per tensor, then per width the k-means), a host transfer
     of |B| numbers and one nonzero count per tensor, and an O(N log N) greedy over the N = |B|
@@ -859,18 +869,20 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
     bits = {n: cands[c] for n, c in zip(names, choice, strict=True)}
     quantize = quantize_zero_level if zero_level else partial(_quantized, sparse=True)
     theta = {n: quantize(w[n], sweeps[n].book(ks[c])) for n, c in zip(names, choice, strict=True)}
+    unit = square_exponent(math.ldexp(0.5, big), _F64_MAX)  # 0 unless beyond 2^±255
     errors = {}
     for n in names:
         e = np.full(len(cands), np.nan)
         need = sorted(done[n])
-        e[need] = np.ldexp(tab[n][need], 2 * big)
+        e[need] = np.ldexp(tab[n][need], 2 * (big - unit))
         errors[n] = e
     err = float(sum(tab[n][c] for n, c in zip(names, choice, strict=True)))
     return BitAllocation(
         bits=bits, theta=theta, candidates=cands, errors=errors, nnz=charged,
-        error=ldexp_float(err, 2 * big), lp_bound=ldexp_float(0.0 - res.lp_bound, 2 * big),
+        error=ldexp_float(err, 2 * (big - unit)),
+        lp_bound=ldexp_float(0.0 - res.lp_bound, 2 * (big - unit)),
         budget_used=sum(bits[n] * charged[n] for n in names),
-        budget=s, integral=res.integral, optimal=sol.optimal, path=sol.path,
+        budget=s, integral=res.integral, optimal=sol.optimal, path=sol.path, exponent=unit,
     )
 
 

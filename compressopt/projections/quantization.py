@@ -634,13 +634,24 @@ def _quantized_zero(x: Array, c: Array) -> Quantized:
     return Quantized(xp.concat([xp.zeros((1,), dtype=c.dtype, device=c.device), c]), a)
 
 
+def _frame_nonzero(x: Array) -> Array:
+    """The entries of `x` that are nonzero in its frame ``x·2^-E`` (E the binary exponent of
+    ``max|x|``): the nonzeros but those below ``max|x|·2^-1075``, which the sparse k-means
+    of :func:`_stats` treats as zeros (only float64 has such pairs)."""
+    acc = acc_dtype(x)
+    if x.dtype != acc:  # float32 in float64: no entry underflows in the frame
+        return x != 0
+    return ldexp(x, -pow2_exponent(max_abs(x))) != 0
+
+
 def _quantized(x: Array, c: Array, sparse: bool) -> Quantized:
-    """Θ for the codebook `c` (any float dtype): assignments to the nearest entry."""
+    """Θ for the codebook `c` (any float dtype): assignments to the nearest entry; in sparse
+    mode code 0 (the value 0) for the entries that are 0 in x's frame."""
     xp = array_namespace(x)
     c = xp.astype(c, x.dtype)
     a = assign_nearest(x, c)
     if sparse:
-        a = xp.where(x != 0, a + 1, xp.zeros_like(a))
+        a = xp.where(_frame_nonzero(x), a + 1, xp.zeros_like(a))
         c = xp.concat([xp.zeros((1,), dtype=c.dtype, device=c.device), c])
     return Quantized(c, a)
 
