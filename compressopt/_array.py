@@ -27,6 +27,7 @@ __all__ = [
     "array_namespace",
     "check_finite",
     "check_floating",
+    "clip",
     "device",
     "from_numpy",
     "host_numpy",
@@ -153,6 +154,18 @@ def max_abs(x: Array) -> Array:
     return xp.max(xp.abs(x))
 
 
+def clip(x: Array, lo: int | float, hi: int | float) -> Array:
+    """``min(max(x, lo), hi)`` elementwise for Python-number bounds, a new array like `x`.
+
+    numpy: ``np.clip`` directly (array_api_compat's ``clip`` is written in Python and costs
+    tens of µs a call, which matters in loops over small arrays); other libraries: their
+    ``clip``.
+    """
+    if type(x) is np.ndarray:
+        return np.clip(x, lo, hi)
+    return array_namespace(x).clip(x, lo, hi)
+
+
 def take(x: Array, indices: Array, /, *, axis: int = 0) -> Array:
     """``x`` gathered at `indices` along `axis` (the Array API's ``take``), fast on every library.
 
@@ -169,6 +182,8 @@ def take(x: Array, indices: Array, /, *, axis: int = 0) -> Array:
     >>> take(np.array([10.0, 20.0, 30.0]), np.array([2, 0, 2]))
     array([30., 10., 30.])
     """
+    if type(x) is np.ndarray:  # the common case first: array_api_compat's checks cost µs
+        return x.take(indices, axis=axis)
     if is_numpy_array(x):
         return np.take(x, indices, axis=axis)
     if is_torch_array(x):

@@ -23,6 +23,7 @@ from compressopt._array import (
     Array,
     array_namespace,
     check_finite,
+    clip,
     from_numpy,
     host_numpy,
     lagged,
@@ -312,7 +313,7 @@ def _distinct_codebook(st: _Stats, k: int) -> tuple[Array, Array]:
     d = rank[-1]
     j = xp.arange(1, k + 1, dtype=xp.int64, device=s.device)
     j = xp.minimum(j, xp.maximum(d, xp.ones_like(d)))  # beyond D: repeat the last value
-    pos = xp.clip(xp.searchsorted(rank, j, side="left"), 0, n - 1)
+    pos = clip(xp.searchsorted(rank, j, side="left"), 0, n - 1)
     return take(s, pos), d
 
 
@@ -352,7 +353,7 @@ def _pilot(st: _Stats) -> tuple[Array, Array]:
         idx = xp.concat([xp.reshape(lo, (1,)), xp.searchsorted(st.cw[1:], total * q,
                                                                side="left"),
                          xp.reshape(hi, (1,))])
-        v = take(s, xp.clip(idx, 0, n - 1))
+        v = take(s, clip(idx, 0, n - 1))
         width = xp.maximum(v[1:] - v[:-1], xp.zeros_like(v[1:]))
         st.cache["pilot"] = v, xp.cumulative_sum(width ** (2.0 / 3.0), include_initial=True)
     return st.cache["pilot"]
@@ -377,7 +378,7 @@ def _companded_edges(st: _Stats, k: int, per_cluster: int = _BINS_PER_CLUSTER
     v, fc = _pilot(st)
     m = per_cluster * k
     t = fc[-1] * xp.arange(1, m, dtype=acc, device=dev) / m
-    i = xp.clip(xp.searchsorted(fc, t, side="right") - 1, 0, v.shape[0] - 2)
+    i = clip(xp.searchsorted(fc, t, side="right") - 1, 0, v.shape[0] - 2)
     f0, f1 = take(fc, i), take(fc, i + 1)
     step = xp.where(f1 > f0, f1 - f0, xp.ones_like(f0))
     vals = take(v, i) + (t - f0) / step * (take(v, i + 1) - take(v, i))
@@ -395,7 +396,7 @@ def _weighted_edges(st: _Stats, e: Array) -> tuple[Array, Array]:
     w = take(st.cw, e)
     dup = xp.concat([xp.zeros((1,), dtype=xp.bool, device=e.device), w[1:] <= w[:-1]])
     r = xp.sum(xp.astype(~dup, xp.int64)) - 1
-    return xp.clip(xp.sort(xp.where(dup, xp.full_like(e, n + 1), e), stable=False), 0, n), r
+    return clip(xp.sort(xp.where(dup, xp.full_like(e, n + 1), e), stable=False), 0, n), r
 
 
 def _dp_codebooks(st: _Stats, ks: Sequence[int], per: int = _BINS_PER_CLUSTER) -> list[Array]:
@@ -445,11 +446,26 @@ def _dp_codebooks(st: _Stats, ks: Sequence[int], per: int = _BINS_PER_CLUSTER) -
                   xp.full((nb + 1,), math.inf, dtype=s.dtype, device=dev))
     rows = xp.arange(nb + 1, device=dev) * (band + 1)
     spans = []
-    for _ in range(ks[-1]):  # the DP's stages (a loop over clusters, not over weights)
-        t = gather(dv, math.inf) + cost
-        j = xp.argmin(t, axis=1)
-        dv = take(xp.reshape(t, (-1,)), rows + j)  # the minimum, at its first position
-        spans.append(xp.astype(j, xp.int8))  # spans of at most _BAND bins
+    if type(dv) is np.ndarray:  # numpy: dv written into one padded buffer that a fixed
+        pad = np.full(band + nb + 1, np.inf, dtype=dv.dtype)  # strided view reads as
+        head = pad[band:]  # lagged(dv, band + 1, inf) does: no view or array per stage
+        head[...] = dv
+        win = np.lib.stride_tricks.as_strided(head, (nb + 1, band + 1),
+                                              (pad.strides[0], -pad.strides[0]),
+                                              writeable=False)
+        t = np.empty_like(cost)
+        tf = t.reshape(-1)
+        for _ in range(ks[-1]):  # the DP's stages (a loop over clusters, not over weights)
+            np.add(win, cost, out=t)
+            j = t.argmin(axis=1)
+            np.take(tf, rows + j, out=head)  # the minimum, at its first position
+            spans.append(j.astype(np.int8))  # spans of at most _BAND bins
+    else:
+        for _ in range(ks[-1]):  # the DP's stages (a loop over clusters, not over weights)
+            t = gather(dv, math.inf) + cost
+            j = xp.argmin(t, axis=1)
+            dv = take(xp.reshape(t, (-1,)), rows + j)  # the minimum, at its first position
+            spans.append(xp.astype(j, xp.int8))  # spans of at most _BAND bins
     out = []
     for k in ks:
         pos = xp.reshape(r, (1,))
@@ -458,7 +474,7 @@ def _dp_codebooks(st: _Stats, ks: Sequence[int], per: int = _BINS_PER_CLUSTER) -
             pos = pos - xp.astype(take(j, pos), xp.int64)
             cuts.append(pos)
         cut = take(e, xp.concat(cuts[::-1]))  # k + 1 positions in the sorted data
-        fallback = take(s, xp.clip(cut[:-1], 0, n - 1))
+        fallback = take(s, clip(cut[:-1], 0, n - 1))
         out.append(xp.sort(_segment_means(st.cw, st.cs, cut[:-1], cut[1:], fallback),
                            stable=False))
     return out
@@ -490,7 +506,7 @@ def _companded_codebook(st: _Stats, k: int) -> Array:
     xp = array_namespace(st.s)
     n = st.s.shape[0]
     e, _r = _companded_edges(st, k, per_cluster=1)
-    fallback = take(st.s, xp.clip(e[:-1], 0, n - 1))
+    fallback = take(st.s, clip(e[:-1], 0, n - 1))
     return xp.sort(_segment_means(st.cw, st.cs, e[:-1], e[1:], fallback), stable=False)
 
 
