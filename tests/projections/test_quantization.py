@@ -40,7 +40,7 @@ def _data(kind, n, rng):
 @pytest.mark.parametrize("kind", ["normal", "uniform", "t3", "pruned"])
 @pytest.mark.parametrize("n", [300, 6000])
 def test_fast_is_within_one_percent_of_exact(kind, n):
-    rng = np.random.default_rng(zlib.crc32(f"{kind}-{n}".encode()))  # not hash(): salted per process
+    rng = np.random.default_rng(zlib.crc32(f"{kind}-{n}".encode()))  # hash() is salted
     x = _data(kind, n, rng)
     ks = [2, 4, 8, 16, 32, 64, 128, 256]
     fast = kmeans1d_sweep(x, ks).sse
