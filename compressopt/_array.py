@@ -29,6 +29,7 @@ __all__ = [
     "check_floating",
     "clip",
     "device",
+    "fast_namespace",
     "from_numpy",
     "host_numpy",
     "kth_largest",
@@ -191,6 +192,34 @@ def take(x: Array, indices: Array, /, *, axis: int = 0) -> Array:
             indices = indices.long()
         return x.index_select(axis, indices)
     return array_namespace(x).take(x, indices, axis=axis)
+
+
+#: numpy implements the Array API names this package uses from 2.1 on (astype, concat,
+#: cumulative_sum with include_initial, unique_values, sort(stable=...))
+_NUMPY_ARRAY_API = hasattr(np, "cumulative_sum") and hasattr(np, "astype")
+
+
+def fast_namespace(*xs: Array) -> Any:
+    """:func:`array_namespace` of `xs`, but ``numpy`` itself when every one is a plain
+    ``numpy.ndarray`` and numpy is 2.1 or later.
+
+    array_api_compat's numpy namespace wraps several functions (``astype``, ``sort``,
+    ``ones_like``, ``cumulative_sum``, ...) in Python that costs microseconds a call and
+    forwards to the same numpy function; in loops over small arrays (the k-means DP and
+    Lloyd behind :func:`~compressopt.projections.allocate_bits`) that was 10-14 % of the
+    time. The functions are numpy's own, so the results are the same bit for bit. Other
+    libraries (torch, ...) get array_api_compat's namespace.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> xp = fast_namespace(np.zeros(2))
+    >>> xp.sort(xp.asarray([2.0, 1.0]), stable=False).tolist()
+    [1.0, 2.0]
+    """
+    if _NUMPY_ARRAY_API and all(type(x) is np.ndarray for x in xs):
+        return np
+    return array_namespace(*xs)
 
 
 def lagged(x: Array, width: int, fill: float) -> Array:

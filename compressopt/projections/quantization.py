@@ -24,6 +24,7 @@ from compressopt._array import (
     array_namespace,
     check_finite,
     clip,
+    fast_namespace,
     from_numpy,
     host_numpy,
     lagged,
@@ -293,7 +294,7 @@ def _from_frame(st: _Stats, c: Array, dtype: object) -> Array:
 
 def _segment_means(cw: Array, cs: Array, lo: Array, hi: Array, fallback: Array) -> Array:
     """Weighted means of the sorted segments [lo, hi) from prefix sums; `fallback` if empty."""
-    xp = array_namespace(cw)
+    xp = fast_namespace(cw)
     w = take(cw, hi) - take(cw, lo)
     s = take(cs, hi) - take(cs, lo)
     ok = w > 0
@@ -305,7 +306,7 @@ def _distinct_codebook(st: _Stats, k: int) -> tuple[Array, Array]:
 
     When ``D <= k`` this codebook is optimal (zero error). O(n), no data-dependent shapes.
     """
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     s, n = st.s, st.s.shape[0]
     first = xp.ones((1,), dtype=xp.bool, device=s.device)
     new = xp.concat([first, s[1:] != s[:-1]]) & (st.w > 0)
@@ -344,7 +345,7 @@ def _pilot(st: _Stats) -> tuple[Array, Array]:
     ``_PILOT`` equal-mass cells and ``fc``, the prefix sums of their widths^(2/3) (∫ p^(1/3)
     up to a constant, p ≈ mass / width)."""
     if "pilot" not in st.cache:
-        xp = array_namespace(st.s)
+        xp = fast_namespace(st.s)
         s, n, acc = st.s, st.s.shape[0], st.s.dtype
         total = st.cw[-1]
         q = (xp.arange(_PILOT, dtype=acc, device=s.device) + 0.5) / _PILOT
@@ -372,7 +373,7 @@ def _companded_edges(st: _Stats, k: int, per_cluster: int = _BINS_PER_CLUSTER
     Returns the edges (``8k + 1`` positions, nondecreasing; the first R + 1 bound bins of
     positive weight) and R (0-d). With ``per_cluster = 1``: k cells, a start for Lloyd.
     """
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     s, n, acc = st.s, st.s.shape[0], st.s.dtype
     dev = s.device
     v, fc = _pilot(st)
@@ -391,7 +392,7 @@ def _weighted_edges(st: _Stats, e: Array) -> tuple[Array, Array]:
     """Drop the edges that close a weightless bin (repeated positions, or only zeros in sparse
     mode), moving them to the end: the first R + 1 edges then bound bins of positive weight
     (weightless entries join the next bin) and the DP's band counts only those."""
-    xp = array_namespace(e)
+    xp = fast_namespace(e)
     n = st.s.shape[0]
     w = take(st.cw, e)
     dup = xp.concat([xp.zeros((1,), dtype=xp.bool, device=e.device), w[1:] <= w[:-1]])
@@ -416,7 +417,7 @@ def _dp_codebooks(st: _Stats, ks: Sequence[int], per: int = _BINS_PER_CLUSTER) -
     (each backtracked from its own stage; the same centers as separate runs). Otherwise `ks`
     holds one k.
     """
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     s, n, dev = st.s, st.s.shape[0], st.s.device
     if n <= per * ks[0]:  # few points: every (weighted) point is a bin
         e, r = _weighted_edges(st, xp.arange(n + 1, device=dev))
@@ -495,7 +496,7 @@ def _lloyd(st: _Stats, c: Array, iters: int) -> Array:
     """At most `iters` Lloyd iterations on the sorted data, each O(k log n) from prefix sums;
     stops at a fixed point (one host read of a flag per iteration; the result is the one of
     `iters` iterations, since a fixed point stays)."""
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     n = st.s.shape[0]
     zero = xp.zeros((1,), dtype=xp.int64, device=st.s.device)
     end = xp.full((1,), n, dtype=xp.int64, device=st.s.device)
@@ -514,7 +515,7 @@ def _companded_codebook(st: _Stats, k: int) -> Array:
     """k centers: the means of k cells equally spaced in the companded variable ``∫ p^(1/3)``
     (the cell density of the optimal high-resolution quantizer, see :func:`_companded_edges`);
     O(n + k) memory. The start of Lloyd when the binned DP's tables would be too large."""
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     n = st.s.shape[0]
     e, _r = _companded_edges(st, k, per_cluster=1)
     fallback = take(st.s, clip(e[:-1], 0, n - 1))
@@ -523,7 +524,7 @@ def _companded_codebook(st: _Stats, k: int) -> Array:
 
 def _distinct_count(st: _Stats) -> int:
     """The number D of distinct values of `st` (one host read)."""
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     if st.s.shape[0] == 0:
         return 0
     return 1 + int(xp.sum(xp.astype(st.s[1:] != st.s[:-1], xp.int64)))
@@ -588,7 +589,7 @@ def assign_nearest(x: Array, codebook: Array) -> Array:
 
 def _with_zero(c: Array) -> tuple[Array, Array]:
     """The sorted levels ``{0} ∪ c`` and the position of 0 among them (0-d int64)."""
-    xp = array_namespace(c)
+    xp = fast_namespace(c)
     z = xp.sum(xp.astype(c < 0, xp.int64))
     return xp.sort(xp.concat([xp.zeros((1,), dtype=c.dtype, device=c.device), c]),
                    stable=False), z
@@ -596,7 +597,7 @@ def _with_zero(c: Array) -> tuple[Array, Array]:
 
 def _lloyd_zero(st: _Stats, c: Array, iters: int) -> Array:
     """Lloyd iterations for the `k` free centers `c` with a fixed center at 0 (sorted)."""
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     n, k = st.s.shape[0], c.shape[0]
     zero = xp.zeros((1,), dtype=xp.int64, device=st.s.device)
     end = xp.full((1,), n, dtype=xp.int64, device=st.s.device)
@@ -685,7 +686,7 @@ def _quantized(x: Array, c: Array, sparse: bool) -> Quantized:
 
 def _sse(st: _Stats, c: Array) -> Array:
     """Weighted squared error of the sorted data against its nearest centers (0-d, acc dtype)."""
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     d = st.s - take(c, xp.reshape(assign_nearest(st.s, c), (-1,)))
     return xp.sum(st.w * d * d)
 

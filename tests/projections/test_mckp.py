@@ -386,3 +386,27 @@ def test_gap_bound_is_below_the_optimal_kmeans_error(values, k, zero_level):
         q = kmeans1d_exact(s, k)
         opt = float(np.sum((s - q.codebook[q.assignments]) ** 2))
     assert bound <= opt * (1 + 1e-12) + 1e-15
+
+
+@pytest.mark.parametrize("zero_level", [False, True])
+def test_numpy_namespace_gives_the_compat_results_bit_for_bit(monkeypatch, zero_level):
+    """The k-means table on numpy's own functions (``_array.fast_namespace``) equals the one
+    through array_api_compat's wrappers, entry for entry."""
+    import compressopt.projections.quantization as Q
+    from compressopt._array import array_namespace, fast_namespace
+
+    x = np.zeros(3)
+    assert fast_namespace(x) is np or not hasattr(np, "cumulative_sum")
+    assert fast_namespace(torch.zeros(3)) is array_namespace(torch.zeros(3))
+    rng = np.random.default_rng(11)
+    w = {f"t{i}": _pruned(rng, int(rng.integers(50, 3000)), 0.4) * rng.lognormal()
+         for i in range(12)}
+    budget = 3.5 * sum(int(np.count_nonzero(v)) for v in w.values())
+    fast = allocate_bits(w, budget, zero_level=zero_level, table="full")
+    monkeypatch.setattr(Q, "fast_namespace", array_namespace)
+    compat = allocate_bits(w, budget, zero_level=zero_level, table="full")
+    assert fast.bits == compat.bits and fast.error == compat.error
+    for n in w:
+        np.testing.assert_array_equal(fast.errors[n], compat.errors[n])
+        np.testing.assert_array_equal(fast.theta[n].codebook, compat.theta[n].codebook)
+        np.testing.assert_array_equal(fast.theta[n].assignments, compat.theta[n].assignments)
