@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from compressopt.errors import ModelMismatchError, ShapeMismatchError
-from compressopt.projections import LowRankTheta
 from compressopt.storage.model_file import (
     _atomic_write,
     _names,
@@ -172,11 +171,11 @@ def load_compressed(path: str | os.PathLike | bytes, *,
                     device: torch.device | str | None = None) -> CompressedModel:
     """Read a compressed-model file (a path or its bytes) as torch tensors.
 
-    Δ(Θ) is recomputed from the stored Θ with the projections' own functions: gathers from
-    codebooks and elementwise products in numpy (the same bits as torch computes: each value
-    is copied or one correctly rounded product), low-rank products with torch on `device`
-    (default CPU). The tensors equal what the run wrote into its model, bit for bit (for
-    low-rank factors: on the device the run used).
+    Δ(Θ) is recomputed from the stored Θ with the projections' own functions, in torch on
+    `device` (default CPU): gathers from codebooks (``index_select``, see
+    :func:`compressopt._array.take`), elementwise products, low-rank products. The tensors
+    equal what the run wrote into its model, bit for bit (for low-rank factors: on the
+    device the run used).
 
     Raises
     ------
@@ -186,23 +185,10 @@ def load_compressed(path: str | os.PathLike | bytes, *,
     m = read_model(path)
     convert = _to_torch(device)
     theta = map_arrays(m.theta, convert)
-    if _has_low_rank(m.theta):  # a matrix product: the same library as the run
-        tensors = dict(expand(theta))
-    else:  # gathers and elementwise products: numpy gives the same bits, faster
-        tensors = {n: convert(a) for n, a in expand(m.theta).items()}
+    tensors = dict(expand(theta))
     compressed = tuple(tensors)
     tensors.update({n: convert(a) for n, a in m.dense.items()})
     return CompressedModel(tensors, theta, compressed, m.header, m.file_bytes)
-
-
-def _has_low_rank(theta: Any) -> bool:
-    if isinstance(theta, LowRankTheta):
-        return True
-    if isinstance(theta, Mapping):
-        return any(_has_low_rank(v) for v in theta.values())
-    if isinstance(theta, tuple):
-        return any(_has_low_rank(v) for v in theta)
-    return False
 
 
 # ------------------------------------------------------------------------------ tree hook

@@ -38,7 +38,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from array_api_compat import is_numpy_array
 
-from compressopt._array import Array, array_namespace, kth_largest, to_numpy
+from compressopt._array import Array, array_namespace, kth_largest, ldexp, take, to_numpy
 from compressopt.projections._util import mask_top, to_list
 
 __all__ = [
@@ -92,7 +92,7 @@ class ArrayKeys:
         f = self.flats[i]
         if sel is None:
             return self.key(i, f)
-        return self.key(i, f[sel] if isinstance(sel, slice) else self.xp.take(f, sel))
+        return self.key(i, f[sel] if isinstance(sel, slice) else take(f, sel))
 
     def sample(self, i: int, step: int) -> Array:
         return self.at(i, slice(0, None, step))
@@ -101,7 +101,7 @@ class ArrayKeys:
               ) -> tuple[Array | None, Array, Array, Array | int]:
         k = self.at(i, None)
         ge, j, count = split_values(k, p_lo, p_hi)
-        return ge, j, self.xp.take(k, j), count
+        return ge, j, take(k, j), count
 
 
 def split_values(k: Array, p_lo: Array, p_hi: Array | None
@@ -151,7 +151,7 @@ class MagnitudeKeys:
     def at(self, i: int, sel: Any) -> Array:
         f = self.fl[i]
         if sel is not None:
-            f = f[sel] if isinstance(sel, slice) else self.xp.take(f, sel)
+            f = f[sel] if isinstance(sel, slice) else take(f, sel)
         return self.key(i, f)
 
     def sample(self, i: int, step: int) -> Array:
@@ -175,7 +175,7 @@ class MagnitudeKeys:
             mag = self.xp.abs(f)
             self.top[i] = self.xp.max(mag)
             ge, j, count = split_values(mag, a_lo, a_hi)
-            return ge, j, self.key(i, self.xp.take(f, j)), count
+            return ge, j, self.key(i, take(f, j)), count
         n = f.shape[0]
         ge = None if a_hi is None else (np.empty(n, dtype=bool) if out is None else out)
         idx, keys, count, top = [], [], 0, 0.0
@@ -201,12 +201,12 @@ class MagnitudeKeys:
         return ge, np.concatenate(idx), np.concatenate(keys), count
 
 
-def apply_masks(fl: list[Array], masks: list[Array], acc: Any
+def apply_masks(fl: list[Array], masks: list[Array], acc: Any, ex: int = 0
                 ) -> tuple[list[Array], list[Array]]:
     """Per tensor ``f`` where its mask, +0.0 elsewhere (views of one new buffer), and ``Σ``
-    of its squares as a 0-d array of `acc` (float64 but on MPS: the squares of float32
-    entries exact, the sum rounded in float64; `acc` None: no sums). numpy: in cache-sized
-    blocks."""
+    of the squares of its entries times ``2^-ex`` as a 0-d array of `acc` (float64 but on
+    MPS: the squares of float32 entries exact, the sum rounded in float64; `acc` None: no
+    sums). numpy: in cache-sized blocks."""
     xp = array_namespace(*fl)
     buf = xp.empty((sum(f.shape[0] for f in fl),), dtype=fl[0].dtype, device=fl[0].device)
     outs, sums, start = [], [], 0
@@ -220,6 +220,7 @@ def apply_masks(fl: list[Array], masks: list[Array], acc: Any
             o += 0.0  # -0.0 -> 0.0 where an entry is dropped
             if acc is not None:
                 a = xp.astype(o, acc)
+                a = ldexp(a, -ex) if ex else a
                 sums.append(xp.vecdot(a, a))
             continue
         sq = np.empty(min(BLOCK, f.shape[0]), dtype=acc) if acc is not None else None
@@ -231,6 +232,8 @@ def apply_masks(fl: list[Array], masks: list[Array], acc: Any
             if sq is not None:
                 sb = sq[: e - s]
                 np.copyto(sb, ob)
+                if ex:
+                    np.ldexp(sb, -ex, out=sb)
                 total += float(np.sum(np.square(sb, out=sb)))
         if acc is not None:
             sums.append(np.asarray(total, dtype=acc))
@@ -479,7 +482,7 @@ class _Greedy:
         """Sort the candidates: the prefix, the break item, then the fill."""
         xp = self.xp
         order = xp.argsort(-region.keys, stable=True)  # ties keep (tensor, index) order
-        tid, idx, bw = (xp.take(a, order) for a in (region.tid, region.idx, region.bw))
+        tid, idx, bw = (take(a, order) for a in (region.tid, region.idx, region.bw))
         cum = self.g_a + xp.cumulative_sum(xp.astype(bw, xp.int64))
         over = cum > self.cap
         if region.size() == 0 or not bool(xp.any(over)):
@@ -529,7 +532,7 @@ class _Greedy:
         j = xp.nonzero((k < self.lo) & (k > 0))[0]
         if j.shape[0] == 0:
             return []
-        kj = xp.take(k, j)
+        kj = take(k, j)
         if j.shape[0] > q:
             top = mask_top(kj, kth_largest(kj, q), q)
             j, kj = j[top], kj[top]
@@ -551,7 +554,7 @@ class _Greedy:
             tid = xp.concat([p[0] for p in taken])
             idx = xp.concat([p[1] for p in taken])
             order = xp.argsort(tid, stable=True)
-            tid, idx = xp.take(tid, order), xp.take(idx, order)
+            tid, idx = take(tid, order), take(idx, order)
             bounds = to_numpy(xp.searchsorted(
                 tid, xp.arange(self.t + 1, dtype=xp.int32, device=self.dev))).tolist()
             for i in range(self.t):  # a loop over tensors

@@ -33,6 +33,7 @@ __all__ = [
     "prepare",
     "sort_owned",
     "split_flat",
+    "square_exponent",
     "to_ints",
     "to_list",
     "zeros_where_not",
@@ -262,3 +263,15 @@ def ldexp_float(v: float, e: int) -> float:
         return math.ldexp(v, e)
     except OverflowError:
         return math.copysign(math.inf, v)
+
+
+def square_exponent(top: float, acc_max: float) -> int:
+    """The power of two E for sums of squares of magnitudes up to `top` in an accumulation
+    dtype whose largest value is `acc_max`: 0 while ``top`` lies within ``2^±(m/4)`` (m the
+    exponent of `acc_max`; float64: ``2^±255``, so n squares neither overflow nor underflow
+    for any practical n), else the binary exponent of `top` (then ``(v·2^-E)² <= 1``). 0 for
+    ``top = 0`` or non-finite `top`. The sums are taken of ``(v·2^-E)²``: an exact rescaling
+    but for entries below ``2^-537`` times `top` (float64), whose squares vanish."""
+    e_top = math.frexp(top)[1] if math.isfinite(top) and top > 0 else 0
+    limit = (math.frexp(acc_max)[1] - 2) // 4
+    return 0 if -limit <= e_top <= limit else e_top

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, NamedTuple
 
-from compressopt._array import Array, array_namespace, ldexp, max_abs, numel, pow2_exponent
+from compressopt._array import Array, array_namespace, ldexp, max_abs, numel, pow2_exponent, take
 from compressopt.errors import NonFiniteError
 from compressopt.projections._util import (
     acc_dtype,
@@ -172,8 +172,8 @@ def project_ternary(x: Array) -> ScaledCodes:
     best = xp.argmax(cs * cs / k)  # first maximum: the smallest optimal support
     kstar = best + 1
     at = xp.reshape(best, (1,))
-    a = ldexp(xp.take(cs, at)[0] / xp.astype(kstar, acc), e)
-    thr = xp.take(su, at)[0]
+    a = ldexp(take(cs, at)[0] / xp.astype(kstar, acc), e)
+    thr = take(su, at)[0]
     keep = mask_top(u, thr, kstar) & (u > 0)
     return ScaledCodes(xp.astype(a, x.dtype), xp.reshape(_sign_codes(flat(x), keep), x.shape))
 
@@ -194,16 +194,16 @@ def _uniform_sweep(u: Array, weights: Array | None = None, *, levels: int) -> Ar
     half = xp.arange(levels, dtype=acc, device=dev) + 0.5
     beta = xp.reshape(u[:, None] / half[None, :], (-1,))
     order = xp.argsort(beta, descending=True, stable=False)
-    b = xp.take(beta, order)
-    d1 = xp.take(xp.reshape(xp.broadcast_to((w * u)[:, None], (n, levels)), (-1,)), order)
-    d2 = xp.take(xp.reshape(w[:, None] * (2 * half[None, :]), (-1,)), order)
+    b = take(beta, order)
+    d1 = take(xp.reshape(xp.broadcast_to((w * u)[:, None], (n, levels)), (-1,)), order)
+    d2 = take(xp.reshape(w[:, None] * (2 * half[None, :]), (-1,)), order)
     s1, s2 = xp.cumulative_sum(d1), xp.cumulative_sum(d2)
     lower = xp.concat([b[1:], xp.zeros((1,), dtype=acc, device=dev)])
     alpha = xp.minimum(xp.maximum(s1 / s2, lower), b)
     gain = alpha * (2 * s1 - alpha * s2)  # Σ w u² - error
     best = xp.argmax(gain)
-    a = xp.take(alpha, xp.reshape(best, (1,)))[0]
-    return xp.where(xp.take(gain, xp.reshape(best, (1,)))[0] > 0, a, xp.zeros_like(a))
+    a = take(alpha, xp.reshape(best, (1,)))[0]
+    return xp.where(take(gain, xp.reshape(best, (1,)))[0] > 0, a, xp.zeros_like(a))
 
 
 def _sketch(u: Array, m: int) -> tuple[Array, Array]:
@@ -218,7 +218,7 @@ def _sketch(u: Array, m: int) -> tuple[Array, Array]:
     edges = xp.astype(xp.round(xp.linspace(0, rest, m - top + 1, dtype=acc, device=dev)), xp.int64)
     cs = xp.cumulative_sum(s[:rest], include_initial=True)
     cnt = xp.astype(edges[1:] - edges[:-1], acc)
-    tot = xp.take(cs, edges[1:]) - xp.take(cs, edges[:-1])
+    tot = take(cs, edges[1:]) - take(cs, edges[:-1])
     means = tot / xp.where(cnt > 0, cnt, xp.ones_like(cnt))
     return (xp.concat([means, s[rest:]]),
             xp.concat([cnt, xp.ones((top,), dtype=acc, device=dev)]))

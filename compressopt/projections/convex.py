@@ -13,7 +13,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from compressopt._array import Array, array_namespace, ldexp, numel, pow2_exponent
+from compressopt._array import Array, array_namespace, ldexp, numel, pow2_exponent, take
 from compressopt.projections._util import acc_dtype, array_param, check_nonneg, flat, prepare
 from compressopt.projections.base import StorageCost, TensorScheme, count_nonzero
 
@@ -41,7 +41,7 @@ def _threshold(u: Array, radius: float) -> Array:
     j = xp.arange(1, s.shape[0] + 1, dtype=s.dtype, device=s.device)
     rho = xp.sum(xp.astype(s - css / j > 0, xp.int64))
     rho = xp.maximum(rho, xp.ones_like(rho))
-    return xp.take(css, xp.reshape(rho - 1, (1,)))[0] / xp.astype(rho, s.dtype)
+    return take(css, xp.reshape(rho - 1, (1,)))[0] / xp.astype(rho, s.dtype)
 
 
 def _simplex_frame(v: Array, radius: float) -> tuple[Array, Array, int, Array]:

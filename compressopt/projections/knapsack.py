@@ -25,7 +25,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from compressopt._array import Array, array_namespace, check_floating, numel
+from compressopt._array import (
+    Array,
+    array_namespace,
+    check_floating,
+    from_numpy,
+    host_numpy,
+    ldexp,
+    max_abs,
+    numel,
+)
 from compressopt.errors import NonFiniteError, ShapeMismatchError, UnsupportedDTypeError
 from compressopt.projections._selection import (
     MagnitudeKeys,
@@ -39,6 +48,7 @@ from compressopt.projections._util import (
     check_int,
     check_nonneg,
     flat,
+    square_exponent,
     to_ints,
     to_list,
 )
@@ -66,11 +76,11 @@ class KnapsackResult(NamedTuple):
     kept : dict name -> int
         Entries kept per tensor.
     objective : 0-d array
-        ``Σ_kept W̄²``, the knapsack profit (maximized), accumulated in float64 (the squares
-        of float32 weights exact); the squared distance ``||W - P(W)||²`` is
-        ``Σ W̄² - objective``. inf (like ``lp_bound`` and ``break_profit``) when the squares
-        exceed the float range (float64 weights above about 1.3e154); the projection itself
-        is right at every finite magnitude.
+        ``Σ_kept (W̄·2^-exponent)²``, the knapsack profit (maximized), accumulated in
+        float64 (the squares of float32 weights exact); the squared distance
+        ``||W - P(W)||²`` is ``(Σ W̄² - objective·4^exponent)``. ``exponent`` is 0 (so
+        these are Yang et al.'s profits W̄²) unless the squares of float64 weights would
+        overflow or underflow (see ``exponent``).
     budget_used : int
         ``Σ_i b_i · kept_i`` bits (<= budget).
     lp_bound : 0-d array
@@ -80,6 +90,12 @@ class KnapsackResult(NamedTuple):
         ``lp_bound - objective <= break_profit``, hence ``objective >= OPT - max profit``.
     budget : float
         The budget S in bits.
+    exponent : int
+        The power of two E of the profits' frame: ``objective``, ``lp_bound`` and
+        ``break_profit`` are in units of ``4^E`` times w's squared units. 0 unless the
+        largest ``|W̄|`` of float64 weights lies outside ``2^±255`` (where the squares leave
+        the float range); then E is its binary exponent (the profits are at most the
+        number of entries). Float32 weights: always 0 (their squares fit float64).
     """
 
     w: dict[str, Array]
@@ -90,6 +106,7 @@ class KnapsackResult(NamedTuple):
     lp_bound: Array
     break_profit: Array
     budget: float
+    exponent: int = 0
 
 
 def _check_bits(bits: Mapping[str, Any], names: list[str]) -> list[int]:
@@ -172,6 +189,18 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
     xs = [w[n] for n in names]
     for n_, x in zip(names, xs, strict=True):
         check_floating(x, f"w[{n_!r}]")
+    hosted = [host_numpy(x) for x in xs]
+    if all(h is not None for h in hosted) and any(h is not x for h, x in zip(hosted, xs,
+                                                                               strict=True)):
+        # torch tensors on the CPU: the same greedy on numpy views (numpy's passes are
+        # faster on one core, and no thread pool to wait for on a busy machine)
+        r = project_knapsack(dict(zip(names, hosted, strict=True)), bits, budget_bits)
+        like = xs[0]
+        return r._replace(w={nm: from_numpy(a, like) for nm, a in r.w.items()},
+                          masks={nm: from_numpy(a, like) for nm, a in r.masks.items()},
+                          objective=from_numpy(r.objective, like),
+                          lp_bound=from_numpy(r.lp_bound, like),
+                          break_profit=from_numpy(r.break_profit, like))
     bl = _check_bits(bits, names)
     s_budget = check_nonneg(budget_bits, "budget_bits")
     xp = array_namespace(*xs)
@@ -186,9 +215,9 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
     if sum(b * k for b, k in zip(bl, n, strict=True)) >= 2**62:
         raise ValueError("Σ bits[i] · size(w[i]) must be below 2**62")
 
-    sel = None
+    sel, top = None, None
     if sum(b * k for b, k in zip(bl, n, strict=True)) > s_budget:
-        sel = _select(names, fl, bl, math.floor(s_budget))
+        sel, top = _select(names, fl, bl, math.floor(s_budget))
     else:
         _check_finite(names, fl, acc)
     if sel is None or sel.brk is None:
@@ -200,8 +229,11 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
             sel = Selection(masks=[f != 0 for f in fl], kept=nnz, used=used, prefix_used=used,
                             brk=None, fill=[])
 
-    with np.errstate(over="ignore"):  # squares beyond the float range: inf, as documented
-        outs, obj = apply_masks(fl, sel.masks, acc)
+    if top is None:
+        top = max(to_list(xp.stack([max_abs(f) for f in fl])))
+    ex = square_exponent(top, float(xp.finfo(acc).max))
+    with np.errstate(over="ignore"):
+        outs, obj = apply_masks(fl, sel.masks, acc, ex)
         masks = {nm: xp.reshape(m, x.shape) for nm, m, x in zip(names, sel.masks, xs,
                                                                  strict=True)}
         out = {nm: xp.reshape(o, x.shape) for nm, o, x in zip(names, outs, xs, strict=True)}
@@ -211,20 +243,26 @@ def project_knapsack(w: Params, bits: Mapping[str, int], budget_bits: float) -> 
             p_break, lp = zero, objective
         else:
             bt, bi = sel.brk
-            p_break = xp.astype(fl[bt][bi], acc) ** 2
-            fill_profit = xp.sum(xp.stack([zero] + [xp.astype(fl[t][j], acc) ** 2
-                                                    for t, j in sel.fill]))
+
+            def profit(v: Array) -> Array:
+                v = xp.astype(v, acc)
+                return (ldexp(v, -ex) if ex else v) ** 2
+
+            p_break = profit(fl[bt][bi])
+            fill_profit = xp.sum(xp.stack([zero] + [profit(fl[t][j]) for t, j in sel.fill]))
             theta = (s_budget - sel.prefix_used) / bl[bt]  # the fraction of the break item
             lp = xp.maximum(objective - fill_profit + theta * p_break, objective)
     return KnapsackResult(w=out, masks=masks, kept=dict(zip(names, sel.kept, strict=True)),
                           objective=objective, budget_used=sel.used, lp_bound=lp,
-                          break_profit=p_break, budget=s_budget)
+                          break_profit=p_break, budget=s_budget, exponent=ex)
 
 
-def _select(names: list[str], fl: list[Array], bl: list[int], cap: int) -> Selection:
-    """The density greedy by selection; NonFiniteError if a tensor holds NaN or Inf (found
-    by the first pass over the weights, which also gives the exact largest magnitude: the
-    scale of the keys, first taken from the sample, is corrected if it differs)."""
+def _select(names: list[str], fl: list[Array], bl: list[int], cap: int
+            ) -> tuple[Selection, float]:
+    """The density greedy by selection, and the largest magnitude; NonFiniteError if a tensor
+    holds NaN or Inf (found by the first pass over the weights, which also gives the exact
+    largest magnitude: the scale of the keys, first taken from the sample, is corrected if
+    it differs)."""
     n = [numel(f) for f in fl]
     step = first_step(sum(n))
     xp = array_namespace(*fl)
@@ -240,7 +278,7 @@ def _select(names: list[str], fl: list[Array], bl: list[int], cap: int) -> Selec
         top = max(tops)
         if _shift(top, keys.limit) == keys.shift:
             break
-    return sel
+    return sel, top
 
 
 def _check_finite(names: list[str], fl: list[Array], acc: Any) -> None:
@@ -300,7 +338,8 @@ class _DensityKeys(MagnitudeKeys):
         zero, inf = xp.zeros_like(x), xp.full_like(x, math.inf)
 
         def reaches(v: Array) -> Array:
-            return self._key(v, self.bvec) >= p
+            with np.errstate(over="ignore"):  # a bracket end's key may overflow: inf >= p
+                return self._key(v, self.bvec) >= p
 
         lo, hi = x, x
         for _ in range(4):

@@ -23,7 +23,9 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from compressopt._array import Array, array_namespace, numel
+import numpy as np
+
+from compressopt._array import Array, array_namespace, ldexp, max_abs, numel
 from compressopt.errors import ShapeMismatchError
 from compressopt.projections._util import (
     acc_dtype,
@@ -31,7 +33,9 @@ from compressopt.projections._util import (
     as_groups,
     check_nonneg,
     from_groups,
+    ldexp_float,
     prepare,
+    square_exponent,
 )
 from compressopt.projections.base import StorageCost, TensorScheme, count_nonzero
 
@@ -228,10 +232,22 @@ def prox_group_lasso(x: Array, t: Any, axis: int = 0) -> Array:
         t = xp.reshape(_threshold(t, t), (-1, 1))
     else:
         t = check_nonneg(t, "t")
-    norms = xp.reshape(group_norms(x, axis), (-1, 1))
+    # in the accumulation dtype and the frame g·2^-e, where the squared norms neither
+    # overflow nor underflow (e = 0 but beyond 2^±255 in float64); the factor is unitless
+    acc = acc_dtype(x)
+    ga = xp.astype(g, acc)
+    e = 0 if x.dtype != acc else square_exponent(float(max_abs(ga)), float(xp.finfo(acc).max))
+    if e:
+        ga_e = ldexp(ga, -e)
+        t = ldexp(xp.astype(t, acc), -e) if hasattr(t, "shape") else ldexp_float(t, -e)
+    else:
+        ga_e = ga
+        t = xp.astype(t, acc) if hasattr(t, "shape") else t
+    norms = xp.sqrt(xp.sum(ga_e * ga_e, axis=1, keepdims=True))
     safe = xp.where(norms > 0, norms, xp.ones_like(norms))
-    scale = xp.maximum(1 - t / safe, xp.zeros_like(safe))
-    return from_groups(xp, g * scale, x, ax)
+    with np.errstate(over="ignore"):  # t far above a norm: t/norm = inf, the factor 0
+        scale = xp.maximum(1 - t / safe, xp.zeros_like(safe))
+    return from_groups(xp, xp.astype(ga * scale, x.dtype), x, ax)
 
 
 def group_lasso_grad(x: Array, axis: int = 0) -> Array:

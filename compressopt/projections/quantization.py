@@ -23,10 +23,16 @@ from compressopt._array import (
     Array,
     array_namespace,
     check_finite,
+    clip,
+    fast_namespace,
     from_numpy,
+    host_numpy,
+    lagged,
     ldexp,
+    max_abs,
     numel,
     pow2_exponent,
+    take,
     to_numpy,
 )
 from compressopt.projections._util import acc_dtype, check_int, check_memory
@@ -249,26 +255,31 @@ class _Stats(NamedTuple):
 
     The values are those of x scaled by ``2^-e`` (e the binary exponent of ``max|x|``, so
     ``max|s| ∈ [0.5, 1)``): an exact rescaling under which k-means is the same problem, and
-    no sum of squares overflows or underflows. Centers in this frame are ``c·2^-e``.
+    no sum of squares overflows or underflows. Centers in this frame are ``c·2^-e``. In
+    sparse mode only the nonzeros (of the frame) are kept: the zeros have their own code and
+    weigh nothing, so every step costs O(nnz), not O(x.size).
     """
 
-    s: Array  # sorted values · 2^-e, (n,)
-    w: Array  # weights (1, or 0 for the zeros in sparse mode), (n,)
+    s: Array  # sorted values · 2^-e (the nonzeros only in sparse mode), (n,)
+    w: Array  # weights (all 1), (n,)
     cw: Array  # prefix sums of w, (n + 1,)
     cs: Array  # prefix sums of w * s, (n + 1,)
     e: Array  # 0-d int: the frame's binary exponent
+    cache: dict  # work shared by the codebook sizes (the companding's pilot)
 
 
 def _stats(x: Array, sparse: bool) -> _Stats:
     xp = array_namespace(x)
     acc = acc_dtype(x)
-    s = xp.astype(xp.sort(xp.reshape(x, (-1,)), stable=False), acc)
-    e = pow2_exponent(xp.maximum(xp.abs(s[0]), xp.abs(s[-1])) if s.shape[0] else
-                      xp.zeros((), dtype=acc, device=s.device))
-    s = ldexp(s, -e)
-    w = xp.astype(s != 0, acc) if sparse else xp.ones_like(s)
+    f = xp.astype(xp.reshape(x, (-1,)), acc)
+    e = pow2_exponent(max_abs(f))
+    f = ldexp(f, -e)
+    if sparse:  # a nonzero below max|x|·2^-1075 is 0 in the frame: the zeros' code
+        f = f[f != 0]
+    s = xp.sort(f, stable=False)
+    w = xp.ones_like(s)
     return _Stats(s, w, xp.cumulative_sum(w, include_initial=True),
-                  xp.cumulative_sum(w * s, include_initial=True), e)
+                  xp.cumulative_sum(s, include_initial=True), e, {})
 
 
 def _to_frame(st: _Stats, c: Array) -> Array:
@@ -283,9 +294,9 @@ def _from_frame(st: _Stats, c: Array, dtype: object) -> Array:
 
 def _segment_means(cw: Array, cs: Array, lo: Array, hi: Array, fallback: Array) -> Array:
     """Weighted means of the sorted segments [lo, hi) from prefix sums; `fallback` if empty."""
-    xp = array_namespace(cw)
-    w = xp.take(cw, hi) - xp.take(cw, lo)
-    s = xp.take(cs, hi) - xp.take(cs, lo)
+    xp = fast_namespace(cw)
+    w = take(cw, hi) - take(cw, lo)
+    s = take(cs, hi) - take(cs, lo)
     ok = w > 0
     return xp.where(ok, s / xp.where(ok, w, xp.ones_like(w)), fallback)
 
@@ -295,7 +306,7 @@ def _distinct_codebook(st: _Stats, k: int) -> tuple[Array, Array]:
 
     When ``D <= k`` this codebook is optimal (zero error). O(n), no data-dependent shapes.
     """
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     s, n = st.s, st.s.shape[0]
     first = xp.ones((1,), dtype=xp.bool, device=s.device)
     new = xp.concat([first, s[1:] != s[:-1]]) & (st.w > 0)
@@ -303,8 +314,8 @@ def _distinct_codebook(st: _Stats, k: int) -> tuple[Array, Array]:
     d = rank[-1]
     j = xp.arange(1, k + 1, dtype=xp.int64, device=s.device)
     j = xp.minimum(j, xp.maximum(d, xp.ones_like(d)))  # beyond D: repeat the last value
-    pos = xp.clip(xp.searchsorted(rank, j, side="left"), 0, n - 1)
-    return xp.take(s, pos), d
+    pos = clip(xp.searchsorted(rank, j, side="left"), 0, n - 1)
+    return take(s, pos), d
 
 
 # Fast-path constants, chosen by measurement against the exact DP (benchmarks/projections.py):
@@ -329,6 +340,26 @@ def _dp_bins(n: int, k: int) -> int | None:
     return next((per for per in (8, 4, 2) if _dp_bytes(n, k, per) <= _DP_BYTES), None)
 
 
+def _pilot(st: _Stats) -> tuple[Array, Array]:
+    """The companding's density estimate, once per `st`: the values v at the edges of
+    ``_PILOT`` equal-mass cells and ``fc``, the prefix sums of their widths^(2/3) (∫ p^(1/3)
+    up to a constant, p ≈ mass / width)."""
+    if "pilot" not in st.cache:
+        xp = fast_namespace(st.s)
+        s, n, acc = st.s, st.s.shape[0], st.s.dtype
+        total = st.cw[-1]
+        q = (xp.arange(_PILOT, dtype=acc, device=s.device) + 0.5) / _PILOT
+        lo = xp.searchsorted(st.cw[1:], xp.zeros_like(total), side="right")  # first weighted
+        hi = xp.searchsorted(st.cw[1:], total, side="left")  # last weighted entry
+        idx = xp.concat([xp.reshape(lo, (1,)), xp.searchsorted(st.cw[1:], total * q,
+                                                               side="left"),
+                         xp.reshape(hi, (1,))])
+        v = take(s, clip(idx, 0, n - 1))
+        width = xp.maximum(v[1:] - v[:-1], xp.zeros_like(v[1:]))
+        st.cache["pilot"] = v, xp.cumulative_sum(width ** (2.0 / 3.0), include_initial=True)
+    return st.cache["pilot"]
+
+
 def _companded_edges(st: _Stats, k: int, per_cluster: int = _BINS_PER_CLUSTER
                      ) -> tuple[Array, Array]:
     """Bin edges (positions in the sorted data) equally spaced in the companded variable.
@@ -342,24 +373,16 @@ def _companded_edges(st: _Stats, k: int, per_cluster: int = _BINS_PER_CLUSTER
     Returns the edges (``8k + 1`` positions, nondecreasing; the first R + 1 bound bins of
     positive weight) and R (0-d). With ``per_cluster = 1``: k cells, a start for Lloyd.
     """
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     s, n, acc = st.s, st.s.shape[0], st.s.dtype
     dev = s.device
-    total = st.cw[-1]
-    q = (xp.arange(_PILOT, dtype=acc, device=dev) + 0.5) / _PILOT
-    lo = xp.searchsorted(st.cw[1:], xp.zeros_like(total), side="right")  # first weighted entry
-    hi = xp.searchsorted(st.cw[1:], total, side="left")  # last weighted entry
-    idx = xp.concat([xp.reshape(lo, (1,)), xp.searchsorted(st.cw[1:], total * q, side="left"),
-                     xp.reshape(hi, (1,))])
-    v = xp.take(s, xp.clip(idx, 0, n - 1))
-    width = xp.maximum(v[1:] - v[:-1], xp.zeros_like(v[1:]))
-    fc = xp.cumulative_sum(width ** (2.0 / 3.0), include_initial=True)
+    v, fc = _pilot(st)
     m = per_cluster * k
     t = fc[-1] * xp.arange(1, m, dtype=acc, device=dev) / m
-    i = xp.clip(xp.searchsorted(fc, t, side="right") - 1, 0, v.shape[0] - 2)
-    f0, f1 = xp.take(fc, i), xp.take(fc, i + 1)
+    i = clip(xp.searchsorted(fc, t, side="right") - 1, 0, v.shape[0] - 2)
+    f0, f1 = take(fc, i), take(fc, i + 1)
     step = xp.where(f1 > f0, f1 - f0, xp.ones_like(f0))
-    vals = xp.take(v, i) + (t - f0) / step * (xp.take(v, i + 1) - xp.take(v, i))
+    vals = take(v, i) + (t - f0) / step * (take(v, i + 1) - take(v, i))
     cuts = xp.searchsorted(s, xp.astype(vals, s.dtype), side="left")
     ends = xp.asarray([0, n], dtype=cuts.dtype, device=dev)
     return _weighted_edges(st, xp.sort(xp.concat([ends, cuts]), stable=False))
@@ -369,16 +392,17 @@ def _weighted_edges(st: _Stats, e: Array) -> tuple[Array, Array]:
     """Drop the edges that close a weightless bin (repeated positions, or only zeros in sparse
     mode), moving them to the end: the first R + 1 edges then bound bins of positive weight
     (weightless entries join the next bin) and the DP's band counts only those."""
-    xp = array_namespace(e)
+    xp = fast_namespace(e)
     n = st.s.shape[0]
-    w = xp.take(st.cw, e)
+    w = take(st.cw, e)
     dup = xp.concat([xp.zeros((1,), dtype=xp.bool, device=e.device), w[1:] <= w[:-1]])
     r = xp.sum(xp.astype(~dup, xp.int64)) - 1
-    return xp.clip(xp.sort(xp.where(dup, xp.full_like(e, n + 1), e), stable=False), 0, n), r
+    return clip(xp.sort(xp.where(dup, xp.full_like(e, n + 1), e), stable=False), 0, n), r
 
 
-def _dp_codebook(st: _Stats, k: int, per: int = _BINS_PER_CLUSTER) -> Array:
-    """Optimal k-means of the bins of :func:`_companded_edges` (banded DP), as k centers.
+def _dp_codebooks(st: _Stats, ks: Sequence[int], per: int = _BINS_PER_CLUSTER) -> list[Array]:
+    """Optimal k-means of the bins of :func:`_companded_edges` (banded DP), as k centers,
+    for every k of `ks` (ascending).
 
     Bellman recursion of the 1-D k-means DP (Wang & Song 2011, eq. 1) over `per`·k bins
     (8 by default; fewer for large k, see :func:`_dp_bins`) instead of points (the points
@@ -387,27 +411,31 @@ def _dp_codebook(st: _Stats, k: int, per: int = _BINS_PER_CLUSTER) -> Array:
     within-cluster sum of squares of the bin means (the within-bin part is a constant), the
     span w <= W bins (the band) and w = 0 (an empty cluster) keeps the recursion feasible when
     there are fewer bins than clusters. O(k · 8k · W) vectorized work, k sequential steps.
+
+    When the points are the bins (``n <= per·ks[0]``) the recursion does not depend on k: its
+    stage j is the j-cluster table, so one run of ``max(ks)`` stages serves every k of `ks`
+    (each backtracked from its own stage; the same centers as separate runs). Otherwise `ks`
+    holds one k.
     """
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     s, n, dev = st.s, st.s.shape[0], st.s.device
-    if n <= per * k:  # few points: every (weighted) point is a bin
+    if n <= per * ks[0]:  # few points: every (weighted) point is a bin
         e, r = _weighted_edges(st, xp.arange(n + 1, device=dev))
     else:
-        e, r = _companded_edges(st, k, per)
+        if len(ks) != 1:
+            raise ValueError("companded bins serve one codebook size")  # pragma: no cover
+        e, r = _companded_edges(st, ks[0], per)
     nb = e.shape[0] - 1  # bins
-    big_n, m1 = xp.take(st.cw, e), xp.take(st.cs, e)
+    big_n, m1 = take(st.cw, e), take(st.cs, e)
     cnt, tot = big_n[1:] - big_n[:-1], m1[1:] - m1[:-1]
     mean = xp.where(cnt > 0, tot / xp.where(cnt > 0, cnt, xp.ones_like(cnt)), xp.zeros_like(cnt))
     m2 = xp.cumulative_sum(cnt * mean * mean, include_initial=True)
     band = min(nb, max(_BAND * per // _BINS_PER_CLUSTER, 4))  # spans <= 4x the average
     b = xp.reshape(xp.arange(nb + 1, device=dev), (-1, 1))
-    a = b - xp.reshape(xp.arange(band + 1, device=dev), (1, -1))  # (nb+1, band+1)
-    valid = a >= 0
-    a = xp.where(valid, a, xp.zeros_like(a))
-    af = xp.reshape(a, (-1,))
+    valid = b - xp.reshape(xp.arange(band + 1, device=dev), (1, -1)) >= 0  # (nb+1, band+1)
 
-    def gather(v: Array) -> Array:
-        return xp.reshape(xp.take(v, af), a.shape)
+    def gather(v: Array, fill: float = 0.0) -> Array:  # [b, w] = v[b - w]
+        return lagged(v, band + 1, fill)
 
     dn = big_n[:, None] - gather(big_n)  # weight, sum and sum of squares of bins a..b-1
     d1 = m1[:, None] - gather(m1)
@@ -417,25 +445,58 @@ def _dp_codebook(st: _Stats, k: int, per: int = _BINS_PER_CLUSTER) -> Array:
     cost = xp.where(valid, cost, xp.full_like(cost, math.inf))
     dv = xp.where(xp.reshape(b, (-1,)) == 0, xp.zeros(nb + 1, dtype=s.dtype, device=dev),
                   xp.full((nb + 1,), math.inf, dtype=s.dtype, device=dev))
-    spans = []
-    for _ in range(k):  # the DP's k stages (a loop over clusters, not over weights)
-        t = gather(dv) + cost
-        j = xp.argmin(t, axis=1)
-        dv = xp.min(t, axis=1)
-        spans.append(xp.astype(j, xp.int8))  # spans of at most _BAND bins
-    pos = xp.reshape(r, (1,))
-    cuts = [pos]
-    for j in reversed(spans):  # backtrack from the last real bin, on the device
-        pos = pos - xp.astype(xp.take(j, pos), xp.int64)
-        cuts.append(pos)
-    cuts = xp.take(e, xp.concat(cuts[::-1]))  # k + 1 positions in the sorted data
-    fallback = xp.take(s, xp.clip(cuts[:-1], 0, n - 1))
-    return xp.sort(_segment_means(st.cw, st.cs, cuts[:-1], cuts[1:], fallback), stable=False)
+    rows = xp.arange(nb + 1, device=dev) * (band + 1)
+    spans, hops = [], None
+    if type(dv) is np.ndarray:  # numpy: dv written into one padded buffer that a fixed
+        pad = np.full(band + nb + 1, np.inf, dtype=dv.dtype)  # strided view reads as
+        head = pad[band:]  # lagged(dv, band + 1, inf) does: no view or array per stage
+        head[...] = dv
+        win = np.lib.stride_tricks.as_strided(head, (nb + 1, band + 1),
+                                              (pad.strides[0], -pad.strides[0]),
+                                              writeable=False)
+        t = np.empty_like(cost)
+        tf = t.reshape(-1)
+        table = np.empty((ks[-1], nb + 1), dtype=np.int8)  # spans of at most _BAND bins
+        for stage in table:  # the DP's stages (a loop over clusters, not over weights)
+            np.add(win, cost, out=t)
+            j = t.argmin(axis=1)
+            tf.take(rows + j, out=head)  # the minimum, at its first position
+            stage[...] = j
+        hops = table.tolist()  # the backtrack in Python ints: k steps of ~0.1 µs, not ~8 µs
+        last = int(r)
+    else:
+        for _ in range(ks[-1]):  # the DP's stages (a loop over clusters, not over weights)
+            t = gather(dv, math.inf) + cost
+            j = xp.argmin(t, axis=1)
+            dv = take(xp.reshape(t, (-1,)), rows + j)  # the minimum, at its first position
+            spans.append(xp.astype(j, xp.int8))  # spans of at most _BAND bins
+    out = []
+    for k in ks:
+        if hops is None:  # backtrack from the last real bin, on the device
+            pos = xp.reshape(r, (1,))
+            cuts = [pos]
+            for j in reversed(spans[:k]):
+                pos = pos - xp.astype(take(j, pos), xp.int64)
+                cuts.append(pos)
+            at = xp.concat(cuts[::-1])
+        else:  # numpy: on the host
+            p, back = last, [last]
+            for i in range(k - 1, -1, -1):
+                p -= hops[i][p]
+                back.append(p)
+            at = np.asarray(back[::-1], dtype=np.int64)
+        cut = take(e, at)  # k + 1 positions in the sorted data
+        fallback = take(s, clip(cut[:-1], 0, n - 1))
+        out.append(xp.sort(_segment_means(st.cw, st.cs, cut[:-1], cut[1:], fallback),
+                           stable=False))
+    return out
 
 
 def _lloyd(st: _Stats, c: Array, iters: int) -> Array:
-    """`iters` Lloyd iterations on the sorted data, each O(k log n) from prefix sums."""
-    xp = array_namespace(st.s)
+    """At most `iters` Lloyd iterations on the sorted data, each O(k log n) from prefix sums;
+    stops at a fixed point (one host read of a flag per iteration; the result is the one of
+    `iters` iterations, since a fixed point stays)."""
+    xp = fast_namespace(st.s)
     n = st.s.shape[0]
     zero = xp.zeros((1,), dtype=xp.int64, device=st.s.device)
     end = xp.full((1,), n, dtype=xp.int64, device=st.s.device)
@@ -443,7 +504,10 @@ def _lloyd(st: _Stats, c: Array, iters: int) -> Array:
         mids = (c[:-1] + c[1:]) / 2
         b = xp.astype(xp.searchsorted(st.s, mids, side="left"), xp.int64)
         edges = xp.concat([zero, b, end])
-        c = xp.sort(_segment_means(st.cw, st.cs, edges[:-1], edges[1:], c), stable=False)
+        new = xp.sort(_segment_means(st.cw, st.cs, edges[:-1], edges[1:], c), stable=False)
+        if bool(xp.all(new == c)):
+            return new
+        c = new
     return c
 
 
@@ -451,28 +515,55 @@ def _companded_codebook(st: _Stats, k: int) -> Array:
     """k centers: the means of k cells equally spaced in the companded variable ``∫ p^(1/3)``
     (the cell density of the optimal high-resolution quantizer, see :func:`_companded_edges`);
     O(n + k) memory. The start of Lloyd when the binned DP's tables would be too large."""
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     n = st.s.shape[0]
     e, _r = _companded_edges(st, k, per_cluster=1)
-    fallback = xp.take(st.s, xp.clip(e[:-1], 0, n - 1))
+    fallback = take(st.s, clip(e[:-1], 0, n - 1))
     return xp.sort(_segment_means(st.cw, st.cs, e[:-1], e[1:], fallback), stable=False)
 
 
-def _fast_codebook(st: _Stats, k: int, iters: int) -> Array:
-    """``min(k, n)`` sorted centers in the frame of `st` (accumulation dtype): the distinct
-    values if D <= k, else the binned DP (8, 4 or 2 bins per cluster, the finest whose
-    tables fit in 256 MiB; k companded cells beyond) refined by Lloyd."""
+def _distinct_count(st: _Stats) -> int:
+    """The number D of distinct values of `st` (one host read)."""
+    xp = fast_namespace(st.s)
+    if st.s.shape[0] == 0:
+        return 0
+    return 1 + int(xp.sum(xp.astype(st.s[1:] != st.s[:-1], xp.int64)))
+
+
+def _fast_codebooks(st: _Stats, ks: Sequence[int], iters: int, size: int) -> list[Array]:
+    """For each k of `ks`: ``min(k, max(size, 1))`` sorted centers in the frame of `st`
+    (accumulation dtype; `size` the entries of x, so the codebook's length does not depend
+    on how many are zero). The distinct values if D <= k (zero error; the last repeated),
+    else the binned DP (8, 4 or 2 bins per cluster, the finest whose tables fit in 256 MiB;
+    k companded cells beyond) refined by Lloyd. The sizes whose bins are the points share one
+    DP (:func:`_dp_codebooks`)."""
     xp = array_namespace(st.s)
     n = st.s.shape[0]
-    k = _codebook_size(k, n)
+    out: dict[int, Array] = {}
     if n == 0:
-        return xp.zeros((k,), dtype=st.s.dtype, device=st.s.device)
-    distinct, d = _distinct_codebook(st, k)
-    if n <= k:  # at most k values: the distinct ones are optimal
-        return distinct
-    per = _dp_bins(n, k)
-    start = _dp_codebook(st, k, per) if per is not None else _companded_codebook(st, k)
-    return xp.where(d <= k, distinct, _lloyd(st, start, iters))
+        return [xp.zeros((_codebook_size(k, size),), dtype=st.s.dtype, device=st.s.device)
+                for k in ks]
+    d = _distinct_count(st)
+    groups: dict[object, list[int]] = {}
+    for k in sorted(set(ks)):  # a loop over codebook sizes
+        if d <= k:  # at most k values: the distinct ones are optimal
+            out[k] = _distinct_codebook(st, _codebook_size(k, size))[0]
+            continue
+        per = _dp_bins(n, k)
+        key = ("points", per) if per is not None and n <= per * k else ("one", per, k)
+        groups.setdefault(key, []).append(k)
+    for key, group in groups.items():
+        per = key[1]
+        starts = (_dp_codebooks(st, group, per) if per is not None else
+                  [_companded_codebook(st, group[0])])
+        for k, start in zip(group, starts, strict=True):
+            out[k] = _lloyd(st, start, iters)
+    return [out[k] for k in ks]
+
+
+def _fast_codebook(st: _Stats, k: int, iters: int, size: int | None = None) -> Array:
+    """:func:`_fast_codebooks` for one size (``size`` defaults to the values of `st`)."""
+    return _fast_codebooks(st, [k], iters, st.s.shape[0] if size is None else size)[0]
 
 
 def assign_nearest(x: Array, codebook: Array) -> Array:
@@ -498,7 +589,7 @@ def assign_nearest(x: Array, codebook: Array) -> Array:
 
 def _with_zero(c: Array) -> tuple[Array, Array]:
     """The sorted levels ``{0} ∪ c`` and the position of 0 among them (0-d int64)."""
-    xp = array_namespace(c)
+    xp = fast_namespace(c)
     z = xp.sum(xp.astype(c < 0, xp.int64))
     return xp.sort(xp.concat([xp.zeros((1,), dtype=c.dtype, device=c.device), c]),
                    stable=False), z
@@ -506,7 +597,7 @@ def _with_zero(c: Array) -> tuple[Array, Array]:
 
 def _lloyd_zero(st: _Stats, c: Array, iters: int) -> Array:
     """Lloyd iterations for the `k` free centers `c` with a fixed center at 0 (sorted)."""
-    xp = array_namespace(st.s)
+    xp = fast_namespace(st.s)
     n, k = st.s.shape[0], c.shape[0]
     zero = xp.zeros((1,), dtype=xp.int64, device=st.s.device)
     end = xp.full((1,), n, dtype=xp.int64, device=st.s.device)
@@ -519,7 +610,10 @@ def _lloyd_zero(st: _Stats, c: Array, iters: int) -> Array:
         means = _segment_means(st.cw, st.cs, edges[:-1], edges[1:], cc)
         # drop the fixed center's segment: k free means, in order
         keep = xp.argsort(xp.astype(idx == z, xp.int64), stable=True)[:k]
-        c = xp.sort(xp.take(means, keep), stable=False)
+        new = xp.sort(take(means, keep), stable=False)
+        if bool(xp.all(new == c)):  # a fixed point stays: the result of `iters` iterations
+            return new
+        c = new
     return c
 
 
@@ -536,15 +630,16 @@ def _zero_level_codebook(x: Array, st: _Stats, c: Array, method: str,
     xp = array_namespace(st.s)
     starts = [c]
     k = c.shape[0]  # min(k, n)
+    size = numel(x)
     for j in range(1, 4 if k <= 16 else 1):
-        if k + j > st.s.shape[0]:  # no (k+j)-entry codebook to drop j entries from
+        if k + j > size:  # no (k+j)-entry codebook to drop j entries from
             break
         if method == "exact":
             cj = _to_frame(st, kmeans1d_exact(x, k + j, sparse=True).codebook[1:])
         else:
-            cj = _fast_codebook(st, k + j, iters)
+            cj = _fast_codebook(st, k + j, iters, size)
         far = xp.argsort(xp.abs(cj), stable=True)[j:]  # drop the j entries nearest 0
-        starts.append(xp.sort(xp.take(cj, far), stable=False))
+        starts.append(xp.sort(take(cj, far), stable=False))
     best_c, best_e = None, None
     for start in starts:
         cz = _lloyd_zero(st, start, iters)
@@ -567,21 +662,32 @@ def _quantized_zero(x: Array, c: Array) -> Quantized:
     return Quantized(xp.concat([xp.zeros((1,), dtype=c.dtype, device=c.device), c]), a)
 
 
+def _frame_nonzero(x: Array) -> Array:
+    """The entries of `x` that are nonzero in its frame ``x·2^-E`` (E the binary exponent of
+    ``max|x|``): the nonzeros but those below ``max|x|·2^-1075``, which the sparse k-means
+    of :func:`_stats` treats as zeros (only float64 has such pairs)."""
+    acc = acc_dtype(x)
+    if x.dtype != acc:  # float32 in float64: no entry underflows in the frame
+        return x != 0
+    return ldexp(x, -pow2_exponent(max_abs(x))) != 0
+
+
 def _quantized(x: Array, c: Array, sparse: bool) -> Quantized:
-    """Θ for the codebook `c` (any float dtype): assignments to the nearest entry."""
+    """Θ for the codebook `c` (any float dtype): assignments to the nearest entry; in sparse
+    mode code 0 (the value 0) for the entries that are 0 in x's frame."""
     xp = array_namespace(x)
     c = xp.astype(c, x.dtype)
     a = assign_nearest(x, c)
     if sparse:
-        a = xp.where(x != 0, a + 1, xp.zeros_like(a))
+        a = xp.where(_frame_nonzero(x), a + 1, xp.zeros_like(a))
         c = xp.concat([xp.zeros((1,), dtype=c.dtype, device=c.device), c])
     return Quantized(c, a)
 
 
 def _sse(st: _Stats, c: Array) -> Array:
     """Weighted squared error of the sorted data against its nearest centers (0-d, acc dtype)."""
-    xp = array_namespace(st.s)
-    d = st.s - xp.take(c, xp.reshape(assign_nearest(st.s, c), (-1,)))
+    xp = fast_namespace(st.s)
+    d = st.s - take(c, xp.reshape(assign_nearest(st.s, c), (-1,)))
     return xp.sum(st.w * d * d)
 
 
@@ -619,7 +725,11 @@ def kmeans1d_fast(x: Array, k: int, *, sparse: bool = False, iters: int = 30) ->
     :func:`kmeans1d_memory` allows it. Cost: O(n log n + 264 k² + iters k log n) time,
     :func:`kmeans1d_memory` bytes. Runs on ``x·2^-E`` (E the binary exponent of
     ``max|x|``, an exact rescaling, so the same at every finite magnitude, float32 and
-    float64, subnormals included); prefix sums in float64 where the device supports it.
+    float64, subnormals included); prefix sums in float64 where the device supports it. In
+    sparse mode n is the number of nonzeros (the zeros are dropped before the sort). Lloyd
+    stops at its fixed point (one host read per iteration; the same result as `iters`
+    iterations). A torch tensor on the CPU is worked on as a numpy view (the many small
+    steps cost about 1 µs each in numpy, 5-20 µs in torch); the result is a torch tensor.
 
     Examples
     --------
@@ -632,8 +742,11 @@ def kmeans1d_fast(x: Array, k: int, *, sparse: bool = False, iters: int = 30) ->
     _check_flag(sparse, "sparse")
     check_int(iters, "iters")
     check_finite(x)
-    st = _stats(x, sparse)
-    return _quantized(x, _from_frame(st, _fast_codebook(st, k, iters), x.dtype), sparse)
+    h = host_numpy(x)
+    v = x if h is None else h  # CPU tensors: numpy's cheaper small steps
+    st = _stats(v, sparse)
+    c = _from_frame(st, _fast_codebook(st, k, iters, numel(x)), v.dtype)
+    return _quantized(x, c if v is x else from_numpy(c, x), sparse)
 
 
 def quantize_zero_level(x: Array, codebook: Array) -> Quantized:
@@ -705,8 +818,10 @@ def kmeans1d_sweep(x: Array, ks: Sequence[int], *, sparse: bool = False,
     x : array, any shape, real floating.
     ks : codebook sizes, each >= 1.
     sparse : learn on the nonzeros only (zeros keep their own code); implied by `zero_level`.
-    method : ``"fast"`` (:func:`kmeans1d_fast`'s algorithm, on the device, sort and pilot
-        shared by all sizes) or ``"exact"`` (:func:`kmeans1d_exact`, on the host).
+    method : ``"fast"`` (:func:`kmeans1d_fast`'s algorithm, on the device — a numpy view for
+        CPU tensors —, the sort, the companding's pilot and, for the sizes whose bins are the
+        points (``n <= 8k``), the DP's stages shared by all sizes) or ``"exact"``
+        (:func:`kmeans1d_exact`, on the host).
     iters : Lloyd iterations of the fast method (and of the zero-level refinement).
     zero_level : a fixed level 0 beside the k learned ones, for every entry; ``codebooks[i]``
         then holds the k learned levels (quantize with :func:`quantize_zero_level`).
@@ -740,26 +855,73 @@ def kmeans1d_sweep(x: Array, ks: Sequence[int], *, sparse: bool = False,
     if method not in ("exact", "fast"):
         raise ValueError(f"method must be 'exact' or 'fast', got {method!r}")
     check_finite(x)
-    xp = array_namespace(x)
-    sparse = sparse or zero_level
-    st = _stats(x, sparse)
-    books, errs = [], []
-    for k in ks:  # a loop over codebook sizes
-        if method == "exact":
-            q = kmeans1d_exact(x, k, sparse=sparse)
-            c = q.codebook[1:] if sparse else q.codebook
+    sw = _Sweep(x, sparse=sparse, method=method, iters=iters, zero_level=zero_level)
+    sw.compute(ks)
+    return KMeansSweep(ks, tuple(sw.book(k) for k in ks),
+                       sw.out(ldexp(sw.frame_sse(ks), 2 * sw.st.e)))
+
+
+class _Sweep:
+    """One tensor's codebooks and errors, computed on demand and kept (the frame, the sort and
+    the prefix sums shared by every size): :func:`kmeans1d_sweep`'s work, for callers that
+    need only some sizes (:func:`~compressopt.projections.mckp.allocate_bits`). Arguments
+    checked by the caller.
+
+    A torch tensor on the CPU is worked on as a numpy view (:func:`host_numpy`: the many small
+    steps cost about 1 µs each in numpy, 5-20 µs in torch); :meth:`book` and :meth:`out`
+    give results in the input's library. Accelerator arrays stay on their device.
+    """
+
+    def __init__(self, x: Array, *, sparse: bool, method: str, iters: int,
+                 zero_level: bool) -> None:
+        h = host_numpy(x)
+        self.like, self.host = x, h is not None and h is not x
+        x = x if h is None else h
+        self.x, self.method, self.iters, self.zero_level = x, method, iters, zero_level
+        self.sparse = sparse or zero_level
+        self.st = _stats(x, self.sparse)
+        self.books: dict[int, Array] = {}  # k -> codebook, x's dtype and units
+        self.errs: dict[int, Array] = {}  # k -> 0-d squared error in the frame (·2^-2e)
+
+    def compute(self, ks: Sequence[int]) -> None:
+        """Codebooks and errors for the sizes of `ks` not computed yet."""
+        todo = [k for k in dict.fromkeys(ks) if k not in self.books]
+        if not todo:
+            return
+        x, st = self.x, self.st
+        xp = array_namespace(st.s)
+        if self.method == "exact":
+            books = []
+            for k in todo:  # a loop over codebook sizes
+                c = kmeans1d_exact(x, k, sparse=self.sparse).codebook
+                books.append(c[1:] if self.sparse else c)
         else:
-            c = _from_frame(st, _fast_codebook(st, k, iters), x.dtype)
-        if zero_level and st.s.shape[0]:
-            c, e = _zero_level_codebook(x, st, _to_frame(st, c), method, iters)
-            books.append(_from_frame(st, c, x.dtype))
-            errs.append(e)
-            continue
-        books.append(c)
-        errs.append(_sse(st, _to_frame(st, c)) if st.s.shape[0] else
-                    xp.zeros((), dtype=st.s.dtype, device=st.s.device))
-    sse = xp.stack(errs) if errs else xp.zeros((0,), dtype=st.s.dtype, device=st.s.device)
-    return KMeansSweep(ks, tuple(books), ldexp(sse, 2 * st.e))
+            books = [_from_frame(st, c, x.dtype) for c in
+                     _fast_codebooks(st, todo, self.iters, numel(x))]
+        for k, c in zip(todo, books, strict=True):
+            if self.zero_level and st.s.shape[0]:
+                c, e = _zero_level_codebook(x, st, _to_frame(st, c), self.method, self.iters)
+                c = _from_frame(st, c, x.dtype)
+            elif st.s.shape[0]:
+                e = _sse(st, _to_frame(st, c))
+            else:
+                e = xp.zeros((), dtype=st.s.dtype, device=st.s.device)
+            self.books[k], self.errs[k] = c, e
+
+    def out(self, a: Array) -> Array:
+        """An array of the work as one of the input's library and device."""
+        return from_numpy(a, self.like) if self.host else a
+
+    def book(self, k: int) -> Array:
+        """The codebook of size `k` (computed) in the input's library, dtype and units."""
+        return self.out(self.books[k])
+
+    def frame_sse(self, ks: Sequence[int]) -> Array:
+        """The errors of `ks` (computed) in the frame, 1-D, accumulation dtype."""
+        xp = array_namespace(self.st.s)
+        if not ks:
+            return xp.zeros((0,), dtype=self.st.s.dtype, device=self.st.s.device)
+        return xp.stack([self.errs[k] for k in ks])
 
 
 @dataclass(frozen=True)
@@ -799,7 +961,7 @@ class AdaptiveQuantization(TensorScheme):
 
     def decompress(self, theta: Quantized, /) -> Array:
         xp = array_namespace(theta.codebook)
-        return xp.reshape(xp.take(theta.codebook, xp.reshape(theta.assignments, (-1,))),
+        return xp.reshape(take(theta.codebook, xp.reshape(theta.assignments, (-1,))),
                           theta.assignments.shape)
 
     def cost(self, theta: Quantized, /) -> StorageCost:

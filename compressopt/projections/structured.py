@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compressopt._array import Array, array_namespace, numel
+from compressopt._array import Array, array_namespace, ldexp, max_abs, numel
 from compressopt.projections._util import (
     acc_dtype,
     as_groups,
     check_int,
     from_groups,
+    square_exponent,
+    to_list,
     zeros_where_not,
 )
 from compressopt.projections.base import StorageCost, TensorScheme, count_nonzero
@@ -33,10 +35,24 @@ __all__ = [
 ]
 
 
-def _sq_norms(g: Array) -> Array:
+def _sq_norms(g: Array, e: int = 0) -> Array:
+    """The groups' (rows') squared norms of ``g·2^-e`` (accumulation dtype)."""
     xp = array_namespace(g)
     ga = xp.astype(g, acc_dtype(g))
+    ga = ldexp(ga, -e) if e else ga
     return xp.sum(ga * ga, axis=1)
+
+
+def _norm_exponent(xs: list[Array]) -> int:
+    """The power of two that keeps the squared group norms of `xs` in range
+    (:func:`~compressopt.projections._util.square_exponent`; 0 without a host read when the
+    accumulation dtype is wider than the weights', e.g. float32 weights, float64 sums)."""
+    xp = array_namespace(*xs)
+    acc = acc_dtype(xs[0])
+    if xs[0].dtype != acc:  # float32 squares always fit float64
+        return 0
+    top = max(to_list(xp.stack([max_abs(x) for x in xs])))
+    return square_exponent(top, float(xp.finfo(acc).max))
 
 
 def project_channels(x: Array, k: int, axis: int = 0) -> Array:
@@ -81,7 +97,7 @@ def project_channels(x: Array, k: int, axis: int = 0) -> Array:
     """
     xp, g, ax = as_groups(x, axis)
     k = check_int(k, "k", low=0, high=g.shape[0])
-    keep = topk_mask(_sq_norms(g), k)
+    keep = topk_mask(_sq_norms(g, _norm_exponent([g])), k)
     return from_groups(xp, zeros_where_not(xp.reshape(keep, (-1, 1)), g), x, ax)
 
 
@@ -120,7 +136,8 @@ def project_global_channels(w: Params, k: int, axis: int = 0) -> dict[str, Array
     if not w:
         return {}
     xp = array_namespace(*w.values())
-    keep = topk_mask(xp.concat([_sq_norms(g) for _, g, _ in parts.values()]), k)
+    e = _norm_exponent([g for _, g, _ in parts.values()])
+    keep = topk_mask(xp.concat([_sq_norms(g, e) for _, g, _ in parts.values()]), k)
     out, start = {}, 0
     for n, (_, g, ax) in parts.items():
         m = xp.reshape(keep[start : start + g.shape[0]], (-1, 1))

@@ -89,6 +89,8 @@ class _Projections(NamedTuple):
     knapsack: Any  #: the W projection's result (eq. 8)
     mckp: Any  #: the V projection's allocation (eq. 10)
     nnz: dict[str, int]  #: ||W_i||_0 after the W projection
+    time_w: float  #: seconds in the W projection
+    time_v: float  #: seconds in the V projection
 
 
 class JointADMMState(NamedTuple):
@@ -117,8 +119,10 @@ class JointADMMRecord(NamedTuple):
     nnz: dict[str, int]  #: ||W_i||_0 per tensor
     bits: dict[str, int]  #: b(V_i) per tensor
     time_lstep: float
-    time_cstep: float  #: both projections
+    time_cstep: float  #: both projections (the two below, plus W's nonzero counts)
     time_multipliers: float
+    time_wproj: float = math.nan  #: the W projection (eq. 8), part of time_cstep
+    time_vproj: float = math.nan  #: the V projection (eq. 10), part of time_cstep
 
 
 @dataclass(frozen=True)
@@ -274,21 +278,29 @@ class JointADMM(Coordinator):
     ) -> tuple[dict[str, Array], dict[str, Array], dict[str, int], _Projections]:
         """Algorithm 1 lines 7-8 (and 2-3): W ← P_W(W) with V's widths `bits` (eq. 8), then
         V ← P_V(W + Y/ρ) (eq. 10). Returns W, V, b(V) and the projections' diagnostics."""
-        kn = project_knapsack(w, bits, J.budget_bits)  # eq. (8)
-        w = kn.w
-        nnz = {n: count_nonzero(x) for n, x in w.items()}  # ||W_i||_0, one host read each
+        with Timer() as t_w:
+            kn = project_knapsack(w, bits, J.budget_bits)  # eq. (8)
+            w = kn.w
+            nnz = {n: count_nonzero(x) for n, x in w.items()}  # ||W_i||_0, one host read each
+        with Timer() as t_v:
+            alloc = self._project_v(w, y, kn.masks, nnz, rho, J)
+        return w, alloc.decompress(), dict(alloc.bits), _Projections(kn, alloc, nnz, t_w.seconds,
+                                                                     t_v.seconds)
+
+    def _project_v(self, w: Params, y: Params, masks: Params, nnz: Mapping[str, int],
+                   rho: float, J: SparseQuantized) -> Any:
+        """Algorithm 1 line 8 (and 3): V ← P_V(W + Y/ρ), eq. (10); the allocation."""
         if self.v_support == "w":  # eq. (10) on W's sparsity pattern
             target = tree_map(
                 lambda wi, yi, m: array_namespace(wi).where(m, wi + yi / rho, 0 * wi),
                 w,
                 y,
-                kn.masks,
+                masks,
             )
-            alloc = allocate_bits(target, J.budget_bits, J.candidates, method=J.method)
-        else:  # eq. (10) as written: zeros free anywhere, W's nonzeros charged
-            alloc = allocate_bits(tree_axpy(1.0 / rho, y, w), J.budget_bits, J.candidates,
-                                  method=J.method, zero_level=True, nnz=nnz)
-        return w, alloc.decompress(), dict(alloc.bits), _Projections(kn, alloc, nnz)
+            return allocate_bits(target, J.budget_bits, J.candidates, method=J.method)
+        # eq. (10) as written: zeros free anywhere, W's nonzeros charged
+        return allocate_bits(tree_axpy(1.0 / rho, y, w), J.budget_bits, J.candidates,
+                             method=J.method, zero_level=True, nnz=dict(nnz))
 
     def step(
         self, state: JointADMMState, oracle: LossOracle, compression: SparseQuantized
@@ -326,6 +338,8 @@ class JointADMM(Coordinator):
             time_lstep=t_l.seconds,
             time_cstep=t_c.seconds,
             time_multipliers=t_m.seconds,
+            time_wproj=pr.time_w,
+            time_vproj=pr.time_v,
         )
         new = JointADMMState(w=w, v=v, y=y, bits=bits, k=state.k + 1)
         return new, record

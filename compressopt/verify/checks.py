@@ -442,8 +442,8 @@ def verify_knapsack(w: Mapping[str, Any], bits: Mapping[str, int], budget_bits: 
             raise RuntimeError("the knapsack ILP hit its time limit: no certified optimum")
         opt, method, slack = ilp.objective, ilp.solver, ilp.rounding
     total = float(prof.sum())
-    obj, lp, brk = (fr.num(float(to_numpy(a)), 2) for a in (r.objective, r.lp_bound,
-                                                             r.break_profit))
+    obj, lp, brk = (ldexp_float(float(to_numpy(a)), 2 * (r.exponent - fr.e))  # 4^E units
+                    for a in (r.objective, r.lp_bound, r.break_profit))
     used = sum(bits[n] * int(np.count_nonzero(_h(z))) for n, z in r.w.items())
     rep = _report(fr, "knapsack", "greedy", total - obj, total - opt, used <= budget_bits,
                   method, _dtype(w), prof.size, bound=brk + slack)
@@ -486,11 +486,12 @@ def verify_allocate_bits(w: Mapping[str, Any], budget_bits: float,
     from compressopt.verify.ilp import mckp_ilp
 
     cands = sorted(set(candidates))
-    r = P.allocate_bits(w, budget_bits, cands, method=method)
+    r = P.allocate_bits(w, budget_bits, cands, method=method, table="full")
     fr = frame(w)
     exact_tab = {n: P.kmeans1d_sweep(fr.scale(a), [2**j for j in cands], sparse=True,
                                      method="exact").sse for n, a in w.items()}
-    fast_tab = {n: np.ldexp(np.asarray(r.errors[n], dtype=np.float64), -2 * fr.e) for n in w}
+    fast_tab = {n: np.ldexp(np.asarray(r.errors[n], dtype=np.float64),
+                            2 * (r.exponent - fr.e)) for n in w}  # errors in 4^E units
     names = list(w)
     wts = [[j * r.nnz[n] for j in cands] for n in names]
     ilp = mckp_ilp([-exact_tab[n] for n in names], wts, math.floor(budget_bits))
@@ -498,7 +499,7 @@ def verify_allocate_bits(w: Mapping[str, Any], budget_bits: float,
     fast = _dist(fr, r.decompress(), w)
     feas = in_sparse_quantized(r.decompress(), budget_bits, cands) and \
         all(int(np.count_nonzero(_h(r.decompress()[n]))) <= r.nnz[n] for n in names)
-    err, lpb = fr.num(r.error, 2), fr.num(r.lp_bound, 2)
+    err, lpb = (ldexp_float(v, 2 * (r.exponent - fr.e)) for v in (r.error, r.lp_bound))
     rep = _report(fr, "allocate_bits", "greedy", fast, -ilp.objective, feas, ilp.solver,
                   _dtype(w), _n(w), bound=err - lpb + excess + ilp.rounding)
     lp = mckp_lp([-fast_tab[n] for n in names], wts, budget_bits).objective

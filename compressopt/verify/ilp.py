@@ -1,7 +1,8 @@
 """Exact integer programs with OR-Tools: the 0-1 knapsack and the multiple-choice knapsack.
 
 Both solvers take integer weights and float profits. OR-Tools optimizes integers, so the
-profits are scaled by ``s = 2^e`` (the largest ``|p| s`` is about 2^40) and rounded; the
+profits are scaled by ``s = 2^k`` (the largest ``|p| s`` is about 2^40; k an int, applied
+by ``ldexp``, so profits of any finite magnitude) and rounded; the
 solution returned is optimal for the rounded profits, hence within ``n / s`` of the float
 optimum (n items): that certified slack is reported as ``rounding``. OR-Tools is imported
 inside the functions (the core installs without it). Everything runs on the host.
@@ -16,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from compressopt.errors import InfeasibleBudgetError, NonFiniteError, ShapeMismatchError
+from compressopt.projections._util import ldexp_float
 from compressopt.verify import _deps
 
 __all__ = ["ILPResult", "knapsack_ilp", "mckp_ilp"]
@@ -52,11 +54,14 @@ class ILPResult(NamedTuple):
     solver: str
 
 
-def _scale(profits: np.ndarray) -> float:
+def _scale(profits: np.ndarray) -> int:
+    """The exponent k of the profits' scale ``2^k`` (the largest ``|p|·2^k`` about
+    2^_PROFIT_BITS); an int, since ``2^k`` itself leaves the float range for profits below
+    about 1e-296 (or above 1e292)."""
     top = float(np.max(np.abs(profits))) if profits.size else 0.0
     if top == 0.0:
-        return 1.0
-    return 2.0 ** (_PROFIT_BITS - math.ceil(math.log2(top)))
+        return 0
+    return _PROFIT_BITS - math.frexp(top)[1]
 
 
 def _int_weights(w: np.ndarray, what: str) -> np.ndarray:
@@ -108,7 +113,7 @@ def knapsack_ilp(profits: Sequence[float], weights: Sequence[int], capacity: int
     if not np.all(np.isfinite(p)):
         raise NonFiniteError("profits hold NaN or Inf")
     s = _scale(p)
-    pi = np.rint(np.maximum(p, 0.0) * s).astype(np.int64)  # a negative profit is never taken
+    pi = np.rint(np.ldexp(np.maximum(p, 0.0), s)).astype(np.int64)  # a negative: never taken
     if solver == "branch_and_bound":
         ks = _deps.ortools("algorithms.python.knapsack_solver")
 
@@ -135,10 +140,10 @@ def knapsack_ilp(profits: Sequence[float], weights: Sequence[int], capacity: int
     else:
         raise ValueError(f"solver must be 'branch_and_bound' or 'cp_sat', got {solver!r}")
     sel = list(chosen)
-    rounding = p.size / s
+    rounding = ldexp_float(p.size, -s)
     return ILPResult(objective=float(p[sel].sum()), selection=chosen, weight=int(w[sel].sum()),
-                     optimal=optimal, bound=bound_int / s + rounding, rounding=rounding,
-                     solver=name)
+                     optimal=optimal, bound=ldexp_float(bound_int, -s) + rounding,
+                     rounding=rounding, solver=name)
 
 
 def _solve_cp(model, time_limit: float):
@@ -213,7 +218,7 @@ def mckp_ilp(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[int]
         x = [m.new_bool_var(f"x{gi}_{j}") for j in range(pg.size)]
         m.add_exactly_one(x)
         xs.append(x)
-        pint = np.rint((pg - shift[gi]) * s).astype(np.int64)
+        pint = np.rint(np.ldexp(pg - shift[gi], s)).astype(np.int64)
         obj += [int(c) * v for c, v in zip(pint, x, strict=True)]
         load += [int(c) * v for c, v in zip(wg, x, strict=True)]
     m.add(sum(load) <= cap)
@@ -225,10 +230,11 @@ def mckp_ilp(profits: Sequence[Sequence[float]], weights: Sequence[Sequence[int]
     sol, optimal = _solve_cp(m, time_limit)
     choice = tuple(next(j for j, v in enumerate(x) if sol.value(v)) for x in xs)
     objective = float(sum(pg[c] for pg, c in zip(ps, choice, strict=True)))
-    rounding = len(ps) / s
+    rounding = ldexp_float(len(ps), -s)
     return ILPResult(
         objective=objective, selection=choice,
         weight=int(sum(wg[c] for wg, c in zip(ws, choice, strict=True))),
         optimal=optimal,
-        bound=float(sol.best_objective_bound) / s + sum(shift) + rounding, rounding=rounding,
+        bound=ldexp_float(float(sol.best_objective_bound), -s) + sum(shift) + rounding,
+        rounding=rounding,
         solver="ortools/CP-SAT")

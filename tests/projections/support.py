@@ -161,7 +161,11 @@ def raw_cases(draw: st.DrawFn, entry: Entry, dtype: Any, max_size: int = 8) -> C
         return np.asarray(vals, dtype=np.float64).reshape(v.shape)
 
     x = {k: leaf(v) for k, v in base.x.items()} if isinstance(base.x, dict) else leaf(base.x)
-    return Case(x, _scale_params(base.params, _unit_max(base), m))
+    params = _scale_params(base.params, _unit_max(base), m)
+    if entry.name == "allocate_bits":  # the budget must pay min(B) bits for every nonzero
+        nnz = sum(int(np.count_nonzero(v)) for v in x.values())
+        params["budget_bits"] = max(params["budget_bits"], min(params["candidates"]) * nnz)
+    return Case(x, params)
 
 
 def permute(x: Any, kind: str, rng: np.random.Generator) -> tuple[Any, Any]:

@@ -111,7 +111,7 @@ def test_allocation_is_optimal_where_the_greedy_is_not():
     rng = np.random.default_rng(4)
     w = {"a": 3 * rng.standard_normal(8), "b": rng.standard_normal(16), "c": rng.laplace(size=32)}
     cands, budget = (1, 2, 3, 4), 2 * 56
-    r = allocate_bits(w, budget, candidates=cands, method="exact")
+    r = allocate_bits(w, budget, candidates=cands, method="exact", table="full")
     profits = [-r.errors[n] for n in w]
     weights = [[j * r.nnz[n] for j in cands] for n in w]
     greedy = mckp_greedy(profits, weights, budget)
@@ -159,7 +159,7 @@ def test_allocate_bits_error_table_and_choice():
     w = {"a": _pruned(rng, 300, 0.3), "b": _pruned(rng, 200, 0.5).reshape(10, 20)}
     nnz = {k: int(np.count_nonzero(v)) for k, v in w.items()}
     budget = 3 * sum(nnz.values())
-    r = allocate_bits(w, budget, candidates=range(1, 6), method="exact")
+    r = allocate_bits(w, budget, candidates=range(1, 6), method="exact", table="full")
     assert r.nnz == nnz and r.candidates == (1, 2, 3, 4, 5)
     for k, v in w.items():  # E_j is the optimal k-means error of the nonzeros
         nz = v[v != 0]
@@ -188,9 +188,9 @@ def test_allocate_bits_zero_level_charges_the_given_counts():
     w = {"a": rng.standard_normal(40) * (rng.random(40) < 0.5), "b": rng.standard_normal(30)}
     counts = {"a": 5, "b": 7}
     r = allocate_bits(w, 3 * 12, candidates=(1, 2, 3), method="exact", nnz=counts,
-                      zero_level=True)
+                      zero_level=True, table="full")
     assert r.nnz == counts and r.budget_used == sum(r.bits[k] * counts[k] for k in w) <= 36
-    plain = allocate_bits(w, 10_000, candidates=(1, 2, 3), method="exact")
+    plain = allocate_bits(w, 10_000, candidates=(1, 2, 3), method="exact", table="full")
     out = r.decompress()
     for k in w:
         sw = kmeans1d_sweep(w[k], [2, 4, 8], zero_level=True, method="exact")
@@ -314,7 +314,7 @@ def test_allocate_bits_is_exact_on_many_tensors_and_says_how():
          for i in range(60)}
     nnz = {k: int(np.count_nonzero(v)) for k, v in w.items()}
     budget = 3.3 * sum(nnz.values())
-    r = allocate_bits(w, budget, method="exact")
+    r = allocate_bits(w, budget, method="exact", table="full")
     assert r.optimal and r.path in ("lp", "pareto", "milp")
     ilp = mckp_ilp([-r.errors[k] for k in w], [[j * nnz[k] for j in r.candidates] for k in w],
                    int(budget))
@@ -323,3 +323,90 @@ def test_allocate_bits_is_exact_on_many_tensors_and_says_how():
     forced = allocate_bits(w, budget, method="exact", time_limit=1e-9)  # may fall back
     assert forced.path in ("lp", "pareto", "milp", "greedy")
     assert forced.error >= r.error - ilp.rounding
+
+
+def _network(rng, tensors):
+    """Pruned tensors of 30-600 entries at log-normal scales (some get many bits)."""
+    return {f"t{i}": _pruned(rng, int(rng.integers(30, 600)), rng.uniform(0.2, 0.7))
+            * float(np.exp(rng.normal(0, 1.5))) for i in range(tensors)}
+
+
+@pytest.mark.parametrize("method,zero_level", [("fast", False), ("exact", False),
+                                               ("fast", True)])
+@pytest.mark.parametrize("seed", range(2))
+def test_needed_table_gives_the_full_tables_optimum(method, zero_level, seed):
+    rng = np.random.default_rng(100 + seed)
+    w = _network(rng, 12)
+    nnz = sum(int(np.count_nonzero(v)) for v in w.values())
+    for avg in (1.5, 3.0, 5.0):  # tight to generous budgets
+        kw = {"method": method, "zero_level": zero_level}
+        full = allocate_bits(w, avg * nnz, **kw, table="full")
+        lazy = allocate_bits(w, avg * nnz, **kw)
+        assert lazy.optimal and full.optimal
+        assert lazy.error == pytest.approx(full.error, rel=1e-9, abs=1e-300)
+        assert lazy.bits == full.bits or lazy.error <= full.error * (1 + 1e-9)
+        for n in w:  # the computed entries are the full table's; the chosen one is computed
+            got = ~np.isnan(lazy.errors[n])
+            np.testing.assert_array_equal(lazy.errors[n][got], full.errors[n][got])
+            assert got[lazy.bits[n] - 1] and not np.isnan(full.errors[n]).any()
+        ilp = mckp_ilp([-full.errors[n] for n in w],
+                       [[j * lazy.nnz[n] for j in lazy.candidates] for n in w], int(avg * nnz))
+        assert abs(lazy.error + ilp.objective) <= ilp.rounding + 1e-9 * lazy.error
+
+
+def test_needed_table_skips_the_large_codebooks_at_a_tight_budget():
+    rng = np.random.default_rng(5)
+    w = {f"t{i}": _pruned(rng, 2000, 0.3) for i in range(4)}
+    nnz = sum(int(np.count_nonzero(v)) for v in w.values())
+    r = allocate_bits(w, 2 * nnz)
+    assert r.optimal and all(np.isnan(r.errors[n][5:]).all() for n in w)  # 64-256 entries
+    assert all(not np.isnan(r.errors[n][:4]).any() for n in w)  # up to 16: the first round
+    with pytest.raises(ValueError, match="table"):
+        allocate_bits(w, 2 * nnz, table="some")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-4, 4), min_size=1, max_size=14), st.integers(1, 6),
+       st.booleans())
+def test_gap_bound_is_below_the_optimal_kmeans_error(values, k, zero_level):
+    from compressopt.projections.mckp import _gap_bound
+    from compressopt.verify import brute_kmeans_zero
+
+    x = np.asarray(values, dtype=np.float64)
+    s = np.sort(x[x != 0])
+    if s.size == 0:
+        return
+    bound = _gap_bound(s, [k], zero_level)[0]
+    if zero_level:
+        if s.size > 11:
+            s = s[:11]
+            bound = _gap_bound(s, [k], True)[0]
+        opt = brute_kmeans_zero(s, k).objective
+    else:
+        q = kmeans1d_exact(s, k)
+        opt = float(np.sum((s - q.codebook[q.assignments]) ** 2))
+    assert bound <= opt * (1 + 1e-12) + 1e-15
+
+
+@pytest.mark.parametrize("zero_level", [False, True])
+def test_numpy_namespace_gives_the_compat_results_bit_for_bit(monkeypatch, zero_level):
+    """The k-means table on numpy's own functions (``_array.fast_namespace``) equals the one
+    through array_api_compat's wrappers, entry for entry."""
+    import compressopt.projections.quantization as Q
+    from compressopt._array import array_namespace, fast_namespace
+
+    x = np.zeros(3)
+    assert fast_namespace(x) is np or not hasattr(np, "cumulative_sum")
+    assert fast_namespace(torch.zeros(3)) is array_namespace(torch.zeros(3))
+    rng = np.random.default_rng(11)
+    w = {f"t{i}": _pruned(rng, int(rng.integers(50, 3000)), 0.4) * rng.lognormal()
+         for i in range(12)}
+    budget = 3.5 * sum(int(np.count_nonzero(v)) for v in w.values())
+    fast = allocate_bits(w, budget, zero_level=zero_level, table="full")
+    monkeypatch.setattr(Q, "fast_namespace", array_namespace)
+    compat = allocate_bits(w, budget, zero_level=zero_level, table="full")
+    assert fast.bits == compat.bits and fast.error == compat.error
+    for n in w:
+        np.testing.assert_array_equal(fast.errors[n], compat.errors[n])
+        np.testing.assert_array_equal(fast.theta[n].codebook, compat.theta[n].codebook)
+        np.testing.assert_array_equal(fast.theta[n].assignments, compat.theta[n].assignments)

@@ -121,13 +121,12 @@ def test_matches_exact_verifier(entry, dtype, backend, data):
 
 # ------------------------------------------------------------------ every finite magnitude
 
-#: the projections checked from the smallest subnormal to near the largest float (not yet:
-#: channels, global_channels, knapsack, allocate_bits, sparse_quantized, group_lasso, whose
-#: squares or norms overflow near 1e154 / underflow below 1e-154)
+#: the projections checked from the smallest subnormal to near the largest float
 MAGNITUDE_ENTRIES = [e for e in ENTRIES if e.name in (
     "l1_ball", "simplex", "box", "kmeans_exact", "kmeans_fast", "binary", "ternary", "uniform",
     "uniform_alternating", "powers_of_two", "low_rank", "rank_selection", "cardinality",
-    "global_cardinality", "soft_threshold", "hard_threshold")]
+    "global_cardinality", "soft_threshold", "hard_threshold", "channels", "global_channels",
+    "knapsack", "allocate_bits", "sparse_quantized", "group_lasso")]
 by_magnitude_entry = pytest.mark.parametrize("entry", MAGNITUDE_ENTRIES,
                                              ids=[e.name for e in MAGNITUDE_ENTRIES])
 MAGNITUDE_RUN = settings(max_examples=max(4, settings.default.max_examples // 3))

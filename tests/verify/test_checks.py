@@ -91,3 +91,29 @@ def test_joint_verifier_reports_the_heuristic_gap():
     rep = verify_sparse_quantized(w, 8, (1, 2))
     assert isinstance(rep, Report) and rep.kind == "heuristic" and rep.feasible
     assert rep.gap == pytest.approx(0.0, abs=1e-12)  # this instance is solved exactly
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200, 1.0])
+def test_knapsack_and_channels_are_verified_at_extreme_magnitudes(scale):
+    # issue 14: the knapsack's profits overflowed (NonFiniteError / inf objective) and the
+    # channels' squared norms overflowed (a gap of 0.75) beyond 1e154
+    from compressopt.verify import verify_channels, verify_knapsack
+
+    r = verify_knapsack({"a": np.array([1.0, 2.0, 3.0]) * scale}, {"a": 2}, 4)
+    assert r.ok and r.gap == 0.0 and r.details["objective"] == r.details["optimum"], r
+    c = verify_channels(np.array([[1.0, 1.0], [3.0, 0.0], [0.5, 0.5]]) * scale, 1)
+    assert c.ok and c.gap == 0.0, c
+    c = verify_channels(np.array([[1e200, 1e200], [3e200, 0.0], [2e-300, 1.0]]), 1)
+    assert c.ok and c.gap == 0.0, c
+
+
+def test_allocate_bits_codes_frame_zeros_as_zeros():
+    # a nonzero below max|x|·2^-1075 is 0 in the k-means' frame: it must get the zeros'
+    # code, not a learned level 1e223 away
+    from compressopt.projections import allocate_bits
+    from compressopt.verify import verify_allocate_bits
+
+    w = {"t0": np.array([6.54337449e223, 2.98447253e-112, 2.98447253e-112])}
+    assert verify_allocate_bits(w, 5.0, (1, 2, 3)).ok
+    assert allocate_bits(w, 5.0, (1, 2, 3)).decompress()["t0"].tolist() == [6.54337449e223,
+                                                                            0.0, 0.0]
