@@ -103,6 +103,15 @@ class JointADMMState(NamedTuple):
     k: int  #: iterations (projection periods τ') done
 
 
+def _unscaled(x: float, exponent: int) -> float:
+    """``x · 4^exponent``: a squared quantity the projections report in units of
+    ``4^exponent`` (nonzero only beyond 2^±255) in w's own units (inf on overflow)."""
+    try:
+        return math.ldexp(x, 2 * exponent)
+    except OverflowError:
+        return math.inf
+
+
 class JointADMMRecord(NamedTuple):
     """Diagnostics of one period τ' (Yang et al. Fig. 2 and Fig. 3)."""
 
@@ -331,8 +340,10 @@ class JointADMM(Coordinator):
             w_minus_v=tree_norm(tree_sub(w, v)),
             budget_used=sum(bits[n] * pr.nnz[n] for n in w),
             budget=S,
-            lp_gap_knapsack=float(pr.knapsack.lp_bound) - float(pr.knapsack.objective),
-            lp_gap_mckp=pr.mckp.error - pr.mckp.lp_bound,
+            lp_gap_knapsack=_unscaled(float(pr.knapsack.lp_bound) - float(pr.knapsack.objective),
+                                      pr.knapsack.exponent),
+            lp_gap_mckp=_unscaled(pr.mckp.error - pr.mckp.lp_bound,
+                                  getattr(pr.mckp, "exponent", 0)),
             nnz=pr.nnz,
             bits=dict(bits),
             time_lstep=t_l.seconds,
