@@ -497,7 +497,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = JobConfig(model=model, dataset=dataset, data_dir=data_dir, device=args.device)
     check_device(config.device)
     data, net = load(config, lambda kind, info: None)
-    cm.apply_to(net, strict=not meta.get("buffers_left_out"))
+    cm.apply_to(net)
     _, acc = evaluate(net, data.x_test, data.y_test)
     stored = meta.get("accuracy")
     same = "" if stored is None else (

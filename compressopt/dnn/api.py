@@ -620,16 +620,7 @@ def write(run: RunOutput, report: dict[str, Any], model: nn.Module, plan: Plan,
     run.stage(CONFIG_FILE, dump_toml(settings, header).encode())
     facts = {"model": plan.config.model, "dataset": plan.config.dataset,
              "method": plan.config.method, "accuracy": report["accuracy"], **(metadata or {})}
-    state = model.state_dict()
-    # STORAGE WORKAROUND: the file format refuses integer tensors stored dense (BatchNorm's
-    # num_batches_tracked, int64), so those buffers are left out of the file and named in
-    # its metadata; drop this once compressopt.storage stores them.
-    left_out = [n for n, t in state.items() if not t.is_floating_point() and n not in done.x]
-    if left_out:
-        logger.warning("model.cpz leaves out the non-float buffers %s", left_out)
-        facts["buffers_left_out"] = left_out
-    blob = compressed_bytes({n: t for n, t in state.items() if n not in left_out},
-                            plan.compression, done.theta, metadata=facts)
+    blob = compressed_bytes(model, plan.compression, done.theta, metadata=facts)
     report = with_file_figures(report, blob)
     run.stage(MODEL_FILE, blob)
     if plan.config.plots:
