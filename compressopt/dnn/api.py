@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-import psutil
 import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
@@ -54,6 +53,7 @@ from compressopt.options import (
     dump_toml,
 )
 from compressopt.projections import Compression, summarize
+from compressopt.projections._util import available_memory, format_bytes
 from compressopt.solvers import SolveResult
 from compressopt.storage.atomic import RunOutput, read_run
 from compressopt.storage.model_file import file_accounting
@@ -285,18 +285,18 @@ def check_device(name: str) -> torch.device:
     return dev
 
 
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
 def check_resources(config: JobConfig, shapes: Mapping[str, tuple[int, ...]], *,
                     available: int | None = None) -> int:
     """Check the C step's memory before training; return the estimate in bytes.
 
-    The estimate is the method's (:meth:`~compressopt.options.MethodOptions.cstep_bytes`:
-    exact k-means 16·K·n bytes for ``--quantize K`` on the largest tensor, the m-bit grid
-    sweep of ``--method apgdssm``, ...), compared with the memory available now
-    (``psutil.virtual_memory().available``, or `available`).
+    The estimate is the method's (:meth:`~compressopt.options.MethodOptions.cstep_memory`),
+    made of the projections' own estimates for the tensor that needs the most: the exact
+    k-means of ``--quantize K`` (:func:`~compressopt.projections.kmeans1d_memory`, about
+    16·K·n bytes), the joint ADMM's k-means sweep over ``--bit-candidates`` (its "fast"
+    method), the m-bit grid of ``--method apgdssm --bits m``
+    (:func:`~compressopt.projections.uniform_memory`), ... It is compared with 90 % of the
+    memory available now (:func:`compressopt.projections._util.available_memory`, or
+    `available`), leaving room for the model, the data and the L step.
 
     Raises
     ------
@@ -305,8 +305,8 @@ def check_resources(config: JobConfig, shapes: Mapping[str, tuple[int, ...]], *,
         would store every weight as its own level: refused rather than clamped, so the
         reported bits are what was asked).
     ResourceLimitError
-        The estimate exceeds 90 % of the available memory; the message names the option to
-        change.
+        The estimate exceeds 90 % of the available memory; the message names the
+        computation, the tensor and the option to change.
     """
     if config.quantize is not None:
         small = {n: math.prod(s) for n, s in shapes.items() if math.prod(s) < config.quantize}
@@ -315,13 +315,14 @@ def check_resources(config: JobConfig, shapes: Mapping[str, tuple[int, ...]], *,
             raise ConfigError(f"--quantize {config.quantize} exceeds the {size:,} weights of "
                               f"{name}: choose K <= {size} or --exclude {name}")
     o = config.method_options
-    need = o.cstep_bytes(config, shapes)
-    avail = psutil.virtual_memory().available if available is None else available
+    need, what = o.cstep_memory(config, shapes)
+    avail = available_memory() if available is None else available
     if need > 0.9 * avail:
         flag = "--quantize" if config.quantize is not None else o.memory_flag
         raise ResourceLimitError(
-            f"the C step of --method {config.method} needs about {_gib(need)} of memory for "
-            f"these options ({_gib(avail)} available): lower {flag}")
+            f"the C step of --method {config.method} ({what}) needs about "
+            f"{format_bytes(need)} of memory, more than 90 % of the {format_bytes(avail)} "
+            f"available: lower {flag}")
     return need
 
 

@@ -181,15 +181,18 @@ def test_device_checks():
 
 
 def test_memory_check_names_the_option():
+    from compressopt.projections import kmeans1d_memory
+
     shapes = {"a": (300, 1000)}
     cfg = JobConfig(quantize=256).resolved()
     need = check_resources(cfg, shapes)
-    assert need == 16 * 256 * 300_000
-    with pytest.raises(ResourceLimitError, match="lower --quantize"):
+    assert need == kmeans1d_memory(300_000, 256)  # the projection's own estimate
+    with pytest.raises(ResourceLimitError, match=r"\(exact k-means with K = 256 on the "
+                       r"300,000 weights of a\) needs about 1.28 GB .* lower --quantize"):
         check_resources(cfg, shapes, available=need)
     apg = JobConfig(method="apgdssm", options={"bits": 31}).resolved()
-    with pytest.raises(ResourceLimitError, match=r"needs about 320.0 GiB .* lower --bits"):
-        check_resources(apg, shapes)
+    with pytest.raises(ResourceLimitError, match=r"31-bit grid projection .* lower --bits"):
+        check_resources(apg, shapes, available=1000)
     joint = JobConfig(method="admm", options={"budget_ratio": 10}).resolved()
     with pytest.raises(ResourceLimitError, match="lower the largest of --bit-candidates"):
         check_resources(joint, shapes, available=1000)
