@@ -530,6 +530,10 @@ def _plot(args: argparse.Namespace) -> int:
         report = json.loads(path.read_text())
     except FileNotFoundError:
         raise CompressoptError(f"{args.out} holds no run: report.json is missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CompressoptError(f"{path}: not a readable report ({e})") from None
+    if not isinstance(report, dict):
+        raise CompressoptError(f"{path}: not a report (a JSON object)")
     weights = levels = None
     if report.get("compressed_file"):
         m = read_model(Path(args.out) / report["compressed_file"])

@@ -30,6 +30,7 @@ import dataclasses
 import difflib
 import math
 import os
+import sys
 import tomllib
 import types
 import typing
@@ -63,6 +64,9 @@ __all__ = [
     "register_options",
 ]
 
+
+#: the largest float32: torch uses learning rates and weight decay as float32 scalars
+FLOAT32_MAX = 3.4028234663852886e38
 
 # -- field metadata -------------------------------------------------------------------------
 
@@ -474,7 +478,7 @@ class JointADMMOptions(MethodOptions):
         "(default 0)", metavar="N", low=0)
     finetune_lr: float | None = opt(
         None, "first learning rate of the fine-tuning (default: --lstep-lr / 10)", metavar="LR",
-        low=0.0, low_open=True)
+        low=0.0, low_open=True, high=FLOAT32_MAX)
     penalty_step: Literal["gradient", "prox"] = opt("prox", _PENALTY_STEP)
     eval_projected: bool = opt(False, _EVAL_PROJECTED)
     init_projections: bool = opt(
@@ -743,10 +747,10 @@ class JobConfig:
     mu_growth: float | None = opt(None, "mu_k = mu0 * A**k", metavar="A", low=1.0,
                                   group=_TRAIN)
     lr: float | None = opt(None, "reference learning rate (cosine schedule)", low=0.0,
-                           low_open=True, group=_TRAIN)
+                           low_open=True, high=FLOAT32_MAX, group=_TRAIN)
     lstep_lr: float | None = opt(None, "L-step learning rate eta_0 (then eta_0 * decay**k, "
                                  "clipped to 1/mu)", metavar="LR", low=0.0, low_open=True,
-                                 group=_TRAIN)
+                                 high=FLOAT32_MAX, group=_TRAIN)
     lr_decay: float | None = opt(None, "L-step learning-rate decay per iteration",
                                  metavar="D", low=0.0, high=1.0, low_open=True, group=_TRAIN)
     lr_schedule: Literal["exp", "cos"] = opt(
@@ -757,7 +761,7 @@ class JobConfig:
     momentum: float = opt(0.9, "L-step SGD momentum, Nesterov unless --heavy-ball (default "
                           "0.9)", metavar="M", low=0.0, high=1.0, high_open=True, group=_TRAIN)
     weight_decay: float = opt(0.0, "L-step weight decay on all parameters (default 0)",
-                              metavar="WD", low=0.0, group=_TRAIN)
+                              metavar="WD", low=0.0, high=FLOAT32_MAX, group=_TRAIN)
     nesterov: bool = opt(True, "L-step momentum of the heavy-ball kind instead of Nesterov's "
                          "(a wider stable range of learning rates; Yang et al.'s code)",
                          flag="--heavy-ball", negate=True, group=_TRAIN)
@@ -838,6 +842,7 @@ class JobConfig:
         if self.steps is not None and not self.warmup < self.steps:
             raise ConfigError(f"--warmup must be in [0, --steps) = [0, {self.steps}), "
                               f"got {self.warmup}")
+        _check_schedules(self)
 
     @property
     def method_options(self) -> MethodOptions:
@@ -903,6 +908,30 @@ class JobConfig:
                         for k, v in dataclasses.asdict(self.method_options).items()},
             "mus": list(self.mus) if self.steps is not None and self.mu0 is not None else None,
         }
+
+
+def _geometric_last(first: float, factor: float, steps: int) -> float:
+    """log of ``first · factor^(steps-1)``, the last term of a geometric schedule (no
+    overflow: a log)."""
+    return math.log(first) + (steps - 1) * math.log(factor)
+
+
+def _check_schedules(c: JobConfig) -> None:
+    """The penalty schedule μ_k = mu0·a^k and the L-step learning rates η0·D^k stay normal
+    positive floats for k < --steps (ConfigError naming the options otherwise)."""
+    if c.steps is None or c.steps < 2:
+        return
+    k = c.steps - 1
+    if c.mu0 is not None and c.mu_growth is not None and (
+            _geometric_last(c.mu0, c.mu_growth, c.steps) > math.log(sys.float_info.max)):
+        raise ConfigError(f"--mu0 {c.mu0:g} x --mu-growth {c.mu_growth:g}^{k} (the penalty of "
+                          f"the last of --steps {c.steps}) overflows: lower --mu-growth or "
+                          "--steps")
+    if c.lstep_lr is not None and c.lr_decay is not None and (
+            _geometric_last(c.lstep_lr, c.lr_decay, c.steps) < math.log(sys.float_info.min)):
+        raise ConfigError(f"--lstep-lr {c.lstep_lr:g} x --lr-decay {c.lr_decay:g}^{k} (the "
+                          f"learning rate of the last of --steps {c.steps}) underflows to 0: "
+                          "raise --lr-decay or lower --steps")
 
 
 # -- TOML ---------------------------------------------------------------------------------

@@ -63,9 +63,11 @@ def _bad_values(spec):
     if k.base is int:
         out += [1.5, True]
     if i.low is not None:
-        out.append(i.low if i.low_open else (i.low - 1 if k.base is int else i.low - 1e-9))
+        out.append(i.low if i.low_open else (
+            i.low - 1 if k.base is int else math.nextafter(i.low, -math.inf)))
     if i.high is not None:
-        out.append(i.high if i.high_open else (i.high + 1 if k.base is int else i.high + 1e-9))
+        out.append(i.high if i.high_open else (
+            i.high + 1 if k.base is int else math.nextafter(i.high, math.inf)))
     return [(v,) for v in out] + [3] if k.seq else out
 
 

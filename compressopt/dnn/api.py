@@ -28,6 +28,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
@@ -260,7 +261,9 @@ def check_device(name: str) -> torch.device:
         devices present.
     """
     try:
-        dev = torch.device(name)
+        with warnings.catch_warnings():  # e.g. "mkldnn is no longer used": the error says it
+            warnings.simplefilter("ignore")
+            dev = torch.device(name)
     except (RuntimeError, ValueError):
         raise ConfigError(f"--device: not a torch device: {name!r}") from None
     if dev.type == "cpu":
