@@ -528,7 +528,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = JobConfig(model=model, dataset=dataset, data_dir=data_dir, device=args.device)
     check_device(config.device)
     data, net = load(config, lambda kind, info: None)
-    cm.apply_to(net, strict=not meta.get("buffers_left_out"))
+    cm.apply_to(net)
     _, acc = evaluate(net, data.x_test, data.y_test)
     stored = meta.get("accuracy")
     same = "" if stored is None else (
@@ -561,6 +561,10 @@ def _plot(args: argparse.Namespace) -> int:
         report = json.loads(path.read_text())
     except FileNotFoundError:
         raise CompressoptError(f"{args.out} holds no run: report.json is missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CompressoptError(f"{path}: not a readable report ({e})") from None
+    if not isinstance(report, dict):
+        raise CompressoptError(f"{path}: not a report (a JSON object)")
     weights = levels = None
     if report.get("compressed_file"):
         m = read_model(Path(args.out) / report["compressed_file"])

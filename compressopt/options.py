@@ -30,12 +30,13 @@ import dataclasses
 import difflib
 import math
 import os
+import sys
 import tomllib
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from compressopt.errors import ConfigError
 
@@ -48,6 +49,7 @@ __all__ = [
     "JobConfig",
     "JointADMMOptions",
     "LCOptions",
+    "MemoryEstimate",
     "MethodOptions",
     "OptionInfo",
     "SLROptions",
@@ -62,6 +64,9 @@ __all__ = [
     "register_options",
 ]
 
+
+#: the largest float32: torch uses learning rates and weight decay as float32 scalars
+FLOAT32_MAX = 3.4028234663852886e38
 
 # -- field metadata -------------------------------------------------------------------------
 
@@ -250,7 +255,7 @@ class MethodOptions:
         default KEEP when neither ``--prune`` nor ``--quantize`` is given) and ``--quantize``.
     has_finish : whether the method ends with a retraining or fine-tuning stage
         (``--distill-phase finish`` needs one).
-    memory_flag : the option that lowers the C step's memory (:meth:`cstep_bytes`).
+    memory_flag : the option that lowers the C step's memory (:meth:`cstep_memory`).
     clips_lr : whether the L step's learning rate is clipped to 1/μ (a method without a
         penalty, such as iterated DC, trains at the plain rate).
     """
@@ -281,11 +286,19 @@ class MethodOptions:
         if job.prune is not None and not self.takes_prune:
             raise ConfigError(f"{self.hint}: drop --prune and --quantize")
 
+    def cstep_memory(self, job: JobConfig, shapes: Mapping[str, tuple[int, ...]],
+                     ) -> MemoryEstimate:
+        """The C step's peak memory for these options and `shapes` (the compressed tensors'
+        shapes; `job` resolved): the projections' own estimate for the tensor that needs
+        the most. Default: the exact k-means of ``--quantize K`` on each tensor
+        (:func:`~compressopt.projections.kmeans1d_memory`, about 16·K·n bytes; on at most
+        KEEP of the weights with ``--prune``), else the sort of the global ℓ0 projection
+        (24 bytes per weight)."""
+        return _prune_quantize_memory(job, shapes)
+
     def cstep_bytes(self, job: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> int:
-        """An estimate of the C step's peak memory in bytes for these options and `shapes`
-        (the compressed tensors' shapes; `job` resolved). Default: the k-means of
-        ``--quantize`` (:func:`kmeans_bytes`), else a few copies of the largest tensor."""
-        return _prune_quantize_bytes(job, shapes)
+        """:meth:`cstep_memory` in bytes."""
+        return self.cstep_memory(job, shapes).bytes
 
 
 #: method name -> its options classes, the default one (no ``selected_by``) first
@@ -465,7 +478,7 @@ class JointADMMOptions(MethodOptions):
         "(default 0)", metavar="N", low=0)
     finetune_lr: float | None = opt(
         None, "first learning rate of the fine-tuning (default: --lstep-lr / 10)", metavar="LR",
-        low=0.0, low_open=True)
+        low=0.0, low_open=True, high=FLOAT32_MAX)
     penalty_step: Literal["gradient", "prox"] = opt("prox", _PENALTY_STEP)
     eval_projected: bool = opt(False, _EVAL_PROJECTED)
     init_projections: bool = opt(
@@ -479,9 +492,16 @@ class JointADMMOptions(MethodOptions):
         if not self.bit_candidates:
             raise ConfigError("--bit-candidates needs at least one bit width")
 
-    def cstep_bytes(self, job: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> int:
-        return max(fast_sweep_bytes(math.prod(s), 2 ** max(self.bit_candidates))
-                   for s in shapes.values())
+    def cstep_memory(self, job: JobConfig, shapes: Mapping[str, tuple[int, ...]],
+                     ) -> MemoryEstimate:
+        """The V projection's k-means sweep (``method="fast"``) over the candidate codebook
+        sizes 2^b of each tensor (:func:`~compressopt.projections.kmeans1d_memory`)."""
+        from compressopt.projections import kmeans1d_memory
+
+        return _largest(
+            MemoryEstimate(kmeans1d_memory(n, 2**b, method="fast"),
+                           f"the fast k-means with K = 2^{b} on the {n:,} weights of {name}")
+            for name, n in _sizes(shapes).items() for b in self.bit_candidates)
 
 
 @register_options
@@ -607,8 +627,16 @@ class APGDSSMOptions(MethodOptions):
                 raise ConfigError(f"{option_fields(type(self))[f].flag} needs 1 or "
                                   f"{n} factors ({what}), got {len(v)}")
 
-    def cstep_bytes(self, job: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> int:
-        return max(grid_sweep_bytes(math.prod(s), self.bits) for s in shapes.values())
+    def cstep_memory(self, job: JobConfig, shapes: Mapping[str, tuple[int, ...]],
+                     ) -> MemoryEstimate:
+        """The m-bit grid projection of each tensor (``project_uniform``, method "auto":
+        :func:`~compressopt.projections.uniform_memory`)."""
+        from compressopt.projections import uniform_memory
+
+        return _largest(
+            MemoryEstimate(uniform_memory(n, bits=self.bits),
+                           f"the {self.bits}-bit grid projection of the {n:,} weights of {name}")
+            for name, n in _sizes(shapes).items())
 
 
 # -- the job ----------------------------------------------------------------------------------
@@ -726,10 +754,10 @@ class JobConfig:
     mu_growth: float | None = opt(None, "mu_k = mu0 * A**k", metavar="A", low=1.0,
                                   group=_TRAIN)
     lr: float | None = opt(None, "reference learning rate (cosine schedule)", low=0.0,
-                           low_open=True, group=_TRAIN)
+                           low_open=True, high=FLOAT32_MAX, group=_TRAIN)
     lstep_lr: float | None = opt(None, "L-step learning rate eta_0 (then eta_0 * decay**k, "
                                  "clipped to 1/mu)", metavar="LR", low=0.0, low_open=True,
-                                 group=_TRAIN)
+                                 high=FLOAT32_MAX, group=_TRAIN)
     lr_decay: float | None = opt(None, "L-step learning-rate decay per iteration",
                                  metavar="D", low=0.0, high=1.0, low_open=True, group=_TRAIN)
     lr_schedule: Literal["exp", "cos"] = opt(
@@ -740,7 +768,7 @@ class JobConfig:
     momentum: float = opt(0.9, "L-step SGD momentum, Nesterov unless --heavy-ball (default "
                           "0.9)", metavar="M", low=0.0, high=1.0, high_open=True, group=_TRAIN)
     weight_decay: float = opt(0.0, "L-step weight decay on all parameters (default 0)",
-                              metavar="WD", low=0.0, group=_TRAIN)
+                              metavar="WD", low=0.0, high=FLOAT32_MAX, group=_TRAIN)
     nesterov: bool = opt(True, "L-step momentum of the heavy-ball kind instead of Nesterov's "
                          "(a wider stable range of learning rates; Yang et al.'s code)",
                          flag="--heavy-ball", negate=True, group=_TRAIN)
@@ -826,6 +854,7 @@ class JobConfig:
         if self.steps is not None and not self.warmup < self.steps:
             raise ConfigError(f"--warmup must be in [0, --steps) = [0, {self.steps}), "
                               f"got {self.warmup}")
+        _check_schedules(self)
 
     @property
     def method_options(self) -> MethodOptions:
@@ -891,6 +920,30 @@ class JobConfig:
                         for k, v in dataclasses.asdict(self.method_options).items()},
             "mus": list(self.mus) if self.steps is not None and self.mu0 is not None else None,
         }
+
+
+def _geometric_last(first: float, factor: float, steps: int) -> float:
+    """log of ``first · factor^(steps-1)``, the last term of a geometric schedule (no
+    overflow: a log)."""
+    return math.log(first) + (steps - 1) * math.log(factor)
+
+
+def _check_schedules(c: JobConfig) -> None:
+    """The penalty schedule μ_k = mu0·a^k and the L-step learning rates η0·D^k stay normal
+    positive floats for k < --steps (ConfigError naming the options otherwise)."""
+    if c.steps is None or c.steps < 2:
+        return
+    k = c.steps - 1
+    if c.mu0 is not None and c.mu_growth is not None and (
+            _geometric_last(c.mu0, c.mu_growth, c.steps) > math.log(sys.float_info.max)):
+        raise ConfigError(f"--mu0 {c.mu0:g} x --mu-growth {c.mu_growth:g}^{k} (the penalty of "
+                          f"the last of --steps {c.steps}) overflows: lower --mu-growth or "
+                          "--steps")
+    if c.lstep_lr is not None and c.lr_decay is not None and (
+            _geometric_last(c.lstep_lr, c.lr_decay, c.steps) < math.log(sys.float_info.min)):
+        raise ConfigError(f"--lstep-lr {c.lstep_lr:g} x --lr-decay {c.lr_decay:g}^{k} (the "
+                          f"learning rate of the last of --steps {c.steps}) underflows to 0: "
+                          "raise --lr-decay or lower --steps")
 
 
 # -- TOML ---------------------------------------------------------------------------------
@@ -1020,37 +1073,47 @@ def load_recipe(name: str) -> dict[str, Any]:
 
 
 # -- C-step memory estimates ----------------------------------------------------------------
-# Provisional formulas, in one place: the projmag helper adds cheap estimate functions next to
-# the projections (compressopt.projections); these will then call them.
+# The projections' own estimates (compressopt.projections.kmeans1d_memory, uniform_memory),
+# imported when a job is checked: parsing options does not import the projections.
 
 
-def kmeans_bytes(n: int, k: int) -> int:
-    """Exact 1-D k-means of n values with k clusters (the DP of :mod:`kmeans1d`): about
-    16·k·n bytes (two k×n tables of 8-byte entries)."""
-    return 16 * k * n
+class MemoryEstimate(NamedTuple):
+    """An estimate of a C step's peak memory (:meth:`MethodOptions.cstep_memory`).
+
+    Attributes
+    ----------
+    bytes : the estimate, in bytes.
+    what : the computation that needs it, for a message (e.g. "exact k-means with K = 8192
+        on the 30,000 weights of fc2.weight").
+    """
+
+    bytes: int
+    what: str
 
 
-def fast_sweep_bytes(n: int, k_max: int) -> int:
-    """The device k-means sweep of the joint ADMM (``method="fast"``): sorted copies, prefix
-    sums and assignments of the n values (about 10 arrays of 8 bytes) plus per size k
-    codebooks and counts."""
-    return 80 * n + 64 * k_max
+def _sizes(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]:
+    """Entries of each nonempty tensor."""
+    return {name: n for name, s in shapes.items() if (n := math.prod(s)) > 0}
 
 
-def grid_sweep_bytes(n: int, bits: int) -> int:
-    """The m-bit grid projection (``project_uniform``, method "auto"): the exact sweep over
-    n·L breakpoints (L = 2^(m-1)) when n·L <= 2^20, else over a sketch of max(4, 2^17/L)
-    points; about 10 arrays of 8 bytes per breakpoint."""
-    big_l = 2 ** (bits - 1)
-    points = n if n * big_l <= 2**20 else min(n, max(4, 2**17 // big_l))
-    return 80 * points * big_l
+def _largest(estimates: Iterable[MemoryEstimate]) -> MemoryEstimate:
+    return max(estimates, key=lambda e: e.bytes, default=MemoryEstimate(0, "nothing"))
 
 
-def _prune_quantize_bytes(job: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> int:
-    sizes = [math.prod(s) for s in shapes.values()]
-    if job.quantize is None:
-        return 24 * sum(sizes)  # sort keys and indices of the global ℓ0 projection
+def _prune_quantize_memory(job: JobConfig, shapes: Mapping[str, tuple[int, ...]],
+                           ) -> MemoryEstimate:
+    sizes = _sizes(shapes)
+    if job.quantize is None:  # sort keys and indices of the global ℓ0 projection
+        total = sum(sizes.values())
+        return MemoryEstimate(24 * total, f"the global l0 projection of {total:,} weights")
+    from compressopt.projections import kmeans1d_memory
+
+    k, what = job.quantize, "the {n:,} weights"
     if job.prune is not None:  # the nonzeros of a tensor: at most KEEP of all the weights
-        cap = math.ceil(job.prune * sum(sizes))
-        sizes = [min(n, cap) for n in sizes]
-    return max(kmeans_bytes(n, job.quantize) for n in sizes)
+        cap = math.ceil(job.prune * sum(sizes.values()))
+        sizes = {name: min(n, cap) for name, n in sizes.items()}
+        what = "at most {n:,} nonzeros"
+    return _largest(
+        MemoryEstimate(kmeans1d_memory(n, k, method="exact"),
+                       f"exact k-means with K = {k} on {what.format(n=n)} of {name}")
+        for name, n in sizes.items())

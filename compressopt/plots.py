@@ -68,14 +68,14 @@ def _save(fig: Any, path: str | os.PathLike | None) -> Path | bytes:
     when `path` is None (e.g. to stage them in a run's output set)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from compressopt.storage.model_file import _atomic_write
+    from compressopt.storage.atomic import atomic_write
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     if path is None:
         return buf.getvalue()
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
     return Path(path)
 
 
@@ -317,7 +317,7 @@ def plot_report(report: Mapping[str, Any], out_dir: str | os.PathLike, *,
     ImportError
         matplotlib is missing and not `missing_ok`.
     """
-    from compressopt.storage.model_file import _atomic_write
+    from compressopt.storage.atomic import atomic_write
 
     try:
         figures = render_report(report, weights=weights, levels=levels)
@@ -328,6 +328,6 @@ def plot_report(report: Mapping[str, Any], out_dir: str | os.PathLike, *,
         return []
     written = []
     for name, png in figures.items():
-        _atomic_write(Path(out_dir) / name, png)
+        atomic_write(Path(out_dir) / name, png)
         written.append(Path(out_dir) / name)
     return written

@@ -129,7 +129,7 @@ def test_training_options_reach_the_report(tmp_path, capsys):
     (["--method", "admm", "--budget-ratio", "20", "--finetune-epochs", "-1"],
      "--finetune-epochs must be an integer >= 0, got -1"),
     (["--method", "admm", "--budget-ratio", "20", "--finetune-epochs", "1",
-      "--finetune-lr", "0"], "--finetune-lr must be a finite number > 0, got 0.0"),
+      "--finetune-lr", "0"], "--finetune-lr must be a finite number in (0, 3.40282e+38], got 0.0"),
     (["--method", "slr", "--retrain-epochs", "-2"],
      "--retrain-epochs must be an integer >= 0, got -2"),
 ])

@@ -24,9 +24,6 @@ from compressopt.options import (
     LCOptions,
     SLROptions,
     dump_toml,
-    fast_sweep_bytes,
-    grid_sweep_bytes,
-    kmeans_bytes,
     load_recipe,
     load_toml,
     method_options,
@@ -66,9 +63,11 @@ def _bad_values(spec):
     if k.base is int:
         out += [1.5, True]
     if i.low is not None:
-        out.append(i.low if i.low_open else (i.low - 1 if k.base is int else i.low - 1e-9))
+        out.append(i.low if i.low_open else (
+            i.low - 1 if k.base is int else math.nextafter(i.low, -math.inf)))
     if i.high is not None:
-        out.append(i.high if i.high_open else (i.high + 1 if k.base is int else i.high + 1e-9))
+        out.append(i.high if i.high_open else (
+            i.high + 1 if k.base is int else math.nextafter(i.high, math.inf)))
     return [(v,) for v in out] + [3] if k.seq else out
 
 
@@ -234,13 +233,25 @@ def test_recipes_are_listed_and_loaded(tmp_path, monkeypatch):
         load_recipe("bad")
 
 
-def test_memory_estimates():
-    assert kmeans_bytes(1000, 4) == 64_000
-    assert grid_sweep_bytes(100, 4) == 80 * 100 * 8  # exact sweep: n·L breakpoints
-    assert grid_sweep_bytes(10**6, 31) == 80 * 4 * 2**30  # the sketch cannot go below 4 points
-    assert fast_sweep_bytes(10, 256) > 0
+def test_memory_estimates_are_the_projections_own():
+    from compressopt.projections import kmeans1d_memory, uniform_memory
+
+    shapes = {"a": (100, 300), "b": (10, 100)}
     c = JobConfig(quantize=8192).resolved()
-    assert c.options.cstep_bytes(c, {"a": (100, 300)}) == 16 * 8192 * 30_000
+    m = c.options.cstep_memory(c, shapes)
+    assert m.bytes == c.options.cstep_bytes(c, shapes) == kmeans1d_memory(30_000, 8192)
+    assert m.what == "exact k-means with K = 8192 on the 30,000 weights of a"
+    c = JobConfig(quantize=8, prune=0.01).resolved()  # the nonzeros: at most KEEP of all
+    assert c.options.cstep_memory(c, shapes) == (kmeans1d_memory(310, 8),
+                                                 "exact k-means with K = 8 on at most 310 "
+                                                 "nonzeros of a")
+    c = JobConfig(method="apgdssm", options={"bits": 31}).resolved()
+    assert c.options.cstep_bytes(c, shapes) == uniform_memory(30_000, bits=31) < 10**7
+    c = JobConfig(method="admm", options={"budget_ratio": 10, "bit_candidates": [2, 9]})
+    assert c.options.cstep_memory(c.resolved(), shapes).bytes == max(
+        kmeans1d_memory(n, 2**b, method="fast") for n in (30_000, 1000) for b in (2, 9))
+    c = JobConfig(prune=0.5).resolved()
+    assert c.options.cstep_bytes(c, {**shapes, "empty": (0, 3)}) == 24 * 31_000
 
 
 def test_fields_are_frozen_and_documented():

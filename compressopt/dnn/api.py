@@ -33,11 +33,11 @@ import math
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-import psutil
 import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
@@ -61,7 +61,13 @@ from compressopt.dnn.methods import METHODS, Method
 from compressopt.dnn.oracle import LStepSchedule, TorchOracle
 from compressopt.dnn.params import read_parameters, select_parameters, write_parameters
 from compressopt.dnn.train import to_device
-from compressopt.errors import CheckpointError, ConfigError, DataError, ResourceLimitError
+from compressopt.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    NonFiniteError,
+    ResourceLimitError,
+)
 from compressopt.options import (
     ADMMOptions,
     JobConfig,
@@ -69,6 +75,7 @@ from compressopt.options import (
     dump_toml,
 )
 from compressopt.projections import Compression, summarize
+from compressopt.projections._util import available_memory, format_bytes
 from compressopt.projections.base import as_compression
 from compressopt.solvers import SolveResult
 from compressopt.solvers.base import Status, drive
@@ -281,7 +288,9 @@ def check_device(name: str) -> torch.device:
         devices present.
     """
     try:
-        dev = torch.device(name)
+        with warnings.catch_warnings():  # e.g. "mkldnn is no longer used": the error says it
+            warnings.simplefilter("ignore")
+            dev = torch.device(name)
     except (RuntimeError, ValueError):
         raise ConfigError(f"--device: not a torch device: {name!r}") from None
     if dev.type == "cpu":
@@ -306,18 +315,18 @@ def check_device(name: str) -> torch.device:
     return dev
 
 
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
 def check_resources(config: JobConfig, shapes: Mapping[str, tuple[int, ...]], *,
                     available: int | None = None) -> int:
     """Check the C step's memory before training; return the estimate in bytes.
 
-    The estimate is the method's (:meth:`~compressopt.options.MethodOptions.cstep_bytes`:
-    exact k-means 16·K·n bytes for ``--quantize K`` on the largest tensor, the m-bit grid
-    sweep of ``--method apgdssm``, ...), compared with the memory available now
-    (``psutil.virtual_memory().available``, or `available`).
+    The estimate is the method's (:meth:`~compressopt.options.MethodOptions.cstep_memory`),
+    made of the projections' own estimates for the tensor that needs the most: the exact
+    k-means of ``--quantize K`` (:func:`~compressopt.projections.kmeans1d_memory`, about
+    16·K·n bytes), the joint ADMM's k-means sweep over ``--bit-candidates`` (its "fast"
+    method), the m-bit grid of ``--method apgdssm --bits m``
+    (:func:`~compressopt.projections.uniform_memory`), ... It is compared with 90 % of the
+    memory available now (:func:`compressopt.projections._util.available_memory`, or
+    `available`), leaving room for the model, the data and the L step.
 
     Raises
     ------
@@ -326,8 +335,8 @@ def check_resources(config: JobConfig, shapes: Mapping[str, tuple[int, ...]], *,
         would store every weight as its own level: refused rather than clamped, so the
         reported bits are what was asked).
     ResourceLimitError
-        The estimate exceeds 90 % of the available memory; the message names the option to
-        change.
+        The estimate exceeds 90 % of the available memory; the message names the
+        computation, the tensor and the option to change.
     """
     if config.quantize is not None:
         small = {n: math.prod(s) for n, s in shapes.items() if math.prod(s) < config.quantize}
@@ -336,13 +345,14 @@ def check_resources(config: JobConfig, shapes: Mapping[str, tuple[int, ...]], *,
             raise ConfigError(f"--quantize {config.quantize} exceeds the {size:,} weights of "
                               f"{name}: choose K <= {size} or --exclude {name}")
     o = config.method_options
-    need = o.cstep_bytes(config, shapes)
-    avail = psutil.virtual_memory().available if available is None else available
+    need, what = o.cstep_memory(config, shapes)
+    avail = available_memory() if available is None else available
     if need > 0.9 * avail:
         flag = "--quantize" if config.quantize is not None else o.memory_flag
         raise ResourceLimitError(
-            f"the C step of --method {config.method} needs about {_gib(need)} of memory for "
-            f"these options ({_gib(avail)} available): lower {flag}")
+            f"the C step of --method {config.method} ({what}) needs about "
+            f"{format_bytes(need)} of memory, more than 90 % of the {format_bytes(avail)} "
+            f"available: lower {flag}")
     return need
 
 
@@ -700,16 +710,7 @@ def write(run: RunOutput, report: dict[str, Any], model: nn.Module, plan: Plan,
     run.stage(CONFIG_FILE, dump_toml(settings, header).encode())
     facts = {"model": plan.config.model, "dataset": plan.config.dataset,
              "method": plan.config.method, "accuracy": report["accuracy"], **(metadata or {})}
-    state = model.state_dict()
-    # STORAGE WORKAROUND: the file format refuses integer tensors stored dense (BatchNorm's
-    # num_batches_tracked, int64), so those buffers are left out of the file and named in
-    # its metadata; drop this once compressopt.storage stores them.
-    left_out = [n for n, t in state.items() if not t.is_floating_point() and n not in done.x]
-    if left_out:
-        logger.warning("model.cpz leaves out the non-float buffers %s", left_out)
-        facts["buffers_left_out"] = left_out
-    blob = compressed_bytes({n: t for n, t in state.items() if n not in left_out},
-                            plan.compression, done.theta, metadata=facts)
+    blob = compressed_bytes(model, plan.compression, done.theta, metadata=facts)
     report = with_file_figures(report, blob)
     run.stage(MODEL_FILE, blob)
     if plan.config.plots:
@@ -894,8 +895,12 @@ def interrupted(e: BaseException, run: RunOutput | None, checkpoints: Checkpoint
                 ) -> None:
     """After a failure or a stop of the job: write the checkpoint kept in memory (one not
     yet due under ``checkpoint_every``), tell a :class:`JobStopped` or KeyboardInterrupt
-    where the checkpoint is (its ``checkpoint`` attribute), remove the files staged in OUT."""
-    if checkpoints is not None:
+    where the checkpoint is (its ``checkpoint`` attribute), remove the files staged in OUT.
+    A :class:`~compressopt.errors.NonFiniteError` (the training diverged) removes the
+    checkpoint instead: resuming would replay the same divergence."""
+    if checkpoints is not None and isinstance(e, NonFiniteError):
+        checkpoints.remove()  # the run diverged: resuming would replay the divergence
+    elif checkpoints is not None:
         checkpoints.flush()
         if isinstance(e, KeyboardInterrupt) and checkpoints.written:
             e.checkpoint = str(checkpoints.path)  # type: ignore[attr-defined]

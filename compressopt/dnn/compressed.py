@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from compressopt.errors import ModelMismatchError, ShapeMismatchError
+from compressopt.storage.atomic import atomic_write
 from compressopt.storage.model_file import (
-    _atomic_write,
     _names,
     check_model,
     read_model,
@@ -102,7 +102,7 @@ def save_compressed(
     """
     data = compressed_bytes(model_or_params, compression, theta, metadata=metadata,
                             entropy=entropy)
-    _atomic_write(path, data)
+    atomic_write(path, data)
     return len(data)
 
 
@@ -162,7 +162,7 @@ class CompressedModel:
 
 def _to_torch(device: torch.device | str | None) -> Any:
     def convert(a: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(a))
+        t = torch.from_numpy(np.ascontiguousarray(a).reshape(a.shape))  # 0-d stays 0-d
         return t.to(device) if device is not None else t
     return convert
 

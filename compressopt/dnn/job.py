@@ -43,12 +43,13 @@ from compressopt.dnn.checkpoint import (
 )
 from compressopt.dnn.data import DATASETS, Splits, check_splits, load_dataset, make_loader
 from compressopt.dnn.models import INPUT_SIZES, build_model
-from compressopt.dnn.train import cosine_lr, evaluate, train
+from compressopt.dnn.train import batch_len, cosine_lr, evaluate, to_device, train
 from compressopt.dnn.user import build_user_model, is_factory_spec, load_user_dataset
 from compressopt.errors import (
     CheckpointError,
     ConfigError,
     DataError,
+    NonFiniteError,
     OutputError,
     ShapeMismatchError,
 )
@@ -90,7 +91,42 @@ def load(config: JobConfig, emit: Event) -> Loaded:
     torch.manual_seed(config.seed)
     build = build_user_model if is_factory_spec(config.model) else build_model
     model = build(config.model, data.input_shape, data.num_classes, vocab_size=data.vocab_size)
-    return Loaded(data, model.to(torch.device(config.device)))
+    model = model.to(torch.device(config.device))
+    check_forward(model, data, config.model)
+    return Loaded(data, model)
+
+
+@torch.no_grad()
+def check_forward(model: nn.Module, data: Splits, name: str) -> None:
+    """One forward pass of two training examples (eval mode, restored after): the model
+    must accept the data's inputs and give one score per class, before anything trains.
+
+    Raises
+    ------
+    ShapeMismatchError
+        The forward pass fails (e.g. a first layer sized for other inputs), or the output
+        is not ``(examples, num_classes)``.
+    """
+    x = data.x_train
+    sample = x[:2] if isinstance(x, torch.Tensor) else tuple(t[:2] for t in x)
+    was = model.training
+    model.eval()
+    try:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        out = model(to_device(sample, device))
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ShapeMismatchError(f"the model {name} does not accept the inputs of "
+                                 f"{data.name} (shape {tuple(data.input_shape)}): "
+                                 f"{first}") from e
+    finally:
+        model.train(was)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch_len(sample),
+                                                                 data.num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ShapeMismatchError(f"the model {name} gives outputs of shape {got} for a batch "
+                                 f"of {data.name}; expected (batch, {data.num_classes}): one "
+                                 "score per class")
 
 
 def load_reference(model: nn.Module, path: str) -> None:
@@ -101,7 +137,7 @@ def load_reference(model: nn.Module, path: str) -> None:
     Raises
     ------
     DataError
-        The file is missing or is neither kind of file.
+        The file is missing or is neither kind of file, or a tensor holds NaN or Inf.
     ShapeMismatchError
         Its tensors do not fit the model (names or shapes).
     """
@@ -121,6 +157,9 @@ def load_reference(model: nn.Module, path: str) -> None:
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor)
                                                  for v in state.values()):
         raise DataError(f"{p}: not a state_dict (a mapping of names to tensors)")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise DataError(f"{p}: {bad[0]} holds NaN or Inf values (a diverged training?)")
     device = next(model.parameters()).device
     try:
         model.load_state_dict({k: v.to(device) for k, v in state.items()})
@@ -182,9 +221,17 @@ def reference(config: JobConfig, loaded: Loaded, emit: Event,
         lr = cosine_lr(config.lr, config.pretrain_epochs)
         if resume is not None:
             set_rng_state(resume.tree["rng"])  # last: as after the checkpoint's epoch
-        train(trained or model, nn.CrossEntropyLoss(), loader, opt,
-              config.pretrain_epochs - start, lr=lambda e: lr(e + start),
-              on_epoch=lambda e, loss: on_epoch(e + start, loss))
+        try:
+            train(trained or model, nn.CrossEntropyLoss(), loader, opt,
+                  config.pretrain_epochs - start, lr=lambda e: lr(e + start),
+                  on_epoch=lambda e, loss: on_epoch(e + start, loss))
+        except NonFiniteError as e:  # "training diverged in epoch ...; lower ... (--lr)"
+            raise NonFiniteError(f"the reference {e}") from e
+        bad = [n for n, p in model.named_parameters() if not p.isfinite().all()]
+        if bad:
+            raise NonFiniteError(f"the reference training diverged: {bad[0]} holds NaN or Inf "
+                                 f"after {config.pretrain_epochs} epochs; lower --lr (now "
+                                 f"{config.lr:g})")
     seconds = time.perf_counter() - t
     _, acc = evaluate(model, data.x_test, data.y_test)
     emit("reference_done", {"accuracy": acc, "seconds": seconds})
@@ -303,6 +350,8 @@ def _run(cfg: JobConfig, ranks: Any, *, on_event: Event | None, stop: Callable[[
         loaded = loaded._replace(data=rest)
         val_loader = make_loader(x_val, y_val, EVAL_BATCH, shuffle=False)
     plan = prepare(loaded.model, cfg)  # every check that can fail, before training
+    if cfg.reference is not None:  # a bad reference file is refused before OUT is touched
+        load_reference(loaded.model, cfg.reference)
     out = _open_on_main(cfg, overwrite, resume)
     checkpoints = None if out is None else Checkpointer(
         out.path, out.run_id, cfg.to_settings(), every=cfg.checkpoint_every,

@@ -123,6 +123,22 @@ def _digest(path: Path) -> tuple[int, str]:
     return n, h.hexdigest()
 
 
+#: test hook (tests/test_cli_faults.py): the environment variable that names a point at
+#: which this process kills itself with SIGKILL: ``write:NAME`` (halfway through writing the
+#: file NAME of OUT, or its temporary file), ``rename:NAME`` (before renaming NAME into place
+#: during a commit), ``delete`` (after a commit's renames, before its deletions)
+KILL_AT = "COMPRESSOPT_TEST_KILL_AT"
+
+
+def _kill_point(point: str, f: BinaryIO | None = None) -> None:
+    """SIGKILL this process at `point` if ``$COMPRESSOPT_TEST_KILL_AT`` names it (a test
+    hook: a crash at a chosen instant; `f`, a file being written, is flushed first)."""
+    if os.environ.get(KILL_AT) == point:
+        if f is not None:
+            f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _write_file(path: Path, data: Data) -> tuple[int, str]:
     """Write `data` to `path` (truncating), flush and fsync; return (bytes, SHA-256)."""
     is_buffer = isinstance(data, bytes | bytearray | memoryview)
@@ -132,7 +148,11 @@ def _write_file(path: Path, data: Data) -> tuple[int, str]:
         )
     with open(path, "wb") as f:
         if is_buffer:
-            f.write(data)
+            view = memoryview(data).cast("B")
+            f.write(view[: len(view) // 2])
+            m = _TMP.match(path.name)
+            _kill_point(f"write:{m['name'] if m else path.name}", f)
+            f.write(view[len(view) // 2 :])
         else:
             data(f)
         f.flush()
@@ -319,6 +339,7 @@ def _apply(out: Path, journal: dict) -> None:
     """Do the journal's renames, then its deletions, then remove it. Idempotent: a rename
     whose source is gone counts as done when the target has the recorded size and SHA-256."""
     for src, dst, n, sha in journal["renames"]:
+        _kill_point(f"rename:{dst}")
         try:
             os.replace(out / src, out / dst)
         except FileNotFoundError:
@@ -332,6 +353,7 @@ def _apply(out: Path, journal: dict) -> None:
                     f"{src} is gone and {dst} does not hold the committed content"
                 ) from None
     _fsync_dir(out)
+    _kill_point("delete")
     for name in journal["delete"]:
         (out / name).unlink(missing_ok=True)
     _fsync_dir(out)

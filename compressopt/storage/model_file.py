@@ -36,6 +36,7 @@ from compressopt.errors import (
     ResourceLimitError,
     ShapeMismatchError,
 )
+from compressopt.storage.atomic import atomic_write
 from compressopt.storage.container import read_safetensors, write_safetensors
 from compressopt.storage.schemes import (
     CODECS,
@@ -71,20 +72,6 @@ CATEGORY = {"values": "values", "codes": "values", "left": "values", "right": "v
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-
-
-def _atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    try:
-        from compressopt.storage.atomic import atomic_write
-    except ImportError:  # pragma: no cover - until compressopt.storage.atomic is merged
-        tmp = Path(f"{path}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return
-    atomic_write(path, data)
 
 
 def _names(theta: Any) -> dict[str, None]:
@@ -222,7 +209,7 @@ def save_theta(
     (low-rank factors are multiplied again: bit-exact for the same BLAS). O(Σ numel) time.
     """
     data = theta_to_bytes(theta, compression, dense=dense, metadata=metadata, entropy=entropy)
-    _atomic_write(path, data)
+    atomic_write(path, data)
     return len(data)
 
 

@@ -8,7 +8,8 @@ codec stores the fewest bytes that reproduce Θ — and so Δ(Θ) — bit-exactl
 scheme      Θ (compressopt.projections)                     parts
 ==========  ==============================================  ===================================
 array       an array: penalty forms, convex sets, dense     positions (if sparse), values
-            tensors left uncompressed
+            tensors left uncompressed (also integer and
+            boolean buffers, stored as themselves)
 pruned      :class:`Pruned` (ℓ0, global ℓ0, knapsack,       positions, values
             channel pruning)
 codebook    :class:`Quantized` (k-means, sparse mode,       codebook, positions (if sparse),
@@ -21,7 +22,9 @@ group       :class:`Grouped` (one Θ over several tensors)   (one child record)
 dict        a mapping task key -> Θ (every Compression)     (child records)
 ==========  ==============================================  ===================================
 
-Values, codebooks and scales are stored raw in the Θ's dtype (float16/32/64, little-endian);
+Values, codebooks and scales are stored raw in the Θ's dtype (float16/32/64, little-endian;
+a dense tensor may also be bool or a signed/unsigned integer of 8 to 64 bits, e.g. BatchNorm's
+int64 ``num_batches_tracked``, so that a whole ``state_dict`` is stored as it is);
 codes are bit-packed at ``ceil(log2 K)`` bits or ANS-coded; the positions of the stored entries
 use :func:`~compressopt.storage.codecs.encode_positions` or, when every nonzero lies in a few
 whole slices along an axis (channel pruning), a bitmask of the kept slices. "Zero" means an
@@ -78,6 +81,10 @@ __all__ = [
 
 #: value dtypes a file may hold (numpy names)
 FLOAT_DTYPES = ("float16", "float32", "float64")
+#: the further dtypes of a tensor stored dense (``array`` records: integer buffers such as
+#: BatchNorm's ``num_batches_tracked``, boolean masks), stored as themselves, bit-exact
+DENSE_DTYPES = (*FLOAT_DTYPES, "bool", "int8", "int16", "int32", "int64", "uint8", "uint16",
+                "uint32", "uint64")
 
 Part = tuple[str, bytes, str]  # (name, data, encoding)
 
@@ -278,7 +285,8 @@ def _is_array(x: Any) -> bool:
 def _host(x: Any, what: str, kinds: tuple[str, ...] = FLOAT_DTYPES) -> np.ndarray:
     """`x` as a C-contiguous little-endian numpy array of an allowed dtype."""
     try:
-        a = np.ascontiguousarray(to_numpy(x))
+        a = to_numpy(x)
+        a = np.ascontiguousarray(a).reshape(a.shape)  # a 0-d array stays 0-d
     except TypeError as e:  # e.g. torch.bfloat16, which numpy lacks
         raise UnsupportedDTypeError(f"{what}: cannot store dtype {x.dtype}: {e}") from e
     if kinds != ("int",) and a.dtype.name not in kinds:
@@ -288,9 +296,9 @@ def _host(x: Any, what: str, kinds: tuple[str, ...] = FLOAT_DTYPES) -> np.ndarra
     return a.astype(a.dtype.newbyteorder("<"), copy=False)
 
 
-def _dtype(rec: dict) -> np.dtype:
+def _dtype(rec: dict, kinds: tuple[str, ...] = FLOAT_DTYPES) -> np.dtype:
     name = rec.get("dtype")
-    if name not in FLOAT_DTYPES:
+    if name not in kinds:
         raise CorruptFileError(f"unsupported dtype {name!r} in a record")
     return np.dtype(name).newbyteorder("<")
 
@@ -384,8 +392,9 @@ def _support_parts(s: _Support) -> list[Part]:
 # ------------------------------------------------------------------------------ arrays
 
 
-def _encode_values(x: Any, enc: Encoder) -> tuple[dict, list[Part]]:
-    a = _host(x, "values")
+def _encode_values(x: Any, enc: Encoder, kinds: tuple[str, ...] = FLOAT_DTYPES,
+                   ) -> tuple[dict, list[Part]]:
+    a = _host(x, "values", kinds)
     flat = a.reshape(-1)
     best = None
     for s in _supports(_nonzero_bits(a), a.shape, enc.entropy):
@@ -398,8 +407,9 @@ def _encode_values(x: Any, enc: Encoder) -> tuple[dict, list[Part]]:
     return fields, [*_support_parts(s), ("values", vals.tobytes(), "raw")]
 
 
-def _decode_values(rec: dict, dec: Decoder) -> np.ndarray:
-    shape, dtype, count = _shape(rec["shape"]), _dtype(rec), rec["nnz"]
+def _decode_values(rec: dict, dec: Decoder, kinds: tuple[str, ...] = FLOAT_DTYPES,
+                   ) -> np.ndarray:
+    shape, dtype, count = _shape(rec["shape"]), _dtype(rec, kinds), rec["nnz"]
     if not _is_count(count) or count > math.prod(shape):
         raise CorruptFileError(f"{count} stored values in shape {list(shape)}")
     p = dec.parts(rec, ("values",), ("positions",))
@@ -725,6 +735,7 @@ CODECS: dict[str, Codec] = {c.name: c for c in [
     Codec("dict", lambda t: isinstance(t, Mapping), _encode_dict,
           lambda r, d: {k: d.node(child) for k, child in _dict_items(r)}, _expand_dict,
           children=_dict_items),
-    Codec("array", _is_array, _encode_values, _decode_values, lambda t: t,
+    Codec("array", _is_array, lambda t, e: _encode_values(t, e, DENSE_DTYPES),
+          lambda r, d: _decode_values(r, d, DENSE_DTYPES), lambda t: t,
           account=_account_values),
 ]}

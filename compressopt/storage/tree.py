@@ -425,10 +425,10 @@ def tree_from_bytes(data: bytes) -> tuple[Any, dict[str, Any]]:
 def save_tree(path: str | os.PathLike, obj: Any,
               metadata: Mapping[str, Any] | None = None) -> int:
     """Write :func:`tree_to_bytes` atomically to `path`; returns the bytes written."""
-    from compressopt.storage.model_file import _atomic_write
+    from compressopt.storage.atomic import atomic_write
 
     data = tree_to_bytes(obj, metadata)
-    _atomic_write(path, data)
+    atomic_write(path, data)
     return len(data)
 
 

@@ -200,7 +200,7 @@ class Pickled:
         ({"steps": 0}, "--steps must be an integer >= 1"),
         ({"mu_growth": 0.5}, "--mu-growth must be a finite number >= 1"),
         ({"momentum": 1.0}, r"--momentum must be a finite number in \[0, 1\)"),
-        ({"weight_decay": -1e-4}, "--weight-decay must be a finite number >= 0"),
+        ({"weight_decay": -1e-4}, r"--weight-decay must be a finite number in \[0, "),
         ({"lr_schedule": "step"}, "--lr-schedule must be one of 'exp', 'cos'"),
         ({"warmup": 3, "steps": 3}, r"--warmup must be in \[0, --steps\)"),
     ],
