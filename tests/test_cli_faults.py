@@ -31,12 +31,15 @@ import pytest
 pytest.importorskip("torch")
 
 from compressopt.cli import main
+from compressopt.dnn.checkpoint import CHECKPOINT, read_checkpoint
 from compressopt.storage.atomic import JOURNAL, KILL_AT, REPORT, RunOutput, read_run
 
 ROOT = Path(__file__).resolve().parents[1]
-#: a tiny digits run (1 reference epoch, 1 iteration of 1 epoch)
+#: a tiny digits run (1 reference epoch, 1 iteration of 1 epoch); its checkpoint is kept
+#: in memory (written only at a stop), so that the size limits fall on the run's own files
+#: (the checkpoint's atomic write: tests/test_cli_resume.py)
 SHORT = ["--pretrain-epochs", "1", "--steps", "1", "--epochs", "1", "--first-epochs", "1",
-         "--quiet"]
+         "--quiet", "--checkpoint-every", "1e9"]
 #: the run already in OUT (the previous set), and the runs that fail over it
 PREVIOUS = [*SHORT, "--prune", "0.5", "--no-plots"]
 #: (settings, the files a size limit can fail first): a trained run writes its reference
@@ -53,9 +56,10 @@ CONFIGS = {
 
 
 def visible(out: Path) -> dict[str, bytes]:
-    """OUT's files other than hidden ones (temporary files, the journal), with their bytes."""
+    """OUT's files other than hidden ones (temporary files, the journal) and the killed
+    run's checkpoint (:func:`settle` checks it apart), with their bytes."""
     return {p.name: p.read_bytes() for p in sorted(out.iterdir())
-            if p.is_file() and not p.name.startswith(".")}
+            if p.is_file() and not p.name.startswith(".") and p.name != CHECKPOINT}
 
 
 def settle(out: Path, previous: dict[str, bytes] | None) -> str:
@@ -65,6 +69,8 @@ def settle(out: Path, previous: dict[str, bytes] | None) -> str:
     run left (its temporary files). Returns "previous", "new" or "none" (no run in OUT)."""
     if (out / REPORT).exists():
         json.loads((out / REPORT).read_text())  # parses before any roll-forward
+    if (out / CHECKPOINT).exists():  # what --resume continues from: complete and readable
+        read_checkpoint(out)
     if previous is None and not (out / REPORT).exists() and not (out / JOURNAL).exists():
         assert visible(out) == {}, visible(out)  # a first run left nothing visible
         state = "none"

@@ -46,6 +46,7 @@ from torch.func import functional_call
 from compressopt import __version__
 from compressopt.dnn import distributed
 from compressopt.dnn.checkpoint import (
+    CHECKPOINT,
     Checkpoint,
     Checkpointer,
     TrackedLoader,
@@ -66,6 +67,7 @@ from compressopt.errors import (
     ConfigError,
     DataError,
     NonFiniteError,
+    OutputError,
     ResourceLimitError,
 )
 from compressopt.options import (
@@ -715,7 +717,7 @@ def write(run: RunOutput, report: dict[str, Any], model: nn.Module, plan: Plan,
     run.stage(MODEL_FILE, blob)
     if plan.config.plots:
         stage_figures(run, report, weights if weights is not None else done.x, done.theta)
-    run.commit(report)
+    run.commit(report, delete=(CHECKPOINT,))  # a committed run leaves nothing to resume
     return read_run(plan.config.out)
 
 
@@ -901,7 +903,7 @@ def interrupted(e: BaseException, run: RunOutput | None, checkpoints: Checkpoint
     if checkpoints is not None and isinstance(e, NonFiniteError):
         checkpoints.remove()  # the run diverged: resuming would replay the divergence
     elif checkpoints is not None:
-        checkpoints.flush()
+        checkpoints.flush(quiet=isinstance(e, OutputError))
         if isinstance(e, KeyboardInterrupt) and checkpoints.written:
             e.checkpoint = str(checkpoints.path)  # type: ignore[attr-defined]
     if run is not None:

@@ -541,14 +541,17 @@ class Checkpointer:
         self.pending, self.last, self.written = None, time.monotonic(), True
         logger.debug("checkpoint written: %s (%d bytes)", self.path, len(data))
 
-    def flush(self) -> None:
-        """Write the checkpoint kept in memory, if any (at a stop); a failure is logged."""
+    def flush(self, *, quiet: bool = False) -> None:
+        """Write the checkpoint kept in memory, if any (at a stop); a failure is logged as
+        a warning (`quiet`: at debug level, when the error that stopped the run already
+        says that OUT cannot be written)."""
         if self.pending is None:
             return
         try:
             self._write(self.pending)
         except OutputError as e:
-            logger.warning("the last checkpoint could not be written: %s", e)
+            (logger.debug if quiet else logger.warning)(
+                "the last checkpoint could not be written: %s", e)
 
     def remove(self) -> None:
         """Remove the checkpoint (the run's files are committed)."""

@@ -46,7 +46,7 @@ import os
 import re
 import signal
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, BinaryIO
@@ -540,15 +540,17 @@ class RunOutput:
         self._staged[name] = _write_or_raise(tmp, self.path / name, data, replace=False)
         return self._staged[name]
 
-    def commit(self, report: Mapping[str, Any]) -> dict[str, Any]:
+    def commit(self, report: Mapping[str, Any], *, delete: Iterable[str] = ()) -> dict[str, Any]:
         """Put the staged files and the report in place as one set, the report last.
 
         Adds ``"run_id"`` and ``"files": {name: {"bytes": n, "sha256": h}}`` (staged files)
         to a copy of `report` and serializes it (``json.dumps(..., allow_nan=False)``) before
         anything on disk changes. Then writes the report under a temporary name, the redo
         journal (atomically), renames every staged file and the report into place, deletes
-        the previous report's files that the new set lacks, and removes the journal.
-        Afterwards nothing is staged; the RunOutput may stage and commit again.
+        the previous report's files that the new set lacks and the names in `delete`
+        (files of OUT the committed run makes stale, e.g. its checkpoint: deleted as part of
+        the commit, so an interrupted commit's roll-forward deletes them too), and removes
+        the journal. Afterwards nothing is staged; the RunOutput may stage and commit again.
 
         Returns
         -------
@@ -567,6 +569,7 @@ class RunOutput:
             or the renames failed midway (the journal stays: the next :meth:`open` or
             :func:`read_run` completes the commit).
         """
+        stale = {_check_name(d) for d in delete}  # ValueError before anything changes
         files = {n: {"bytes": b, "sha256": h} for n, (b, h) in self._staged.items()}
         full = {**report, "run_id": self.run_id, "files": files}
         if (bad := _find_nonfinite(full, "report")) is not None:
@@ -595,7 +598,7 @@ class RunOutput:
             "version": _JOURNAL_VERSION,
             "run_id": self.run_id,
             "renames": renames,
-            "delete": sorted(old_set - set(files)),
+            "delete": sorted((old_set | stale) - set(files)),
         }
         try:
             atomic_write(out / JOURNAL, json.dumps(journal, indent=1).encode())

@@ -48,10 +48,20 @@ def test_job_numbers_unchanged(name):
     want = case["report"]
     assert got["accuracy"] == want["accuracy"]
     assert got["reference_accuracy"] == want["reference_accuracy"]
-    assert got["iterations"] == want["iterations"]
+    # the LP gaps are differences of two sums that round differently when the bit
+    # allocation computes its error table another way (proj2: only the needed entries),
+    # so they agree to rounding; every other field bit for bit
+    gaps = ("lp_gap_knapsack", "lp_gap_mckp")
+    for g, w in zip(got["iterations"], want["iterations"], strict=True):
+        for k in gaps:
+            if k in w:
+                assert g[k] == pytest.approx(w[k], rel=1e-9, abs=1e-12), (g["k"], k)
+    assert ([{k: v for k, v in r.items() if k not in gaps} for r in got["iterations"]]
+            == [{k: v for k, v in r.items() if k not in gaps} for r in want["iterations"]])
     assert got["layers"] == want["layers"]
     assert got["diagnostics"] == want["diagnostics"]
-    assert {k: got.get(k) for k in want} == want  # and every other recorded field
+    assert {k: got.get(k) for k in want if k != "iterations"} == {
+        k: v for k, v in want.items() if k != "iterations"}  # and every other recorded field
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
