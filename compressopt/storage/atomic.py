@@ -188,8 +188,9 @@ def atomic_write(path: str | os.PathLike[str], data: Data) -> tuple[int, str]:
     ----------
     path : file to create or replace; its folder must exist.
     data : bytes-like (bytes, bytearray, memoryview), or a callable ``data(f)`` that writes
-        the content to the binary file object ``f`` (e.g. ``lambda f: torch.save(obj, f)``;
-        it may seek).
+        the content to the binary file object ``f`` (e.g. one that streams a safetensors
+        header and then its payload in pieces; it may seek). No pickle: the project's files
+        are safetensors + JSON.
 
     Returns
     -------
