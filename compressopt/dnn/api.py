@@ -965,7 +965,7 @@ def compress_prepared(
     if run is not None:
         w_last = getattr(solved.result.state, "w", None)  # the uncompressed weights
         report = write(run, report, model, plan, done, metadata, w_last)
-    if checkpoints is not None:  # the run's files are committed: nothing to resume
+    if checkpoints is not None:  # the commit deleted the file; drop the pending state too
         checkpoints.remove()
     if on_event is not None:
         on_event("done", {"report": report})

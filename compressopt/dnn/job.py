@@ -179,8 +179,10 @@ def reference(config: JobConfig, loaded: Loaded, emit: Event,
               trained: nn.Module | None = None, shard: Mapping[str, int] | None = None, *,
               checkpoints: Checkpointer | None = None, resume: Checkpoint | None = None,
               ) -> Reference:
-    """Step: load ``config.reference`` into the model, or train it ``pretrain_epochs`` epochs
-    (SGD, Nesterov momentum 0.9, cosine learning rate from ``lr``); its test accuracy.
+    """Step: train the model ``pretrain_epochs`` epochs (SGD, Nesterov momentum 0.9, cosine
+    learning rate from ``lr``), unless ``config.reference`` is set: then the model already
+    holds it (:func:`run` loads it with :func:`load_reference` before opening OUT, so a bad
+    file is refused before anything is written); its test accuracy.
     Under ``torch.distributed``, `trained` is the model's DDP wrapper and `shard` this rank's
     part of the data (``rank``, ``world_size`` of :func:`make_loader`).
 
@@ -190,9 +192,7 @@ def reference(config: JobConfig, loaded: Loaded, emit: Event,
     A resumed solve-phase run does not train: :func:`resumed_reference`."""
     t = time.perf_counter()
     model, data = loaded.model, loaded.data
-    if config.reference is not None:
-        load_reference(model, config.reference)
-    else:
+    if config.reference is None:
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True)
         loader = make_loader(data.x_train, data.y_train, config.batch_size, shuffle=True,
                              seed=config.seed, **(shard or {}))
