@@ -320,6 +320,29 @@ def network(tensors: int, seed: int) -> dict[str, np.ndarray]:
     return w
 
 
+def _table_cpu(w: dict[str, np.ndarray], r) -> dict[str, float]:
+    """CPU seconds of the error-table entries that the default call computed (the
+    non-NaN ones of ``r.errors``), one tensor at a time (``_Sweep.compute``, the path before
+    issue 13's batching) and batched by codebook size (``SweepBatch``), interleaved, best of
+    two each; the sort of each tensor included in both."""
+    from compressopt.projections._kmeans_batch import SweepBatch
+    from compressopt.projections.quantization import _Sweep
+
+    needs = [[2**b for b, e in zip(r.candidates, r.errors[n], strict=True) if not np.isnan(e)]
+             for n in w]
+    out: dict[str, list[float]] = {"per_tensor": [], "batched": []}
+    for _ in range(2):
+        c = time.process_time()
+        for x, ks in zip(w.values(), needs, strict=True):
+            _Sweep(x, sparse=True, method="fast", iters=30, zero_level=False).compute(ks)
+        out["per_tensor"].append(time.process_time() - c)
+        c = time.process_time()
+        SweepBatch([_Sweep(x, sparse=True, method="fast", iters=30, zero_level=False)
+                    for x in w.values()]).compute(needs)
+        out["batched"].append(time.process_time() - c)
+    return {k: min(v) for k, v in out.items()}
+
+
 def mckp_at_scale(sizes: tuple[int, ...], seeds: int) -> list[dict]:
     """allocate_bits (8 widths, budget 3.5 bits per nonzero) on random networks: time of the
     default call (``table="needed"``: only the entries of the error table the exact MCKP
@@ -344,7 +367,9 @@ def mckp_at_scale(sizes: tuple[int, ...], seeds: int) -> list[dict]:
             s = mckp_solve(prof, wts, budget)
             t_mckp = time.perf_counter() - t
             ilp = mckp_ilp(prof, wts, math.floor(budget), hint=s.choice, time_limit=120)
+            table_cpu = _table_cpu(w, r)
             rows.append({"kind": "allocate_bits", "tensors": tensors, "seed": seed,
+                         "table_cpu_s": table_cpu,
                          "total_s": total, "full_s": total_full, "mckp_s": t_mckp,
                          "cpu_s": cpu, "full_cpu_s": cpu_full,
                          "path": r.path, "optimal": r.optimal, "cp_sat_optimal": ilp.optimal,
@@ -514,12 +539,19 @@ def mckp_scale_section(res: dict, seeds: int) -> None:
                          max(r["mckp_s"] for r in rs),
                          " ".join(f"{p} {c}" for p, c in paths.items() if c),
                          max(abs(r["gap"]) for r in rs), max(r["rounding"] for r in rs),
-                         all(r["cp_sat_optimal"] for r in rs)])
+                         all(r["cp_sat_optimal"] for r in rs),
+                         *((statistics.median(r["table_cpu_s"]["per_tensor"] for r in rs),
+                            statistics.median(r["table_cpu_s"]["batched"] for r in rs),
+                            statistics.median(r["table_cpu_s"]["per_tensor"]
+                                              / r["table_cpu_s"]["batched"] for r in rs))
+                           if kind == "allocate_bits" else ("—", "—", "—"))])
     print(table(["instances", "tensors", "runs", "total (s, median)", "total (s, max)",
                  "total CPU (s, median)", "full table (s, median)",
                  "full table CPU (s, median)", "entries computed (median)", "MCKP (s, median)",
                  "MCKP (s, max)", "paths", "max |gap| to CP-SAT",
-                 "CP-SAT rounding", "CP-SAT optimal"], rows), "\n")
+                 "CP-SAT rounding", "CP-SAT optimal", "table CPU per tensor (s, median)",
+                 "table CPU batched (s, median)", "per tensor / batched (median)"], rows),
+          "\n")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from compressopt._array import (
     to_numpy,
 )
 from compressopt.errors import InfeasibleBudgetError, NonFiniteError, ShapeMismatchError
+from compressopt.projections._kmeans_batch import SweepBatch
 from compressopt.projections._util import check_int, check_nonneg, ldexp_float, square_exponent
 from compressopt.projections.base import StorageCost, bits_for, count_nonzero
 from compressopt.projections.quantization import (
@@ -774,7 +775,9 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
     ``errors``, ``error`` and ``lp_bound`` are reported in w's units squared unless they
     would leave the float range (see ``exponent``).
 
-    Cost: the error table (one sort per tensor, then per width the k-means), a host transfer
+    Cost: the error table (one sort per tensor, then per width the k-means; for numpy and
+    CPU torch tensors the k-means of all tensors that need one width run together, one
+    padded stack per width, with the per-tensor results bit for bit), a host transfer
     of |B| numbers and one nonzero count per tensor, and an O(N log N) greedy over the N = |B|
     × tensors items, plus, when the LP optimum is fractional, the exact solver on the items
     that may beat the greedy (the Pareto DP, at most 10⁵ states per tensor, else the MILP).
@@ -848,10 +851,13 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
         lower = {n: to_common(n, _gap_bound(sweeps[n].st.s, ks, zero_level)) for n in names}
     weights = [[j * charged[n] for j in cands] for n in names]
     tab: dict[str, np.ndarray] = {}
+    batch = SweepBatch([sweeps[n] for n in names])
     while True:  # rounds of the needed entries (one when the table is full)
+        # the entries of every tensor, batched by codebook size (bit for bit the per-tensor
+        # sweeps' results: SweepBatch)
+        batch.compute([[ks[j] for j in sorted(done[n])] for n in names])
         for n in names:  # a loop over tensors
             sw, need = sweeps[n], sorted(done[n])
-            sw.compute([ks[j] for j in need])
             t = lower[n].copy()
             t[need] = to_common(n, to_numpy(sw.frame_sse([ks[j] for j in need]))
                                 .astype(np.float64))

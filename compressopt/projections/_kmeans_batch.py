@@ -1,0 +1,279 @@
+"""The fast k-means of many host tensors at once: one padded stack per codebook size.
+
+:class:`SweepBatch` fills the error tables of several :class:`~.quantization._Sweep`
+objects (the bit allocation's tensors, :func:`~compressopt.projections.allocate_bits`). Its
+result is the one of calling ``sweep.compute(ks)`` on each, bit for bit: the same companded
+bins, the same banded DP (Wang & Song 2011, eq. 1) and the same Lloyd iterations, each step
+the same floating-point operations on the same operands, only done for all tensors of one
+codebook size in one numpy call instead of one call per tensor. The per-tensor path costs
+about 1 ms of small numpy calls per tensor and size (arrays of a few hundred entries); here
+the calls are per size and the work is per entry.
+
+Batched: numpy (host) sweeps of the fast method without the zero level, for the sizes whose
+DP runs on companded bins (``n > per·k``). Everything else — torch arrays on an accelerator,
+the exact method, the zero level, tensors with at most k distinct values or with so few
+values that the DP's bins are the points — goes through ``sweep.compute``.
+
+The searches in sorted rows of different lengths are vectorized binary searches over one
+concatenated array (each query confined to its row's segment), so their answers are
+:func:`numpy.searchsorted`'s exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from compressopt.projections.quantization import (
+    _BAND,
+    _BINS_PER_CLUSTER,
+    _distinct_count,
+    _dp_bins,
+    _pilot,
+    _Sweep,
+)
+
+__all__ = ["SweepBatch"]
+
+_CHUNK = 1 << 21  # entries of one (tensors, bins, band) table of the batched DP (16 MiB)
+
+
+class SweepBatch:
+    """Several :class:`~.quantization._Sweep` objects whose entries are computed together:
+    ``batch.compute(needs)`` is ``sweeps[i].compute(needs[i])`` for every i, batched where it
+    pays (module docstring), bit for bit the per-tensor results. The tensors' values are
+    concatenated once, at the first batched call, and reused by later calls (the rounds of
+    :func:`~compressopt.projections.allocate_bits`).
+
+    Cost: per codebook size, O(Σ n) vectorized work and O(k + iterations + log n) numpy
+    calls for all the tensors that need it, instead of O(k + iterations) calls per tensor.
+    """
+
+    def __init__(self, sweeps: Sequence[_Sweep]) -> None:
+        self.sweeps = list(sweeps)
+        self.row = {i: r for r, i in enumerate(
+            i for i, sw in enumerate(self.sweeps)
+            if sw.method == "fast" and not sw.zero_level and type(sw.st.s) is np.ndarray
+            and sw.st.s.shape[0] > 0)}  # sweep -> row of the batched arrays
+        self.rows: _Rows | None = None
+
+    def compute(self, needs: Sequence[Sequence[int]]) -> None:
+        """Codebooks and errors for the sizes ``needs[i]`` of sweep i not computed yet."""
+        if len(needs) != len(self.sweeps):
+            raise ValueError("one list of sizes per sweep")  # pragma: no cover
+        groups: dict[tuple, list[int]] = {}
+        for i, (sw, ks) in enumerate(zip(self.sweeps, needs, strict=True)):
+            todo = [k for k in dict.fromkeys(ks) if k not in sw.books]
+            if not todo:
+                continue
+            if i not in self.row:
+                sw.compute(todo)
+                continue
+            st, n = sw.st, sw.st.s.shape[0]
+            d = st.cache.get("distinct")
+            if d is None:
+                d = st.cache["distinct"] = _distinct_count(st)
+            rest = []
+            for k in todo:
+                per = _dp_bins(n, k)
+                if d <= k or per is None or n <= per * k:
+                    rest.append(k)  # distinct values, companded cells, or the points as bins
+                else:
+                    groups.setdefault((k, per, st.s.dtype, sw.x.dtype), []).append(i)
+            if rest:
+                sw.compute(rest)
+        if not groups:
+            return
+        if self.rows is None:
+            self.rows = _Rows([self.sweeps[i] for i in self.row])
+        for (k, per, _acc, dtype), members in groups.items():
+            _batch(k, per, dtype, self.rows,
+                   np.asarray([self.row[i] for i in members], dtype=np.int64),
+                   [self.sweeps[i] for i in members])
+
+
+class _Rows:
+    """Sorted rows of different lengths as one array: row r is ``s[off[r]:off[r] + n[r]]``;
+    its prefix sums (length n + 1) are ``cw[offc[r]:...]`` and ``cs[...]``, its frame exponent
+    ``e[r]``; ``pilot_v`` and ``pilot_fc`` the companding's density estimates
+    (:func:`~.quantization._pilot`), P entries per row (row r at ``r·P``)."""
+
+    def __init__(self, sweeps: Sequence[_Sweep]) -> None:
+        sts = [sw.st for sw in sweeps]
+        self.n = np.asarray([st.s.shape[0] for st in sts], dtype=np.int64)
+        self.off = np.concatenate([[0], np.cumsum(self.n)[:-1]]).astype(np.int64)
+        self.offc = self.off + np.arange(len(sts), dtype=np.int64)
+        self.s = np.concatenate([st.s for st in sts])
+        self.cw = np.concatenate([st.cw for st in sts])
+        self.cs = np.concatenate([st.cs for st in sts])
+        self.e = np.asarray([int(st.e) for st in sts], dtype=np.int64)
+        pil = [_pilot(st) for st in sts]
+        self.p = pil[0][1].shape[0]
+        self.pilot_v = np.concatenate([v for v, _ in pil])
+        self.pilot_fc = np.concatenate([fc for _, fc in pil])
+
+
+def _search(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, q: np.ndarray,
+            side: str) -> np.ndarray:
+    """``lo + np.searchsorted(a[lo:hi], q, side)`` for each query (arrays broadcast to q's
+    shape): a binary search of all queries at once, ``ceil(log2(max(hi - lo) + 1))`` steps."""
+    lo = np.broadcast_to(lo, q.shape).copy()
+    hi = np.broadcast_to(hi, q.shape).copy()
+    if q.size == 0:
+        return lo
+    top = a.shape[0] - 1
+    for _ in range(int(np.max(hi - lo)).bit_length()):  # a loop over halvings
+        active = lo < hi
+        mid = (lo + hi) >> 1
+        v = a[np.minimum(mid, top)]
+        right = (v < q) if side == "left" else (v <= q)
+        go = active & right
+        lo = np.where(go, mid + 1, lo)
+        hi = np.where(active & ~right, mid, hi)
+    return lo
+
+
+def _seg_means(cw: np.ndarray, cs: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+               fallback: np.ndarray) -> np.ndarray:
+    """:func:`~.quantization._segment_means` on global positions (same operations)."""
+    w = cw[hi] - cw[lo]
+    s = cs[hi] - cs[lo]
+    ok = w > 0
+    return np.where(ok, s / np.where(ok, w, np.ones_like(w)), fallback)
+
+
+def _lag(v: np.ndarray, width: int, fill: float) -> np.ndarray:
+    """``out[t, b, w] = v[t, b - w]`` (`fill` where ``b - w < 0``), a read-only view."""
+    t, m = v.shape
+    pad = np.full((t, width - 1 + m), fill, dtype=v.dtype)
+    pad[:, width - 1:] = v
+    head = pad[:, width - 1:]
+    return np.lib.stride_tricks.as_strided(head, (t, m, width),
+                                           (pad.strides[0], pad.strides[1], -pad.strides[1]),
+                                           writeable=False)
+
+
+def _edges(rows: _Rows, idx: np.ndarray, k: int, per: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~.quantization._companded_edges` for the rows `idx`: edges (T, per·k + 1), R."""
+    p, m = rows.p, per * k
+    base = (idx * p)[:, None]  # the rows' pilots in the flat arrays
+    top = rows.pilot_fc[base[:, 0] + p - 1][:, None]
+    t = top * np.arange(1, m, dtype=rows.pilot_fc.dtype) / m
+    i = np.clip(_search(rows.pilot_fc, base, base + p, t, "right") - base - 1, 0, p - 2)
+    f0, f1 = rows.pilot_fc[base + i], rows.pilot_fc[base + i + 1]
+    step = np.where(f1 > f0, f1 - f0, np.ones_like(f0))
+    vi = rows.pilot_v[base + i]
+    vals = vi + (t - f0) / step * (rows.pilot_v[base + i + 1] - vi)
+    vals = vals.astype(rows.s.dtype, copy=False)
+    n, off = rows.n[idx][:, None], rows.off[idx][:, None]
+    cuts = _search(rows.s, off, off + n, vals, "left") - off
+    e = np.sort(np.concatenate([np.zeros_like(n), n, cuts], axis=1), axis=1)
+    # _weighted_edges, row by row
+    w = rows.cw[rows.offc[idx][:, None] + e]
+    dup = np.concatenate([np.zeros((idx.shape[0], 1), dtype=bool), w[:, 1:] <= w[:, :-1]],
+                         axis=1)
+    r = np.sum(~dup, axis=1) - 1
+    e = np.sort(np.where(dup, n + 1, e), axis=1)
+    return np.minimum(np.maximum(e, 0), n), r
+
+
+def _dp_starts(rows: _Rows, idx: np.ndarray, k: int, per: int) -> np.ndarray:
+    """:func:`~.quantization._dp_codebooks` (companded bins) for the rows `idx`: (T, k),
+    each row sorted."""
+    e, r = _edges(rows, idx, k, per)
+    t_rows, nb1 = e.shape
+    nb = nb1 - 1
+    band = min(nb, max(_BAND * per // _BINS_PER_CLUSTER, 4))
+    offc = rows.offc[idx][:, None]
+    big_n, m1 = rows.cw[offc + e], rows.cs[offc + e]
+    cnt, tot = big_n[:, 1:] - big_n[:, :-1], m1[:, 1:] - m1[:, :-1]
+    mean = np.where(cnt > 0, tot / np.where(cnt > 0, cnt, np.ones_like(cnt)),
+                    np.zeros_like(cnt))
+    m2 = np.concatenate([np.zeros((t_rows, 1), dtype=cnt.dtype),
+                         np.cumsum(cnt * mean * mean, axis=1)], axis=1)
+    b = np.arange(nb1)[:, None]
+    valid = b - np.arange(band + 1)[None, :] >= 0
+    hops = np.empty((k, t_rows, nb1), dtype=np.int8)
+    chunk = max(1, _CHUNK // (nb1 * (band + 1)))
+    for a in range(0, t_rows, chunk):  # chunks of tensors (memory), not a loop over weights
+        z = slice(a, min(a + chunk, t_rows))
+        dn = big_n[z, :, None] - _lag(big_n[z], band + 1, 0.0)
+        d1 = m1[z, :, None] - _lag(m1[z], band + 1, 0.0)
+        d2 = m2[z, :, None] - _lag(m2[z], band + 1, 0.0)
+        cost = d2 - d1 * d1 / np.where(dn > 0, dn, np.ones_like(dn))
+        cost = np.where(dn > 0, np.maximum(cost, np.zeros_like(cost)), np.zeros_like(cost))
+        cost = np.where(valid, cost, np.full_like(cost, math.inf))
+        tc = cost.shape[0]
+        pad = np.full((tc, band + nb1), np.inf, dtype=cost.dtype)
+        head = pad[:, band:]
+        head[:, 0] = 0.0
+        win = np.lib.stride_tricks.as_strided(
+            head, (tc, nb1, band + 1), (pad.strides[0], pad.strides[1], -pad.strides[1]),
+            writeable=False)
+        tt = np.empty_like(cost)
+        flat = tt.reshape(-1)
+        at = (np.arange(tc * nb1) * (band + 1)).reshape(tc, nb1)
+        for stage in hops[:, z]:  # the DP's stages (a loop over clusters, not over weights)
+            np.add(win, cost, out=tt)
+            j = tt.argmin(axis=2)
+            head[...] = flat[at + j]  # the minimum, at its first position
+            stage[...] = j
+    p = r.astype(np.int64)
+    back, every = [p], np.arange(t_rows)
+    for i in range(k - 1, -1, -1):  # the backtrack: k steps for all tensors
+        p = p - hops[i, every, p]
+        back.append(p)
+    cut = np.take_along_axis(e, np.stack(back[::-1], axis=1), 1)  # (T, k + 1)
+    lo, hi = cut[:, :-1], cut[:, 1:]
+    n, off = rows.n[idx][:, None], rows.off[idx][:, None]
+    fallback = rows.s[off + np.clip(lo, 0, n - 1)]
+    return np.sort(_seg_means(rows.cw, rows.cs, offc + lo, offc + hi, fallback), axis=1)
+
+
+def _lloyd(rows: _Rows, idx: np.ndarray, c: np.ndarray, iters: int) -> np.ndarray:
+    """:func:`~.quantization._lloyd` for the rows `idx` (each stops at its own fixed point)."""
+    c = c.copy()
+    active = np.arange(c.shape[0])
+    for _ in range(iters):  # a loop over iterations, not over weights
+        if active.size == 0:
+            break
+        r = idx[active]
+        n, off, offc = rows.n[r][:, None], rows.off[r][:, None], rows.offc[r][:, None]
+        ca = c[active]
+        mids = (ca[:, :-1] + ca[:, 1:]) / 2
+        b = _search(rows.s, off, off + n, mids, "left") - off
+        edges = np.concatenate([np.zeros_like(n), b, n], axis=1)
+        new = np.sort(_seg_means(rows.cw, rows.cs, offc + edges[:, :-1], offc + edges[:, 1:],
+                                 ca), axis=1)
+        fixed = np.all(new == ca, axis=1)
+        c[active] = new
+        active = active[~fixed]
+    return c
+
+
+def _batch(k: int, per: int, dtype: np.dtype, rows: _Rows, idx: np.ndarray,
+           sweeps: Sequence[_Sweep]) -> None:
+    """Codebooks and errors of size k for the rows `idx` (`sweeps`), which all take the
+    companded DP."""
+    c = _lloyd(rows, idx, _dp_starts(rows, idx, k, per), sweeps[0].iters)
+    e = rows.e[idx][:, None]
+    with np.errstate(over="ignore", under="ignore"):  # as ldexp: exact in the float range
+        books = np.ldexp(c, e).astype(dtype)  # _from_frame: x's units and dtype
+        frame = np.ldexp(books.astype(c.dtype), -e)  # _to_frame, for the error
+    # _sse: every value against its nearest center (ties to the lower one), squared, summed
+    mids = frame[:, :-1] / 2 + frame[:, 1:] / 2
+    n, off = rows.n[idx][:, None], rows.off[idx][:, None]
+    p = _search(rows.s, off, off + n, mids, "right") - off
+    lens = np.diff(np.concatenate([np.zeros_like(n), p, n], axis=1), axis=1)
+    s = np.concatenate([rows.s[int(a):int(a) + int(m)]
+                        for a, m in zip(off[:, 0], n[:, 0], strict=True)])
+    d = s - np.repeat(frame.reshape(-1), lens.reshape(-1))
+    d = d * d
+    a = 0
+    for r, sw in enumerate(sweeps):  # per tensor: numpy's own sum of its values
+        m = int(n[r, 0])  # k centers: n > per·k values (_codebook_size's min(k, size))
+        sw.books[k] = books[r].copy()
+        sw.errs[k] = np.sum(d[a:a + m])
+        a += m
