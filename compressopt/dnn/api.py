@@ -489,9 +489,11 @@ def solve(
         rec.update(
             test_accuracy=acc,
             train_loss=oracle.lstep_losses[-1] if oracle.lstep_losses else None,
-            lr=oracle.optimizer.param_groups[0]["lr"],
             seconds=time.perf_counter() - t0,
         )
+        # the L step's optimizer's rate, unless the coordinator takes its own gradient steps
+        # and records their rate (APGDSSM's γ_t, a step schedule's included)
+        rec.setdefault("lr", oracle.optimizer.param_groups[0]["lr"])
         iterations.append(rec)
         history.append(record)
         logger.info("iteration %d: test accuracy %s, lr %.4g", len(iterations),

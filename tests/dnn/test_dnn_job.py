@@ -328,6 +328,15 @@ def test_apgdssm_step_learning_rate():
     assert [adapted.lr(t) for t in (0, 9, 10, 15)] == pytest.approx([0.1, 0.1, 0.05, 0.025])
 
 
+def test_apgdssm_report_records_the_scheduled_rate():
+    """report.json's per-iteration lr is APGDSSM's γ_t (its step schedule), not the unused
+    L-step optimizer's rate (which it once showed: 0.02 at every epoch of a ×0.1 schedule)."""
+    r = run_job(JobConfig(**TINY, method="apgdssm", options={"bits": 4, "lr_milestones": [1, 2],
+                                                             "lr_factor": 0.5}))
+    lr0 = r["config"]["lstep_lr"]
+    assert [it["lr"] for it in r["iterations"]] == pytest.approx([lr0, lr0 / 2, lr0 / 4])
+
+
 def test_direct_compression_and_its_iterated_form(tmp_path):
     dc = run_job(JobConfig(**TINY, method="dc", prune=0.2))
     assert len(dc["iterations"]) == 1 and dc["iterations"][0]["change"] == 0.0
