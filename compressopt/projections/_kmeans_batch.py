@@ -9,9 +9,10 @@ codebook size in one numpy call instead of one call per tensor. The per-tensor p
 about 1 ms of small numpy calls per tensor and size (arrays of a few hundred entries); here
 the calls are per size and the work is per entry.
 
-Batched: numpy (host) sweeps of the fast method without the zero level, for the sizes whose
-DP runs on companded bins (``n > per·k``). Everything else — torch arrays on an accelerator,
-the exact method, the zero level, tensors with at most k distinct values or with so few
+Batched: numpy (host) sweeps of the fast method without the zero level, accumulating in
+float64 (float32 and float64 tensors), for the sizes whose DP runs on companded bins
+(``n > per·k``). Everything else — torch arrays on an accelerator, float16 tensors, the exact
+method, the zero level, tensors with at most k distinct values or with so few
 values that the DP's bins are the points — goes through ``sweep.compute``.
 
 The searches in sorted rows of different lengths are vectorized binary searches over one
@@ -56,6 +57,7 @@ class SweepBatch:
         self.row = {i: r for r, i in enumerate(
             i for i, sw in enumerate(self.sweeps)
             if sw.method == "fast" and not sw.zero_level and type(sw.st.s) is np.ndarray
+            and sw.st.s.dtype == np.float64  # one accumulation dtype in the stack
             and sw.st.s.shape[0] > 0)}  # sweep -> row of the batched arrays
         self.rows: _Rows | None = None
 
@@ -81,14 +83,14 @@ class SweepBatch:
                 if d <= k or per is None or n <= per * k:
                     rest.append(k)  # distinct values, companded cells, or the points as bins
                 else:
-                    groups.setdefault((k, per, st.s.dtype, sw.x.dtype), []).append(i)
+                    groups.setdefault((k, per, sw.x.dtype), []).append(i)
             if rest:
                 sw.compute(rest)
         if not groups:
             return
         if self.rows is None:
             self.rows = _Rows([self.sweeps[i] for i in self.row])
-        for (k, per, _acc, dtype), members in groups.items():
+        for (k, per, dtype), members in groups.items():
             _batch(k, per, dtype, self.rows,
                    np.asarray([self.row[i] for i in members], dtype=np.int64),
                    [self.sweeps[i] for i in members])

@@ -32,6 +32,7 @@ def _network(seed: int) -> dict[str, np.ndarray]:
     w["tiny"] = rng.standard_normal(9) * 1e-300
     w["huge"] = rng.standard_normal(4000) * 1e300
     w["ties"] = np.round(rng.standard_normal(6000), 1)
+    w["half"] = rng.standard_normal(3000).astype(np.float16)  # books in float16
     return w
 
 
