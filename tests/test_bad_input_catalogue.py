@@ -75,7 +75,7 @@ from safetensors.torch import save_file
 import compressopt.dnn.api as api
 import compressopt.storage.atomic as atomic
 from compressopt.cli import main
-from compressopt.dnn.checkpoint import read_checkpoint
+from compressopt.dnn.checkpoint import CHECKPOINT, read_checkpoint
 from compressopt.options import METHOD_OPTIONS, JobConfig, option_fields
 from compressopt.storage.atomic import JOURNAL, RunOutput, read_run
 from compressopt.storage.container import write_safetensors
@@ -972,7 +972,7 @@ def test_disk_full_during_the_write_keeps_the_previous_run(files, tmp_path, caps
     after = snapshot(out)
     # the previous run, whole (no staged file left), beside the failed run's checkpoint:
     # --resume OUT finishes it once there is room
-    assert after.pop("checkpoint.safetensors", None) is not None
+    assert after.pop(CHECKPOINT, None) is not None
     assert after == before
     read_checkpoint(out)
     assert read_run(out)["prune"] == 0.3
