@@ -54,8 +54,8 @@ def point_report(model: str, ratio: int, seed: int, drop: float) -> dict[str, An
 
 
 def frontier_layout(root: Path, *, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
-    """Every candidate of both models, and frontier points for `seeds` (the LeNet-5 point at
-    the selection's ratio and seed 0 left to the chosen candidate's run)."""
+    """Every candidate of both models, and frontier points for `seeds` (the LeNet-300 point
+    at the selection's ratio and seed 0 left to the chosen candidate's run)."""
     for m in frontier.MODELS.values():
         for i, c in enumerate(m.candidates):  # the second candidate validates best
             r = point_report(m.name, m.select_ratio, 0, 0.002)
@@ -63,7 +63,7 @@ def frontier_layout(root: Path, *, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
             commit(root / m.select_out(c), r)
         for ratio in m.ratios:
             for s in seeds:
-                if m is frontier.LENET5 and (ratio, s) == (m.select_ratio, 0):
+                if m is frontier.LENET300 and (ratio, s) == (m.select_ratio, 0):
                     continue
                 drop = 0.0004 * math.log(ratio / 400) + 0.0002 * s
                 commit(root / m.frontier_out(ratio, s), point_report(m.name, ratio, s, drop))
@@ -148,9 +148,22 @@ def test_protocol_commands_parse_and_name_their_folders(tmp_path, monkeypatch):
         chosen = list(m.candidates)[1]
         for r in m.ratios:
             for s in frontier.SEEDS:
-                reused = m.select_out(chosen) if (r, s) == (m.select_ratio, 0) else None
+                reused = (m.select_out(chosen) if m.reuse_selection
+                          and (r, s) == (m.select_ratio, 0) else None)
                 assert (reused or m.frontier_out(r, s)) in outs
-    assert any("is frontier/select/lenet5_" in n for n in notes)
+    assert any("is frontier/select/lenet300_" in n for n in notes)
+    assert not any("is frontier/select/lenet5_" in n for n in notes)
+    # LeNet-5: R = 2000 trains and saves seed S's reference; the other ratios load it, after
+    by_name = {r.out: r for r in runs}
+    for s in frontier.SEEDS:
+        own = f"frontier/lenet5_r2000_s{s}"
+        assert "--reference" not in by_name[own].args and by_name[own].needs == ()
+        for r in (500, 1000, 3000, 4000):
+            run = by_name[f"frontier/lenet5_r{r}_s{s}"]
+            assert run.needs == (own,) and outs.index(own) < outs.index(run.out)
+            argv = run.argv(tmp_path)
+            assert argv[argv.index("--reference") + 1] == str(
+                tmp_path / own / "reference.safetensors")
     for run in runs:
         cfg = _parse(run.command(tmp_path))
         assert cfg.out == str(tmp_path / run.out)
@@ -228,7 +241,8 @@ def test_frontier_tables_selection_and_targets(tmp_path, capsys):
     # LeNet-5: drops 0.4·ln(R/400) + 0.02·s points: 0.32 at 3000x -> not met
     assert "| ✗ (0.101) |" in out
     assert "Target met at 3,200×, 4,000×" in out  # LeNet-300: errors 1.6 + drop < 2 %
-    assert "frontier/select/lenet5_ft20_s0" in out  # the reused point
+    assert "frontier/select/lenet300_g125_s0" in out  # the reused point
+    assert "frontier/lenet5_r2000_s0" in out  # LeNet-5: its own R = 2000 run
 
 
 def test_frontier_verdicts():
@@ -257,7 +271,9 @@ def test_frontier_forced_candidate(tmp_path, capsys):
     frontier.main(["--root", str(tmp_path), "--print-commands", "--candidate", "lenet5=b12"])
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if "lenet5_r4000_s2" in x)
-    assert "--budget-ratio 4000 --seed 2 --bit-candidates 1 2 --init-bits 2" in line
+    assert ("--budget-ratio 4000 --seed 2 --reference "
+            f"{tmp_path}/frontier/lenet5_r2000_s2/reference.safetensors "
+            "--bit-candidates 1 2 --init-bits 2") in line
     with pytest.raises(SystemExit, match="expected MODEL=NAME"):
         frontier.main(["--root", str(tmp_path), "--table", "--candidate", "lenet5=nope"])
 
