@@ -443,6 +443,11 @@ class _PlainProgress:
         print(f"compressopt: {self.phase}  " + "  ".join(parts), file=self.stream, flush=True)
 
 
+def _bits(b: float) -> str:
+    """Bits per stored value: an integer as is, an average (additive parts) to 2 decimals."""
+    return str(int(b)) if float(b).is_integer() else f"{b:.2f}"
+
+
 def _print_summary(report: dict[str, Any], out: str | None) -> None:
     """The per-layer table and the summary lines, on stdout."""
     from rich.console import Console
@@ -457,7 +462,7 @@ def _print_summary(report: dict[str, Any], out: str | None) -> None:
         table.add_row(
             layer["name"], "×".join(map(str, layer["shape"])), f"{layer['numel']:,}",
             f"{layer['nonzeros']:,}", f"{layer['nonzeros'] / max(layer['numel'], 1):.2%}",
-            str(layer["bits"]), f"{32 * layer['numel'] / stored:.1f}" if stored else "inf",
+            _bits(layer["bits"]), f"{32 * layer['numel'] / stored:.1f}" if stored else "inf",
         )
     table.add_section()
     ratio, bits = report["compression_ratio"], report["average_bits"]

@@ -742,6 +742,15 @@ class JobConfig:
         metavar="KEEP", low=0.0, high=1.0, low_open=True, group=_MODEL)
     quantize: int | None = opt(None, "a K-entry codebook per layer, ceil(log2 K) bits per "
                                "weight", metavar="K", low=2, group=_MODEL)
+    combine: Literal["chain", "additive"] = opt(
+        "chain", "how --prune and --quantize combine: chain (default), prune, then quantize "
+        "the nonzeros with the codebook; or additive, w = Q(w) + s, every weight quantized "
+        "plus a sparse float32 correction s with KEEP of the weights (Carreira-Perpinan & "
+        "Idelbayev 2021, Part V: the LC authors' 'quantization with a 1% correction')",
+        group=_MODEL)
+    shared_codebook: bool = opt(
+        False, "one --quantize codebook shared by all the compressed tensors (flattened "
+        "together) instead of one per layer", group=_MODEL)
     epochs: int | None = opt(None, "L-step epochs per iteration", metavar="N", low=1,
                              group=_TRAIN)
     first_epochs: int | None = opt(None, "epochs of the first L step (default: 2 x --epochs "
@@ -843,6 +852,11 @@ class JobConfig:
                               f"not of --method {self.method}")
         object.__setattr__(self, "options", opts)
         opts.check_job(self)
+        if self.combine == "additive" and (self.prune is None or self.quantize is None):
+            raise ConfigError("--combine additive needs both --prune KEEP (the correction) "
+                              "and --quantize K (the codebook)")
+        if self.shared_codebook and self.quantize is None:
+            raise ConfigError("--shared-codebook needs --quantize K")
         if self.out == "":
             raise ConfigError("--out must name a directory, got ''")
         if self.distill_phase == "finish" and self.distill > 0 and not opts.has_finish:
@@ -1109,7 +1123,9 @@ def _prune_quantize_memory(job: JobConfig, shapes: Mapping[str, tuple[int, ...]]
     from compressopt.projections import kmeans1d_memory
 
     k, what = job.quantize, "the {n:,} weights"
-    if job.prune is not None:  # the nonzeros of a tensor: at most KEEP of all the weights
+    if job.shared_codebook:  # one k-means over all the compressed weights together
+        sizes = {"all the compressed tensors": sum(sizes.values())}
+    if job.prune is not None and job.combine == "chain":  # at most KEEP of all the weights
         cap = math.ceil(job.prune * sum(sizes.values()))
         sizes = {name: min(n, cap) for name, n in sizes.items()}
         what = "at most {n:,} nonzeros"

@@ -10,7 +10,7 @@ derived from; ``build`` reads them, typed, from ``config.options``. Adding a met
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from compressopt.options import (
 )
 from compressopt.projections import (
     AdaptiveQuantization,
+    Additive,
     Cardinality,
     Chain,
     Compression,
@@ -53,22 +54,42 @@ from compressopt.solvers import (
 
 __all__ = ["METHODS", "Method", "build_compression", "final_values", "finetune_joint", "register"]
 
-def build_compression(prune: float | None, quantize: int | None) -> Compression:
-    """The constraint set of ``--prune KEEP`` and/or ``--quantize K``.
+def build_compression(prune: float | None, quantize: int | None, *,
+                      combine: str = "chain", shared: Sequence[str] | None = None
+                      ) -> Compression:
+    """The constraint set of ``--prune KEEP`` and/or ``--quantize K`` (``--combine``,
+    ``--shared-codebook``).
 
     * prune only: :class:`~compressopt.projections.GlobalCardinality` ``(keep=KEEP)``, one ℓ0
       budget over all compressed tensors (Carreira-Perpiñán & Idelbayev, CVPR 2018);
     * quantize only: a K-entry codebook per tensor, optimal 1-D k-means
       (:class:`~compressopt.projections.AdaptiveQuantization`, Carreira-Perpiñán & Idelbayev
       2017, Part II, §4.1); ``ceil(log2 K)`` bits per weight;
-    * both: prune, then quantize the nonzeros of each tensor with K learned entries, zeros kept
-      (:class:`~compressopt.projections.Chain`; a heuristic for the intersection of the sets).
+    * both, ``combine="chain"``: prune, then quantize the nonzeros of each tensor with K
+      learned entries, zeros kept (:class:`~compressopt.projections.Chain`; a heuristic for
+      the intersection of the sets): ``ceil(log2 K)`` bits per nonzero;
+    * both, ``combine="additive"``: w = Q(w) + s, every weight in the codebook plus a
+      correction s with KEEP of the weights nonzero in float32
+      (:class:`~compressopt.projections.Additive`; Carreira-Perpiñán & Idelbayev 2021, Part V,
+      §3; the C step alternates the two exact projections, so its error never increases):
+      ``ceil(log2 K)`` bits per weight plus 32 per correction.
+
+    `shared`: the names of all the compressed tensors, for one codebook over them flattened
+    together (:class:`~compressopt.projections.Tasks` with one group) instead of one per
+    tensor; ``None``: one per tensor.
 
     Raises
     ------
     ValueError
-        Neither given, KEEP outside (0, 1], or K < 2.
+        Neither given, KEEP outside (0, 1], K < 2, `combine` not "chain" or "additive",
+        "additive" without both, or `shared` without K.
     """
+    if combine not in ("chain", "additive"):
+        raise ValueError(f"combine must be 'chain' or 'additive', got {combine!r}")
+    if combine == "additive" and (prune is None or quantize is None):
+        raise ValueError("combine='additive' needs both prune (the correction) and quantize")
+    if shared is not None and quantize is None:
+        raise ValueError("a shared codebook needs quantize")
     if prune is None and quantize is None:
         raise ValueError("give --prune KEEP and/or --quantize K")
     if prune is not None and not (isinstance(prune, float | int) and 0.0 < prune <= 1.0):
@@ -78,12 +99,23 @@ def build_compression(prune: float | None, quantize: int | None) -> Compression:
         raise ValueError(f"--quantize K must be an integer >= 2, got {quantize}")
     if quantize is None:
         return GlobalCardinality(keep=float(prune))  # type: ignore[arg-type]
+
+    def codebook(sparse: bool) -> Compression:
+        scheme = AdaptiveQuantization(quantize, sparse=sparse)
+        return PerTensor(scheme) if shared is None else Tasks({tuple(shared): scheme})
+
     if prune is None:
-        return PerTensor(AdaptiveQuantization(quantize))
-    return Chain(
-        GlobalCardinality(keep=float(prune)),
-        PerTensor(AdaptiveQuantization(quantize, sparse=True)),
-    )
+        return codebook(False)
+    if combine == "additive":
+        return Additive(codebook(False), GlobalCardinality(keep=float(prune)))
+    return Chain(GlobalCardinality(keep=float(prune)), codebook(True))
+
+
+def _job_compression(config: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> Compression:
+    """:func:`build_compression` of a job's ``--prune``/``--quantize``/``--combine``/
+    ``--shared-codebook`` over the compressed tensors `shapes`."""
+    return build_compression(config.prune, config.quantize, combine=config.combine,
+                             shared=tuple(shapes) if config.shared_codebook else None)
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -168,7 +200,7 @@ def _lc_build(config: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> tuple
     assert isinstance(o, LCOptions)
     solver = LC(mus=config.mus, tol=0.0, penalty="al", eval_loss=config.eval_loss > 0,
                 inner_iterations=o.inner_iterations)
-    return solver, build_compression(config.prune, config.quantize)
+    return solver, _job_compression(config, shapes)
 
 
 def _dc_build(config: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> tuple[Any, Compression]:
@@ -177,7 +209,7 @@ def _dc_build(config: JobConfig, shapes: Mapping[str, tuple[int, ...]]) -> tuple
     assert isinstance(o, DCOptions)
     solver = (IteratedDC(maxiter=config.steps, eval_loss=config.eval_loss > 0) if o.iterated
               else DirectCompression(eval_loss=config.eval_loss > 0))
-    return solver, build_compression(config.prune, config.quantize)
+    return solver, _job_compression(config, shapes)
 
 
 def _admm_build(
@@ -192,7 +224,7 @@ def _admm_build(
     solver = ADMM(rho=mus[0], rho_growth=max(growth, 1.0), maxiter=len(mus),
                   eval_loss=config.eval_loss > 0, adaptive=False, relaxation=1.0,
                   eps_abs=1e-6, eps_rel=1e-4)
-    return solver, build_compression(config.prune, config.quantize)
+    return solver, _job_compression(config, shapes)
 
 
 def _joint_build(

@@ -16,7 +16,14 @@ from compressopt.dnn.experiment import JobConfig, lstep_optimizer, run_job
 from compressopt.dnn.methods import METHODS, Method, build_compression, register
 from compressopt.errors import ConfigError, DataError, ShapeMismatchError
 from compressopt.options import METHOD_OPTIONS, MethodOptions, opt
-from compressopt.projections import AdaptiveQuantization, Chain, GlobalCardinality, PerTensor
+from compressopt.projections import (
+    AdaptiveQuantization,
+    Additive,
+    Chain,
+    GlobalCardinality,
+    PerTensor,
+    Tasks,
+)
 from compressopt.solvers import LC
 
 TINY = {"pretrain_epochs": 2, "steps": 3, "epochs": 1, "first_epochs": 1, "plots": False}
@@ -258,6 +265,48 @@ def test_build_compression():
     assert isinstance(both, Chain) and both.then == PerTensor(AdaptiveQuantization(4, sparse=True))
     with pytest.raises(ValueError, match="--prune KEEP and/or --quantize K"):
         build_compression(None, None)
+    add = build_compression(0.01, 2, combine="additive", shared=("a", "b"))
+    assert add == Additive(Tasks({("a", "b"): AdaptiveQuantization(2)}),
+                           GlobalCardinality(keep=0.01))
+    assert build_compression(None, 4, shared=("a",)) == Tasks({("a",): AdaptiveQuantization(4)})
+    for kw, msg in [({"combine": "sum"}, "'chain' or 'additive'"),
+                    ({"combine": "additive"}, "needs both")]:
+        with pytest.raises(ValueError, match=msg):
+            build_compression(0.5, None, **kw)
+    with pytest.raises(ValueError, match="shared codebook needs quantize"):
+        build_compression(0.5, None, shared=("a",))
+
+
+@pytest.mark.parametrize(("kw", "msg"), [
+    ({"combine": "additive", "quantize": 2}, "--combine additive needs both"),
+    ({"combine": "additive", "prune": 0.1}, "--combine additive needs both"),
+    ({"shared_codebook": True, "prune": 0.1}, "--shared-codebook needs --quantize K"),
+])
+def test_combine_options_refused_before_any_work(kw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        JobConfig(**TINY, **kw)
+
+
+def test_additive_job_is_a_codebook_plus_a_sparse_correction(tmp_path):
+    """--combine additive --shared-codebook (the LC authors' LeNet-300 example): every
+    weight is one of K = 2 values shared by all the layers plus a correction on KEEP of the
+    weights; the nominal ratio counts 1 bit per weight and 32 per correction."""
+    report, tensors = job(tmp_path, prune=0.02, quantize=2, combine="additive",
+                          shared_codebook=True)
+    numel = sum(x["numel"] for x in report["layers"])
+    kappa = math.ceil(0.02 * numel)  # GlobalCardinality keeps ceil(keep * n)
+    assert sum(x["nonzeros"] for x in report["layers"]) == numel + kappa
+    assert report["compression_ratio"] == pytest.approx(32 * numel / (numel + 32 * kappa),
+                                                        rel=1e-12)
+    assert report["config"]["combine"] == "additive" and report["config"]["shared_codebook"]
+    from compressopt.storage.model_file import read_model
+    theta = read_model(tmp_path / "model.cpz").theta
+    q, corr = theta.first, theta.second
+    (group,) = q.values()  # one task: all the layers, one codebook
+    assert len(group.theta.codebook) == 2
+    nnz = sum(int(torch.count_nonzero(torch.as_tensor(v.values))) for v in corr.values())
+    assert 0 < nnz <= kappa
+    assert set(tensors) >= set(corr)  # Δ(Θ) = Q + s of every compressed layer was saved
 
 
 @dataclass(frozen=True)
