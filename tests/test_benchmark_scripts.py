@@ -245,6 +245,25 @@ def test_frontier_tables_selection_and_targets(tmp_path, capsys):
     assert "frontier/lenet5_r2000_s0" in out  # LeNet-5: its own R = 2000 run
 
 
+def test_lc_authors_additive_runs(tmp_path, monkeypatch):
+    """The LC authors' LeNet-300 configuration: its commands parse to the additive
+    combination with one codebook, its published point is 24.2× nominal, and the table
+    shows the complete runs with their mean."""
+    monkeypatch.setenv("COMPRESSOPT_MNIST_DIR", "DIR")
+    assert frontier.LC_AUTHORS_L300[1] == pytest.approx(24.2, abs=0.05)
+    cfg = _parse(frontier.L300_ADDITIVE[1].command(tmp_path))
+    assert (cfg.prune, cfg.quantize, cfg.combine, cfg.shared_codebook, cfg.seed) == (
+        0.01, 2, "additive", True, 1)
+    runs, _ = frontier.protocol(tmp_path)
+    assert [r.out for r in runs if "additive" in r.out] == [r.out for r in frontier.L300_ADDITIVE]
+    assert "no complete run yet" in frontier.additive_table(tmp_path)
+    for i, r in enumerate(frontier.L300_ADDITIVE[:2]):
+        commit(tmp_path / r.out, point_report("lenet300", 24, i, 0.001 * (i + 1)))
+    text = frontier.additive_table(tmp_path)
+    assert "l300/additive_k2_c01_s1" in text and "additive_k2_c01_s2" not in text
+    assert "| mean ± std |" in text and "0.15 ± 0.07" in text  # drops 0.10, 0.20 points
+
+
 def test_frontier_verdicts():
     t = frontier.LENET5.target
     pts = [frontier.Point(3000, s, "x", point_report("lenet5", 3000, s, 0.0009))
