@@ -597,10 +597,9 @@ def file_accounting(source: str | os.PathLike | bytes, info: dict | None = None,
 def _numel_by_name(rows: list[dict]) -> dict[str, int]:
     """Entries of each compressed tensor, counted once (additive parts share a tensor; a
     group's rows split its flat length over its names)."""
-    out: dict[str, int] = {}
-    for r in rows:
-        if len(r["names"]) == 1:
-            out[r["names"][0]] = r["numel"]
-        else:
-            out["+".join(r["names"])] = r["numel"]
+    out = {r["names"][0]: r["numel"] for r in rows if len(r["names"]) == 1}
+    for r in rows:  # a group: the part of its flat length not counted by a tensor's own row
+        rest = [n for n in r["names"] if n not in out]
+        if len(r["names"]) > 1 and rest:
+            out["+".join(rest)] = r["numel"] - sum(out[n] for n in r["names"] if n in out)
     return out

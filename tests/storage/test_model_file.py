@@ -259,7 +259,10 @@ def lenet300_w():
     P.SparseQuantized(budget_bits=32 * 266_200 / 500, candidates=(1, 2, 3)),
     P.PerTensor(P.AdaptiveQuantization(2)), P.PerTensor(P.Binary()),
     P.PerTensor(P.UniformQuantization(bits=2)),
-], ids=["prune", "prune_quantize", "joint", "kmeans2", "binary", "uniform"])
+    P.Additive(P.Tasks({tuple(LENET300): P.AdaptiveQuantization(2)}),
+               P.GlobalCardinality(keep=0.01)),
+], ids=["prune", "prune_quantize", "joint", "kmeans2", "binary", "uniform",
+        "additive_shared_codebook"])
 def test_payload_is_not_larger_than_the_lc_toolkit_count(lenet300_w, c):
     """Values, positions and codebooks never take more than the LC toolkit's count, up to the
     rounding of each part to whole bytes and the record bytes a positions part would add
