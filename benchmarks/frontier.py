@@ -190,6 +190,14 @@ L300_ADDITIVE = tuple(
          *L300_REFERENCE, *VAL, "--seed", str(s)), needs=(L300_REF.out,))
     for s in SEEDS)
 
+#: pruning alone to the same 1 % (float32 values, 100× nominal): a bound on the 3,200× point,
+#: whose constraint set (1 % of the weights at 1 bit) lies inside this one
+L300_PRUNE = tuple(
+    Run(f"l300/prune_c01_s{s}",
+        ("--model", "lenet300", "--dataset", "mnist", "--method", "lc", "--prune", "0.01",
+         "--mu-growth", "1.25", *L300_REFERENCE, *VAL, "--seed", str(s)), needs=(L300_REF.out,))
+    for s in SEEDS)
+
 
 # ------------------------------------------------------------------ selection and runs
 
@@ -243,7 +251,7 @@ def protocol(root: Path, forced: dict[str, str] | None = None) -> tuple[list[Run
     from compressopt.options import recipes
 
     forced = forced or {}
-    runs = [*lenet5_issue12.runs(), L300_REF, *file_sizes.runs(), *L300_ADDITIVE]
+    runs = [*lenet5_issue12.runs(), L300_REF, *file_sizes.runs(), *L300_ADDITIVE, *L300_PRUNE]
     notes = [] if RECIPE in recipes() else [
         f"the recipe {RECIPE} is not in this checkout (compressopt recipes): the LeNet-5 "
         "commands need a checkout that has it"]
@@ -390,25 +398,30 @@ def _file_ratio(out: Path, report: dict[str, Any]) -> str:
 
 
 def additive_table(root: Path) -> str:
-    """Our runs of the LC authors' LeNet-300 configuration (:data:`L300_ADDITIVE`)."""
-    done = [(r, st.report) for r in L300_ADDITIVE
-            if (st := run_state(root / r.out)).report is not None]
+    """LeNet-300-100 at 1 % of the weights: our runs of the LC authors' configuration
+    (:data:`L300_ADDITIVE`) and of pruning alone (:data:`L300_PRUNE`), with their means."""
     name, ratio, drop = LC_AUTHORS_L300
-    head = (f"LeNet-300-100, the LC authors' configuration (--prune 0.01 --quantize 2 "
-            f"--combine additive --shared-codebook; {name}: {ratio:.1f}× nominal, test error "
-            f"2.17 % against 2.13 %, drop {drop:.2f} points):")
-    if not done:
+    head = (f"LeNet-300-100 at 1 % of the weights. The LC authors' configuration (--prune 0.01 "
+            f"--quantize 2 --combine additive --shared-codebook; {name}: {ratio:.1f}× nominal, "
+            f"test error 2.17 % against 2.13 %, drop {drop:.2f} points), and pruning alone to "
+            f"1 % (--prune 0.01, float32 values):")
+    rows = []
+    for runs in (L300_ADDITIVE, L300_PRUNE):
+        done = [(r, st.report) for r in runs
+                if (st := run_state(root / r.out)).report is not None]
+        rows += [[r.out, f"{x['compression_ratio']:,.1f}×", _file_ratio(root / r.out, x),
+                  pct(x["accuracy"]), pct(1 - x["accuracy"]), f"{100 * x['accuracy_drop']:.2f}",
+                  pct(x.get("val_accuracy")), f"{x['wall_seconds'] / 60:.1f} min"]
+                 for r, x in done]
+        reps = [x for _, x in done]
+        if len(reps) > 1:
+            rows.append(["mean ± std", "", "", _pm([x["accuracy"] for x in reps]),
+                         _pm([1 - x["accuracy"] for x in reps]),
+                         _pm([x["accuracy_drop"] for x in reps]),
+                         _pm([x["val_accuracy"] for x in reps
+                              if x.get("val_accuracy") is not None]), ""])
+    if not rows:
         return head + " no complete run yet."
-    rows = [[r.out, f"{x['compression_ratio']:,.1f}×", _file_ratio(root / r.out, x),
-             pct(x["accuracy"]),
-             pct(1 - x["accuracy"]), f"{100 * x['accuracy_drop']:.2f}",
-             pct(x.get("val_accuracy")), f"{x['wall_seconds'] / 60:.1f} min"] for r, x in done]
-    reps = [x for _, x in done]
-    rows.append(["mean ± std", "", "", _pm([x["accuracy"] for x in reps]),
-                 _pm([1 - x["accuracy"] for x in reps]),
-                 _pm([x["accuracy_drop"] for x in reps]),
-                 _pm([x["val_accuracy"] for x in reps if x.get("val_accuracy") is not None]),
-                 ""])
     return head + "\n\n" + md(["run", "nominal", "file ratio", "test acc. %", "test error %",
                                 "drop (points)", "val acc. %", "time"], rows)
 

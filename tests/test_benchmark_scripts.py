@@ -262,6 +262,10 @@ def test_lc_authors_additive_runs(tmp_path, monkeypatch):
     text = frontier.additive_table(tmp_path)
     assert "l300/additive_k2_c01_s1" in text and "additive_k2_c01_s2" not in text
     assert "| mean ± std |" in text and "0.15 ± 0.07" in text  # drops 0.10, 0.20 points
+    commit(tmp_path / frontier.L300_PRUNE[0].out, point_report("lenet300", 100, 0, 0.007))
+    text = frontier.additive_table(tmp_path)
+    assert "| l300/prune_c01_s0 | 100.0× |" in text and text.count("mean ± std") == 1
+    assert [r.out for r in runs if "prune_c01" in r.out] == [r.out for r in frontier.L300_PRUNE]
 
 
 def test_frontier_verdicts():
