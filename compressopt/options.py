@@ -253,6 +253,9 @@ class MethodOptions:
         joint ADMM is ``--method admm`` with ``--budget-ratio`` or ``--budget-bits``).
     takes_prune, takes_quantize : whether the method takes ``--prune`` (and the data set's
         default KEEP when neither ``--prune`` nor ``--quantize`` is given) and ``--quantize``.
+    takes_combine : whether its constraint follows ``--combine`` and ``--shared-codebook``
+        (a method that builds its own from ``--prune``/``--quantize`` leaves it False, so
+        those options are refused rather than ignored).
     has_finish : whether the method ends with a retraining or fine-tuning stage
         (``--distill-phase finish`` needs one).
     memory_flag : the option that lowers the C step's memory (:meth:`cstep_memory`).
@@ -267,6 +270,7 @@ class MethodOptions:
     selected_by: ClassVar[tuple[str, ...]] = ()
     takes_prune: ClassVar[bool] = True
     takes_quantize: ClassVar[bool] = True
+    takes_combine: ClassVar[bool] = False
     has_finish: ClassVar[bool] = False
     memory_flag: ClassVar[str] = "--quantize"
     clips_lr: ClassVar[bool] = True
@@ -285,6 +289,9 @@ class MethodOptions:
             raise ConfigError(f"{self.hint}: drop {drop}")
         if job.prune is not None and not self.takes_prune:
             raise ConfigError(f"{self.hint}: drop --prune and --quantize")
+        if (job.combine != "chain" or job.shared_codebook) and not self.takes_combine:
+            raise ConfigError(f"--method {self.method} builds its own constraint: drop "
+                              "--combine and --shared-codebook")
 
     def cstep_memory(self, job: JobConfig, shapes: Mapping[str, tuple[int, ...]],
                      ) -> MemoryEstimate:
@@ -383,6 +390,7 @@ class LCOptions(MethodOptions):
     """Options of ``--method lc``: none beyond the job's (μ schedule: --mu0, --mu-growth)."""
 
     method: ClassVar[str] = "lc"
+    takes_combine: ClassVar[bool] = True
     summary: ClassVar[str] = ("learning-compression, augmented Lagrangian "
                               "(Carreira-Perpiñán 2017), mu_k = mu0 a^k")
     title: ClassVar[str] = "--method lc"
@@ -400,6 +408,7 @@ class DCOptions(MethodOptions):
     iterated DC (§6.2.3) with ``--iterated``."""
 
     method: ClassVar[str] = "dc"
+    takes_combine: ClassVar[bool] = True
     summary: ClassVar[str] = ("direct compression (Carreira-Perpiñán 2017, eq. 12): the "
                               "reference's weights compressed once; with --iterated, iDC")
     title: ClassVar[str] = "--method dc"
@@ -426,6 +435,7 @@ class ADMMOptions(MethodOptions):
     penalty ρ_k = mu0 · mu_growth^k comes from the job's --mu0 and --mu-growth."""
 
     method: ClassVar[str] = "admm"
+    takes_combine: ClassVar[bool] = True
     summary: ClassVar[str] = (
         "ADMM with a projection z-update (Boyd et al. 2011), rho_k = mu0 a^k; with "
         "--budget-ratio/--budget-bits the joint sparsity-quantization ADMM (Yang et al. 2020)")

@@ -281,6 +281,9 @@ def test_build_compression():
     ({"combine": "additive", "quantize": 2}, "--combine additive needs both"),
     ({"combine": "additive", "prune": 0.1}, "--combine additive needs both"),
     ({"shared_codebook": True, "prune": 0.1}, "--shared-codebook needs --quantize K"),
+    ({"method": "slr", "prune": 0.1, "shared_codebook": True}, "slr builds its own constraint"),
+    ({"method": "admm", "options": {"budget_ratio": 50}, "combine": "additive"},
+     "admm builds its own constraint"),
 ])
 def test_combine_options_refused_before_any_work(kw, msg):
     with pytest.raises(ConfigError, match=msg):
