@@ -32,6 +32,10 @@ The protocol, under ROOT:
   LC pruning to 32/R of the weights and a 2-entry codebook per layer (1 bit per nonzero:
   nominal ratio R), from the shared reference ``l300/ref`` (the validation split held out);
   candidates at R = 3200 in ``frontier/select/lenet300_<candidate>_s0``.
+* LeNet-300-100 at 1 % of the weights (``l300/additive_k2_c01_s{S}``,
+  ``l300/prune_c01_s{S}``): the LC authors' configuration behind the 3,200× target's 2.17 %
+  (one shared 2-entry codebook plus a 1 % float32 correction, ``--combine additive
+  --shared-codebook``: 24.2× nominal) and pruning alone to 1 % (100×), from ``l300/ref``.
 * The selection: the candidate with the highest validation accuracy among the complete
   candidate runs (ties: the first listed); the frontier's commands wait until every
   candidate is complete (or ``--candidate MODEL=NAME`` forces one). For LeNet-300-100 the
