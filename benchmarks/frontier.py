@@ -390,15 +390,15 @@ def tables(root: Path, forced: dict[str, str] | None = None) -> str:
     return "\n\n".join([*parts, additive_table(root), notes])
 
 
-def _file_ratio(out: Path, report: dict[str, Any]) -> str:
+def _file_ratio(out: Path, report: dict[str, Any]) -> float | None:
     """The measured file ratio of a run, from its model.cpz by the current accounting (the
     reports written before commit 08cd5a4 counted a tensor of both additive parts twice),
     else the report's."""
     from compressopt.storage import file_accounting
 
     f = out / "model.cpz"
-    return _ratio([file_accounting(f)["file_compression_ratio"] if f.exists()
-                   else report.get("file_compression_ratio")])
+    return (file_accounting(f)["file_compression_ratio"] if f.exists()
+            else report.get("file_compression_ratio"))
 
 
 def additive_table(root: Path) -> str:
@@ -413,7 +413,8 @@ def additive_table(root: Path) -> str:
     for runs in (L300_ADDITIVE, L300_PRUNE):
         done = [(r, st.report) for r in runs
                 if (st := run_state(root / r.out)).report is not None]
-        rows += [[r.out, f"{x['compression_ratio']:,.1f}×", _file_ratio(root / r.out, x),
+        rows += [[r.out, f"{x['compression_ratio']:,.1f}×",
+                  _ratio([_file_ratio(root / r.out, x)]),
                   pct(x["accuracy"]), pct(1 - x["accuracy"]), f"{100 * x['accuracy_drop']:.2f}",
                   pct(x.get("val_accuracy")), f"{x['wall_seconds'] / 60:.1f} min"]
                  for r, x in done]
@@ -498,8 +499,10 @@ def plot(root: Path, path: Path, forced: dict[str, str] | None = None) -> Path:
                               "Yang et al. Table 3 (nominal ratios: no file sizes)"))
             ax.annotate(name, (ratio, drop), textcoords="offset points", xytext=(4, 6),
                         fontsize=7, rotation=30)
-        adds = [(x.get(key), 100 * x["accuracy_drop"]) for r in L300_ADDITIVE
-                if (x := run_state(root / r.out).report) is not None and x.get(key)]
+        adds = [(x["compression_ratio"] if filled else _file_ratio(root / r.out, x),
+                 100 * x["accuracy_drop"]) for r in L300_ADDITIVE
+                if (x := run_state(root / r.out).report) is not None]
+        adds = [(x, y) for x, y in adds if x]
         if adds:
             ax.scatter(*zip(*adds, strict=True), s=22, color="C1", marker="v", zorder=3,
                        label="LeNet-300-100: LC Q + 1 % correction (ours)")
