@@ -564,7 +564,10 @@ def file_accounting(source: str | os.PathLike | bytes, info: dict | None = None,
     info = info or inspect(source)
     rows = info["tensors"]
     comp = [r for r in rows if r["compressed"]]
-    numel = _numel_by_name(comp)
+    # entries of each compressed tensor once, from the header's shapes (a tensor can sit in
+    # several rows: both parts of an additive combination, a group of one part)
+    shapes = _header_shapes(info["header"])
+    numel = {n: math.prod(shapes[n]) for r in comp for n in r["names"]}
     all_numel = sum(numel.values()) + sum(r["numel"] for r in rows if not r["compressed"])
     tensor_bytes = sum(r["total"] for r in comp)
     layers: dict[str, dict[str, int]] = {}
@@ -592,14 +595,3 @@ def file_accounting(source: str | os.PathLike | bytes, info: dict | None = None,
         "compressed_numel": sum(numel.values()),
         "model_numel": all_numel,
     }
-
-
-def _numel_by_name(rows: list[dict]) -> dict[str, int]:
-    """Entries of each compressed tensor, counted once (additive parts share a tensor; a
-    group's rows split its flat length over its names)."""
-    out = {r["names"][0]: r["numel"] for r in rows if len(r["names"]) == 1}
-    for r in rows:  # a group: the part of its flat length not counted by a tensor's own row
-        rest = [n for n in r["names"] if n not in out]
-        if len(r["names"]) > 1 and rest:
-            out["+".join(rest)] = r["numel"] - sum(out[n] for n in r["names"] if n in out)
-    return out
