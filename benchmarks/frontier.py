@@ -186,21 +186,23 @@ MODELS = {m.name: m for m in (LENET5, LENET300)}
 #: 2,662 float32 corrections: 32·266,200 / (266,200 + 32·2,662) = 24.2× nominal, not 3,200×.
 LC_AUTHORS_L300 = ("LC authors, Q + 1 % correction", 32 * 266_200 / (266_200 + 32 * 2_662), 0.04)
 
-#: that configuration with our LC defaults for LeNet-300 (the frontier's, μ growth 1.25)
-L300_ADDITIVE = tuple(
-    Run(f"l300/additive_k2_c01_s{s}",
-        ("--model", "lenet300", "--dataset", "mnist", "--method", "lc", "--prune", "0.01",
-         "--quantize", "2", "--combine", "additive", "--shared-codebook", "--mu-growth", "1.25",
-         *L300_REFERENCE, *VAL, "--seed", str(s)), needs=(L300_REF.out,))
-    for s in SEEDS)
+def _l300_one_percent(folder: str, *flags: str) -> tuple[Run, ...]:
+    """LC on LeNet-300-100 keeping 1 % of the weights, `flags` on top, from ``l300/ref`` with
+    the frontier's μ growth 1.25, one run per seed in ``l300/<folder>_s<S>``."""
+    return tuple(
+        Run(f"l300/{folder}_s{s}",
+            ("--model", "lenet300", "--dataset", "mnist", "--method", "lc", "--prune", "0.01",
+             *flags, "--mu-growth", "1.25", *L300_REFERENCE, *VAL, "--seed", str(s)),
+            needs=(L300_REF.out,))
+        for s in SEEDS)
 
+
+#: that configuration with our LC defaults for LeNet-300
+L300_ADDITIVE = _l300_one_percent("additive_k2_c01", "--quantize", "2", "--combine", "additive",
+                                  "--shared-codebook")
 #: pruning alone to the same 1 % (float32 values, 100× nominal): a bound on the 3,200× point,
 #: whose constraint set (1 % of the weights at 1 bit) lies inside this one
-L300_PRUNE = tuple(
-    Run(f"l300/prune_c01_s{s}",
-        ("--model", "lenet300", "--dataset", "mnist", "--method", "lc", "--prune", "0.01",
-         "--mu-growth", "1.25", *L300_REFERENCE, *VAL, "--seed", str(s)), needs=(L300_REF.out,))
-    for s in SEEDS)
+L300_PRUNE = _l300_one_percent("prune_c01")
 
 
 # ------------------------------------------------------------------ selection and runs
@@ -247,7 +249,8 @@ def frontier_runs(root: Path, sel: Selection) -> list[Run]:
     runs = [Run(m.frontier_out(r, s), m.point(r, s, sel.chosen),
                 needs=(*m.needs, *m.point_needs(r, s)))
             for r in m.ratios for s in SEEDS if not _reused(root, m, r, s, sel.chosen)]
-    return sorted(runs, key=lambda run: len(run.needs))  # a run after the runs it needs
+    # the points that need another point (LeNet-5: the R = 2000 run of their seed) last
+    return sorted(runs, key=lambda run: len(run.needs))
 
 
 def protocol(root: Path, forced: dict[str, str] | None = None) -> tuple[list[Run], list[str]]:
