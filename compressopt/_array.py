@@ -7,6 +7,7 @@ tensor's own methods, so the same code runs on numpy arrays and on torch tensors
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ __all__ = [
     "check_finite",
     "check_floating",
     "clip",
+    "common_exponent",
     "device",
     "fast_namespace",
     "from_numpy",
@@ -119,6 +121,25 @@ def pow2_exponent(m: Array) -> Array:
     if hasattr(xp, "frexp"):
         return xp.frexp(m)[1]
     return xp.asarray(math.frexp(float(m))[1], device=device(m))  # pragma: no cover
+
+
+def common_exponent(arrays: Iterable[Array]) -> int:
+    """The largest binary exponent :func:`pow2_exponent` of ``max|x|`` over the arrays with a
+    nonzero entry (0 when none has one): the frame ``2^-E`` in which several tensors' squared
+    errors are compared.
+
+    An all-zero array is left out: its exponent (0 by convention) says nothing of its
+    magnitude, and at extreme magnitudes (``|x| ~ 1e-300``) it would push the others' errors
+    below the float range, making every choice look free. One host read per array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> common_exponent([np.array([3e-300, 1e-300]), np.zeros(2)])
+    -994
+    """
+    es = [int(pow2_exponent(m)) for m in map(max_abs, arrays) if bool(m != 0)]
+    return max(es, default=0)
 
 
 def ldexp(x: Array, e: Array | int) -> Array:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from compressopt._array import Array, array_namespace, ldexp, max_abs, pow2_exponent
+from compressopt._array import Array, array_namespace, common_exponent, ldexp
 from compressopt.errors import ShapeMismatchError
 from compressopt.projections._util import acc_dtype, check_int, check_nonneg, ldexp_float
 from compressopt.projections.base import count_nonzero
@@ -149,7 +149,7 @@ def project_sparse_quantized(
     errors = []
 
     # errors are compared in the frame scaled by 2^-e (e the binary exponent of max|w|)
-    e = max(int(pow2_exponent(max_abs(x))) for x in w.values())
+    e = common_exponent(w.values())
 
     def consider(alloc: BitAllocation) -> None:
         nonlocal best

@@ -18,7 +18,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from compressopt._array import Array, array_namespace, ldexp, max_abs, pow2_exponent, to_numpy
+from compressopt._array import (
+    Array,
+    array_namespace,
+    common_exponent,
+    ldexp,
+    max_abs,
+    pow2_exponent,
+    to_numpy,
+)
 from compressopt.errors import ShapeMismatchError
 from compressopt.projections._util import check_int, check_nonneg, ldexp_float, prepare
 from compressopt.projections.base import StorageCost, TensorScheme
@@ -219,7 +227,7 @@ def select_ranks(w: Params, budget_params: float) -> RankAllocation:
     names, svds, profits, weights = list(w), {}, [], []
     mats = {name: _as_matrix(w[name])[1] for name in names}
     # one power of two for all tensors, so that the σ² are comparable and in range
-    e = max(int(pow2_exponent(max_abs(a))) for a in mats.values())
+    e = common_exponent(mats.values())
     for name in names:  # a loop over tensors
         a = mats[name]
         svds[name] = _svd(ldexp(a, -e))

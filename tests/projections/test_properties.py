@@ -161,3 +161,38 @@ def test_exact_on_raw_floats(entry, dtype, data):
     huge, tiny, subnormal and zero values in one tensor."""
     case = data.draw(raw_cases(entry, dtype))
     _check(entry, entry.verify(convert(case.x, dtype, "numpy"), **case.params))
+
+
+#: the projections over several tensors (a dict sample), each compared in one common frame
+TREE_ENTRIES = [e for e in MAGNITUDE_ENTRIES
+                if isinstance(e.sample(np.random.default_rng(0), 4).x, dict)]
+
+
+def _with_zero_tensor(x, params, scale):
+    """The sample with its tensors multiplied by `scale` (a power of two: exact) and an
+    all-zero tensor added (and, where the parameters name the tensors, its entry)."""
+    first = next(iter(x))
+    y = {k: np.ldexp(np.asarray(v, dtype=np.float64), scale) for k, v in x.items()}
+    y["zero"] = np.zeros_like(y[first])
+    p = {k: ({**v, "zero": v[first]} if isinstance(v, dict) else v) for k, v in params.items()}
+    return y, p
+
+
+@pytest.mark.parametrize("entry", TREE_ENTRIES, ids=[e.name for e in TREE_ENTRIES])
+@by_backend
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("scale", [-1000, -120, 900], ids=["2^-1000", "2^-120", "2^900"])
+def test_zero_tensor_beside_tiny_ones(entry, backend, seed, scale):
+    """An all-zero tensor among tensors of magnitude 2^scale leaves the answer that of the
+    unit-scale instance, scaled. (Its exponent once set the common frame: at 1e-300 every
+    other tensor's squared error fell below the float range, so every width or rank looked
+    free: allocate_bits chose 1 bit, select_ranks rank 0, project_sparse_quantized lost the
+    sparsity.)"""
+    case = entry.sample(np.random.default_rng(seed), 6)
+    x1, p = _with_zero_tensor(case.x, case.params, 0)
+    xs, _ = _with_zero_tensor(case.x, case.params, scale)
+    want = host(entry.project(convert(x1, np.float64, backend), **p))
+    got = host(entry.project(convert(xs, np.float64, backend), **p))
+    assert set(got) == set(want)
+    for k in want:  # the unit-scale answer, scaled exactly by the power of two
+        np.testing.assert_array_equal(got[k], np.ldexp(want[k], scale), err_msg=k)
