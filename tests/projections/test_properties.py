@@ -173,6 +173,7 @@ def _with_zero_tensor(x, params, scale):
     all-zero tensor added (and, where the parameters name the tensors, its entry)."""
     first = next(iter(x))
     y = {k: np.ldexp(np.asarray(v, dtype=np.float64), scale) for k, v in x.items()}
+    # (the float64 sample's entries, scaled exactly; `convert` rounds them to the dtype)
     y["zero"] = np.zeros_like(y[first])
     p = {k: ({**v, "zero": v[first]} if isinstance(v, dict) else v) for k, v in params.items()}
     return y, p
@@ -181,8 +182,10 @@ def _with_zero_tensor(x, params, scale):
 @pytest.mark.parametrize("entry", TREE_ENTRIES, ids=[e.name for e in TREE_ENTRIES])
 @by_backend
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("scale", [-1000, -120, 900], ids=["2^-1000", "2^-120", "2^900"])
-def test_zero_tensor_beside_tiny_ones(entry, backend, seed, scale):
+@pytest.mark.parametrize(("dtype", "scale"), [
+    (np.float64, -1000), (np.float64, 900), (np.float32, -110), (np.float32, 100)],
+    ids=["f64-2^-1000", "f64-2^900", "f32-2^-110", "f32-2^100"])
+def test_zero_tensor_beside_tiny_ones(entry, backend, seed, dtype, scale):
     """An all-zero tensor among tensors of magnitude 2^scale leaves the answer that of the
     unit-scale instance, scaled. (Its exponent once set the common frame: at 1e-300 every
     other tensor's squared error fell below the float range, so every width or rank looked
@@ -191,8 +194,8 @@ def test_zero_tensor_beside_tiny_ones(entry, backend, seed, scale):
     case = entry.sample(np.random.default_rng(seed), 6)
     x1, p = _with_zero_tensor(case.x, case.params, 0)
     xs, _ = _with_zero_tensor(case.x, case.params, scale)
-    want = host(entry.project(convert(x1, np.float64, backend), **p))
-    got = host(entry.project(convert(xs, np.float64, backend), **p))
+    want = host(entry.project(convert(x1, dtype, backend), **p))
+    got = host(entry.project(convert(xs, dtype, backend), **p))
     assert set(got) == set(want)
     for k in want:  # the unit-scale answer, scaled exactly by the power of two
         np.testing.assert_array_equal(got[k], np.ldexp(want[k], scale), err_msg=k)
