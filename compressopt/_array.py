@@ -138,8 +138,8 @@ def common_exponent(arrays: Iterable[Array]) -> int:
     >>> common_exponent([np.array([3e-300, 1e-300]), np.zeros(2)])
     -994
     """
-    es = [int(pow2_exponent(m)) for m in map(max_abs, arrays) if bool(m != 0)]
-    return max(es, default=0)
+    ms = [float(max_abs(x)) for x in arrays]  # exact: every real float dtype fits a double
+    return max((math.frexp(m)[1] for m in ms if m != 0.0), default=0)
 
 
 def ldexp(x: Array, e: Array | int) -> Array:
