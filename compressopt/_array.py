@@ -130,7 +130,12 @@ def common_exponent(arrays: Iterable[Array]) -> int:
 
     An all-zero array is left out: its exponent (0 by convention) says nothing of its
     magnitude, and at extreme magnitudes (``|x| ~ 1e-300``) it would push the others' errors
-    below the float range, making every choice look free. One host read per array.
+    below the float range, making every choice look free. One pass (``max|x|``) and one
+    host read per array; no error is raised (a NaN's exponent counts as 0; the callers
+    check finiteness). Used by :func:`~compressopt.projections.select_ranks` and
+    :func:`~compressopt.projections.project_sparse_quantized`;
+    :func:`~compressopt.projections.allocate_bits` applies the same rule to the frames its
+    k-means sweeps already hold (no second pass).
 
     Examples
     --------

@@ -838,8 +838,9 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
               for n in names}
     exps = {n: int(sw.st.e) for n, sw in sweeps.items()}  # one host read per tensor
     # the common frame: errors · 2^-2·big, big the largest exponent of a tensor with a
-    # nonzero (an all-zero tensor's errors are 0 at every width, and its exponent, 0, would
-    # push every other tensor's errors below the float range at extreme magnitudes)
+    # nonzero: _array.common_exponent's rule, on the frames the sweeps already hold (an
+    # all-zero tensor's errors are 0 at every width, and its exponent, 0, would push every
+    # other tensor's errors below the float range at extreme magnitudes)
     big = max((exps[n] for n in names if sweeps[n].st.s.shape[0]), default=0)
 
     def to_common(n: str, v: np.ndarray) -> np.ndarray:
