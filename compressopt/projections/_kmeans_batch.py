@@ -23,7 +23,9 @@ concatenated array (each query confined to its row's segment), so their answers 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -39,7 +41,8 @@ from compressopt.projections.quantization import (
 
 __all__ = ["SweepBatch"]
 
-_CHUNK = 1 << 21  # entries of one (tensors, bins, band) table of the batched DP (16 MiB)
+_CHUNK = 1 << 16  # entries of one (tensors, bins, band) table of the batched DP (512 KiB:
+# the stages' add, argmin and gather stay in cache; 16 MiB chunks took 1.2x as long)
 
 
 class SweepBatch:
@@ -162,6 +165,49 @@ def _lag(v: np.ndarray, width: int, fill: float) -> np.ndarray:
     return view
 
 
+def _workers() -> int:
+    """Threads for the batched DP: the CPUs this process may run on (at most 4)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 4))
+
+
+def _dp_rows(big_n: np.ndarray, m1: np.ndarray, m2: np.ndarray, band: int, lo: int,
+             hops: np.ndarray) -> None:
+    """The banded DP (:func:`~.quantization._dp_codebooks`) of a few rows at once: the
+    prefix weights, sums and sums of squared bin means (T, nb + 1) in, each stage's first
+    argmin span written to ``hops`` (k, T, nb + 1) at the bins that matter.
+
+    Stage j (1-based) computes only the bins ``lo - (k - j)·band <= b <= j·band``: above,
+    ``D_j`` is +inf (j clusters span at most j·band bins; a row of all +inf has no argmin
+    used), and below, no backtrack from a last bin >= lo passes (each step back moves at
+    most `band` bins), and the next stage reads no bin below its own window minus `band`.
+    Inside the window every value is the unrestricted recursion's, bit for bit."""
+    t_rows, nb1 = big_n.shape
+    k = hops.shape[0]
+    valid = np.arange(nb1)[:, None] - np.arange(band + 1)[None, :] >= 0
+    dn = big_n[:, :, None] - _lag(big_n, band + 1, 0.0)
+    d1 = m1[:, :, None] - _lag(m1, band + 1, 0.0)
+    d2 = m2[:, :, None] - _lag(m2, band + 1, 0.0)
+    cost = d2 - d1 * d1 / np.where(dn > 0, dn, np.ones_like(dn))
+    cost = np.where(dn > 0, np.maximum(cost, np.zeros_like(cost)), np.zeros_like(cost))
+    cost = np.where(valid, cost, np.full_like(cost, math.inf))
+    head, win = _lagged_rows(t_rows, nb1, band + 1, math.inf, cost.dtype)  # D_{j-1}[b - w]
+    head[:, 0] = 0.0  # D_0: 0 at bin 0, inf elsewhere
+    tt = np.empty_like(cost)
+    flat = tt.reshape(-1)
+    at = (np.arange(t_rows * nb1) * (band + 1)).reshape(t_rows, nb1)
+    for j, stage in enumerate(hops, start=1):  # the stages (a loop over clusters)
+        z = slice(max(lo - (k - j) * band, 0), min(j * band + 1, nb1))
+        t = tt[:, z]
+        np.add(win[:, z], cost[:, z], out=t)
+        arg = t.argmin(axis=2)
+        head[:, z] = flat[at[:, z] + arg]  # the minimum, at its first position
+        stage[:, z] = arg
+
+
 def _edges(rows: _Rows, idx: np.ndarray, k: int, per: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`~.quantization._companded_edges` for the rows `idx`: edges (T, per·k + 1), R."""
     p, m = rows.p, per * k
@@ -200,29 +246,20 @@ def _dp_starts(rows: _Rows, idx: np.ndarray, k: int, per: int) -> np.ndarray:
                     np.zeros_like(cnt))
     m2 = np.concatenate([np.zeros((t_rows, 1), dtype=cnt.dtype),
                          np.cumsum(cnt * mean * mean, axis=1)], axis=1)
-    b = np.arange(nb1)[:, None]
-    valid = b - np.arange(band + 1)[None, :] >= 0
     hops = np.empty((k, t_rows, nb1), dtype=np.int8)
     chunk = max(1, _CHUNK // (nb1 * (band + 1)))
-    for a in range(0, t_rows, chunk):  # chunks of tensors (memory), not a loop over weights
-        z = slice(a, min(a + chunk, t_rows))
-        dn = big_n[z, :, None] - _lag(big_n[z], band + 1, 0.0)
-        d1 = m1[z, :, None] - _lag(m1[z], band + 1, 0.0)
-        d2 = m2[z, :, None] - _lag(m2[z], band + 1, 0.0)
-        cost = d2 - d1 * d1 / np.where(dn > 0, dn, np.ones_like(dn))
-        cost = np.where(dn > 0, np.maximum(cost, np.zeros_like(cost)), np.zeros_like(cost))
-        cost = np.where(valid, cost, np.full_like(cost, math.inf))
-        tc = cost.shape[0]
-        head, win = _lagged_rows(tc, nb1, band + 1, math.inf, cost.dtype)  # D_{j-1}[b - w]
-        head[:, 0] = 0.0  # D_0: 0 at bin 0, inf elsewhere
-        tt = np.empty_like(cost)
-        flat = tt.reshape(-1)
-        at = (np.arange(tc * nb1) * (band + 1)).reshape(tc, nb1)
-        for stage in hops[:, z]:  # the DP's stages (a loop over clusters, not over weights)
-            np.add(win, cost, out=tt)
-            j = tt.argmin(axis=2)
-            head[...] = flat[at + j]  # the minimum, at its first position
-            stage[...] = j
+
+    def rows_dp(z: slice) -> None:  # the DP of rows z: its own buffers, hops[:, z] written
+        _dp_rows(big_n[z], m1[z], m2[z], band, int(np.min(r[z])), hops[:, z])
+
+    parts = [slice(a, min(a + chunk, t_rows)) for a in range(0, t_rows, chunk)]
+    workers = _workers()
+    if workers > 1 and len(parts) > 1:  # numpy releases the GIL in the stages' big calls
+        with ThreadPoolExecutor(min(workers, len(parts))) as pool:
+            list(pool.map(rows_dp, parts))
+    else:
+        for z in parts:  # chunks of tensors (cache), not a loop over weights
+            rows_dp(z)
     p = r.astype(np.int64)
     back, every = [p], np.arange(t_rows)
     for i in range(k - 1, -1, -1):  # the backtrack: k steps for all tensors

@@ -98,3 +98,51 @@ def test_allocate_bits_table_is_the_sweeps_errors():
     for n, x in w.items():
         sse = kmeans1d_sweep(x, KS, sparse=True).sse
         np.testing.assert_array_equal(r.errors[n], sse)
+
+
+def _full_dp(big_n, m1, m2, band, k):
+    """The banded DP over every bin of every stage, one scalar at a time (the recursion of
+    quantization._dp_codebooks with the same floating-point operations)."""
+    t_rows, nb1 = big_n.shape
+    hops = np.zeros((k, t_rows, nb1), dtype=np.int64)
+    for t in range(t_rows):
+        d = [0.0] + [np.inf] * (nb1 - 1)
+        for j in range(k):
+            nxt = []
+            for b in range(nb1):
+                best, arg = np.inf, 0
+                for w in range(min(band, b) + 1):
+                    dn = big_n[t, b] - big_n[t, b - w]
+                    d1 = m1[t, b] - m1[t, b - w]
+                    c = max(m2[t, b] - m2[t, b - w] - d1 * d1 / dn, 0.0) if dn > 0 else 0.0
+                    if d[b - w] + c < best:
+                        best, arg = d[b - w] + c, w
+                nxt.append(best)
+                hops[j, t, b] = arg
+            d = nxt
+    return hops
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 6), st.integers(1, 5), st.integers(1, 4))
+def test_dp_rows_window_is_the_full_recursion(seed, k, band, slack):
+    """_dp_rows computes each stage only inside its window (bins a last bin can be reached
+    from, and bins j clusters can cover): there, every span is the full recursion's. With
+    ``nb = k·band`` (slack 1) the only optimal path spans `band` bins in every cluster, so
+    the window's edges are on it."""
+    from compressopt.projections._kmeans_batch import _dp_rows
+
+    rng = np.random.default_rng(seed)
+    nb = max(1, k * band - int(rng.integers(0, slack)))
+    cnt = rng.integers(0, 4, (3, nb)).astype(np.float64)
+    mean = np.sort(rng.standard_normal((3, nb)), axis=1)
+    big_n = np.concatenate([np.zeros((3, 1)), np.cumsum(cnt, axis=1)], axis=1)
+    m1 = np.concatenate([np.zeros((3, 1)), np.cumsum(cnt * mean, axis=1)], axis=1)
+    m2 = np.concatenate([np.zeros((3, 1)), np.cumsum(cnt * mean * mean, axis=1)], axis=1)
+    lo = nb - int(rng.integers(0, 2))
+    hops = np.full((k, 3, nb + 1), -1, dtype=np.int8)
+    _dp_rows(big_n, m1, m2, band, lo, hops)
+    ref = _full_dp(big_n, m1, m2, band, k)
+    for j in range(1, k + 1):
+        z = slice(max(lo - (k - j) * band, 0), min(j * band + 1, nb + 1))
+        np.testing.assert_array_equal(hops[j - 1][:, z], ref[j - 1][:, z])
