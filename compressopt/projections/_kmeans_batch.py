@@ -11,13 +11,16 @@ the calls are per size and the work is per entry.
 
 Batched: numpy (host) sweeps of the fast method without the zero level, accumulating in
 float64 (float32 and float64 tensors), for the sizes whose DP runs on companded bins
-(``n > per·k``). Everything else — torch arrays on an accelerator, float16 tensors, the exact
-method, the zero level, tensors with at most k distinct values or with so few
-values that the DP's bins are the points — goes through ``sweep.compute``.
+(``n > per·k``) or on the points themselves (``n <= per·k``: rows padded to the longest of
+the group, by length). Everything else — torch arrays on an accelerator, float16 tensors,
+the exact method, the zero level, tensors with at most k distinct values, sizes whose
+tables would not fit (companded cells) — goes through ``sweep.compute``.
 
 The searches in sorted rows of different lengths are vectorized binary searches over one
-concatenated array (each query confined to its row's segment), so their answers are
-:func:`numpy.searchsorted`'s exactly.
+concatenated array (each query confined to its row's segment), or numpy's own search row
+by row where the rows hold many queries, so their answers are :func:`numpy.searchsorted`'s
+exactly. The DP's chunks of rows run on a thread per CPU (at most 4): numpy releases the
+GIL in their large calls.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from compressopt.projections.quantization import (
 
 __all__ = ["SweepBatch"]
 
+_ROW_LOOP = 64  # queries per row from which _search loops over rows
 _CHUNK = 1 << 16  # entries of one (tensors, bins, band) table of the batched DP (512 KiB:
 # the stages' add, argmin and gather stay in cache; 16 MiB chunks took 1.2x as long)
 
@@ -88,18 +92,20 @@ class SweepBatch:
             rest = []
             for k in todo:
                 per = _dp_bins(n, k)
-                if d <= k or per is None or n <= per * k:
-                    rest.append(k)  # distinct values, companded cells, or the points as bins
-                else:
-                    groups.setdefault((k, per, sw.x.dtype), []).append(i)
+                if d <= k or per is None:
+                    rest.append(k)  # the distinct values, or companded cells
+                else:  # the DP on companded bins, or on the points as bins
+                    groups.setdefault((k, per, sw.x.dtype, n <= per * k), []).append(i)
             if rest:
                 sw.compute(rest)
         if not groups:
             return
         if self.rows is None:
             self.rows = _Rows([self.sweeps[i] for i in self.row])
-        for (k, per, dtype), members in groups.items():
-            _batch(k, per, dtype, self.rows,
+        for (k, per, dtype, points), members in groups.items():
+            if points:  # by length: the chunks of the DP pad to similar lengths
+                members = sorted(members, key=lambda i: self.sweeps[i].st.s.shape[0])
+            _batch(k, per, dtype, points, self.rows,
                    np.asarray([self.row[i] for i in members], dtype=np.int64),
                    [self.sweeps[i] for i in members])
 
@@ -128,7 +134,16 @@ class _Rows:
 def _search(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, q: np.ndarray,
             side: str) -> np.ndarray:
     """``lo + np.searchsorted(a[lo:hi], q, side)`` for each query (arrays broadcast to q's
-    shape): a binary search of all queries at once, ``ceil(log2(max(hi - lo) + 1))`` steps."""
+    shape): a binary search of all queries at once, ``ceil(log2(max(hi - lo) + 1))`` steps;
+    with at least ``_ROW_LOOP`` queries in each row of a (rows, m) `q` (the companded
+    edges), :func:`numpy.searchsorted` row by row instead (its C loop beats the steps'
+    numpy calls there; few queries a row, as Lloyd's midpoints, favour the steps)."""
+    if q.ndim == 2 and q.shape[1] >= _ROW_LOOP and np.shape(lo) == np.shape(hi) == (
+            q.shape[0], 1):  # many queries per row: numpy's C search, row by row
+        out = np.empty(q.shape, dtype=np.int64)
+        for r, (a0, a1) in enumerate(zip(lo[:, 0].tolist(), hi[:, 0].tolist(), strict=True)):
+            np.add(np.searchsorted(a[a0:a1], q[r], side), a0, out=out[r])  # a loop over rows
+        return out
     lo = np.broadcast_to(lo, q.shape).copy()
     hi = np.broadcast_to(hi, q.shape).copy()
     if q.size == 0:
@@ -174,19 +189,23 @@ def _workers() -> int:
     return max(1, min(n, 4))
 
 
-def _dp_rows(big_n: np.ndarray, m1: np.ndarray, m2: np.ndarray, band: int, lo: int,
+def _dp_rows(big_n: np.ndarray, m1: np.ndarray, m2: np.ndarray, band: int, r: np.ndarray,
              hops: np.ndarray) -> None:
     """The banded DP (:func:`~.quantization._dp_codebooks`) of a few rows at once: the
-    prefix weights, sums and sums of squared bin means (T, nb + 1) in, each stage's first
-    argmin span written to ``hops`` (k, T, nb + 1) at the bins that matter.
+    prefix weights, sums and sums of squared bin means (T, nb + 1) and each row's last bin r
+    (T,) in, each stage's first argmin span written to ``hops`` (k, T, nb + 1) at the bins
+    that matter.
 
-    Stage j (1-based) computes only the bins ``lo - (k - j)·band <= b <= j·band``: above,
-    ``D_j`` is +inf (j clusters span at most j·band bins; a row of all +inf has no argmin
-    used), and below, no backtrack from a last bin >= lo passes (each step back moves at
-    most `band` bins), and the next stage reads no bin below its own window minus `band`.
-    Inside the window every value is the unrestricted recursion's, bit for bit."""
+    With ``lo = min r`` and ``hi = max r``, stage j (1-based) computes only the bins
+    ``lo - (k - j)·band <= b <= min(j·band, hi)``: above j·band ``D_j`` is +inf (j clusters
+    span at most j·band bins; a row of all +inf has no argmin used); above hi, no row's
+    backtrack starts, and the recursion only looks back; below, no backtrack from a last bin
+    >= lo passes (each step back moves at most `band` bins), and the next stage reads no bin
+    below its own window minus `band`. Inside the window every value is the unrestricted
+    recursion's, bit for bit."""
     t_rows, nb1 = big_n.shape
     k = hops.shape[0]
+    lo, hi = int(np.min(r)), int(np.max(r))
     valid = np.arange(nb1)[:, None] - np.arange(band + 1)[None, :] >= 0
     dn = big_n[:, :, None] - _lag(big_n, band + 1, 0.0)
     d1 = m1[:, :, None] - _lag(m1, band + 1, 0.0)
@@ -200,7 +219,7 @@ def _dp_rows(big_n: np.ndarray, m1: np.ndarray, m2: np.ndarray, band: int, lo: i
     flat = tt.reshape(-1)
     at = (np.arange(t_rows * nb1) * (band + 1)).reshape(t_rows, nb1)
     for j, stage in enumerate(hops, start=1):  # the stages (a loop over clusters)
-        z = slice(max(lo - (k - j) * band, 0), min(j * band + 1, nb1))
+        z = slice(max(lo - (k - j) * band, 0), min(j * band, hi) + 1)
         t = tt[:, z]
         np.add(win[:, z], cost[:, z], out=t)
         arg = t.argmin(axis=2)
@@ -208,21 +227,28 @@ def _dp_rows(big_n: np.ndarray, m1: np.ndarray, m2: np.ndarray, band: int, lo: i
         stage[:, z] = arg
 
 
-def _edges(rows: _Rows, idx: np.ndarray, k: int, per: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`~.quantization._companded_edges` for the rows `idx`: edges (T, per·k + 1), R."""
-    p, m = rows.p, per * k
-    base = (idx * p)[:, None]  # the rows' pilots in the flat arrays
-    top = rows.pilot_fc[base[:, 0] + p - 1][:, None]
-    t = top * np.arange(1, m, dtype=rows.pilot_fc.dtype) / m
-    i = np.clip(_search(rows.pilot_fc, base, base + p, t, "right") - base - 1, 0, p - 2)
-    f0, f1 = rows.pilot_fc[base + i], rows.pilot_fc[base + i + 1]
-    step = np.where(f1 > f0, f1 - f0, np.ones_like(f0))
-    vi = rows.pilot_v[base + i]
-    vals = vi + (t - f0) / step * (rows.pilot_v[base + i + 1] - vi)
-    vals = vals.astype(rows.s.dtype, copy=False)
+def _edges(rows: _Rows, idx: np.ndarray, k: int, per: int, points: bool
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The DP's bin edges for the rows `idx`, weightless bins moved to the end
+    (:func:`~.quantization._weighted_edges`, row by row): (T, nb + 1) and each row's last
+    real bin R. ``points``: every value a bin, the rows padded to the longest (the edges
+    ``0..n``, then n); else :func:`~.quantization._companded_edges` (per·k bins)."""
     n, off = rows.n[idx][:, None], rows.off[idx][:, None]
-    cuts = _search(rows.s, off, off + n, vals, "left") - off
-    e = np.sort(np.concatenate([np.zeros_like(n), n, cuts], axis=1), axis=1)
+    if points:
+        e = np.minimum(np.arange(int(np.max(n)) + 1)[None, :], n)
+    else:
+        p, m = rows.p, per * k
+        base = (idx * p)[:, None]  # the rows' pilots in the flat arrays
+        top = rows.pilot_fc[base[:, 0] + p - 1][:, None]
+        t = top * np.arange(1, m, dtype=rows.pilot_fc.dtype) / m
+        i = np.clip(_search(rows.pilot_fc, base, base + p, t, "right") - base - 1, 0, p - 2)
+        f0, f1 = rows.pilot_fc[base + i], rows.pilot_fc[base + i + 1]
+        step = np.where(f1 > f0, f1 - f0, np.ones_like(f0))
+        vi = rows.pilot_v[base + i]
+        vals = vi + (t - f0) / step * (rows.pilot_v[base + i + 1] - vi)
+        vals = vals.astype(rows.s.dtype, copy=False)
+        cuts = _search(rows.s, off, off + n, vals, "left") - off
+        e = np.sort(np.concatenate([np.zeros_like(n), n, cuts], axis=1), axis=1)
     # _weighted_edges, row by row
     w = rows.cw[rows.offc[idx][:, None] + e]
     dup = np.concatenate([np.zeros((idx.shape[0], 1), dtype=bool), w[:, 1:] <= w[:, :-1]],
@@ -232,10 +258,13 @@ def _edges(rows: _Rows, idx: np.ndarray, k: int, per: int) -> tuple[np.ndarray, 
     return np.minimum(np.maximum(e, 0), n), r
 
 
-def _dp_starts(rows: _Rows, idx: np.ndarray, k: int, per: int) -> np.ndarray:
-    """:func:`~.quantization._dp_codebooks` (companded bins) for the rows `idx`: (T, k),
-    each row sorted."""
-    e, r = _edges(rows, idx, k, per)
+def _dp_starts(rows: _Rows, idx: np.ndarray, k: int, per: int, points: bool) -> np.ndarray:
+    """:func:`~.quantization._dp_codebooks` for the rows `idx` (companded bins, or the
+    points as bins): (T, k), each row sorted.
+
+    The band is the longest row's (a row of nb < band bins has no span above nb: the spans
+    past a bin's position are invalid either way, so its recursion is unchanged)."""
+    e, r = _edges(rows, idx, k, per, points)
     t_rows, nb1 = e.shape
     nb = nb1 - 1
     band = min(nb, max(_BAND * per // _BINS_PER_CLUSTER, 4))
@@ -250,7 +279,7 @@ def _dp_starts(rows: _Rows, idx: np.ndarray, k: int, per: int) -> np.ndarray:
     chunk = max(1, _CHUNK // (nb1 * (band + 1)))
 
     def rows_dp(z: slice) -> None:  # the DP of rows z: its own buffers, hops[:, z] written
-        _dp_rows(big_n[z], m1[z], m2[z], band, int(np.min(r[z])), hops[:, z])
+        _dp_rows(big_n[z], m1[z], m2[z], band, r[z], hops[:, z])
 
     parts = [slice(a, min(a + chunk, t_rows)) for a in range(0, t_rows, chunk)]
     workers = _workers()
@@ -293,11 +322,11 @@ def _lloyd(rows: _Rows, idx: np.ndarray, c: np.ndarray, iters: int) -> np.ndarra
     return c
 
 
-def _batch(k: int, per: int, dtype: np.dtype, rows: _Rows, idx: np.ndarray,
+def _batch(k: int, per: int, dtype: np.dtype, points: bool, rows: _Rows, idx: np.ndarray,
            sweeps: Sequence[_Sweep]) -> None:
     """Codebooks and errors of size k for the rows `idx` (`sweeps`), which all take the
-    companded DP."""
-    c = _lloyd(rows, idx, _dp_starts(rows, idx, k, per), sweeps[0].iters)
+    DP on companded bins (or all on their points)."""
+    c = _lloyd(rows, idx, _dp_starts(rows, idx, k, per, points), sweeps[0].iters)
     e = rows.e[idx][:, None]
     with np.errstate(over="ignore", under="ignore"):  # as ldexp: exact in the float range
         books = np.ldexp(c, e).astype(dtype)  # _from_frame: x's units and dtype
@@ -313,7 +342,7 @@ def _batch(k: int, per: int, dtype: np.dtype, rows: _Rows, idx: np.ndarray,
     d = d * d
     a = 0
     for r, sw in enumerate(sweeps):  # per tensor: numpy's own sum of its values
-        m = int(n[r, 0])  # k centers: n > per·k values (_codebook_size's min(k, size))
+        m = int(n[r, 0])  # k centers: more than k distinct values (_codebook_size)
         sw.books[k] = books[r].copy()
         sw.errs[k] = np.sum(d[a:a + m])
         a += m

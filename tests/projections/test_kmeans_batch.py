@@ -127,7 +127,8 @@ def _full_dp(big_n, m1, m2, band, k):
 @given(st.integers(0, 2**31 - 1), st.integers(1, 6), st.integers(1, 5), st.integers(1, 4))
 def test_dp_rows_window_is_the_full_recursion(seed, k, band, slack):
     """_dp_rows computes each stage only inside its window (bins a last bin can be reached
-    from, and bins j clusters can cover): there, every span is the full recursion's. With
+    from, up to the last one, and bins j clusters can cover): there, every span is the full
+    recursion's. With
     ``nb = k·band`` (slack 1) the only optimal path spans `band` bins in every cluster, so
     the window's edges are on it."""
     from compressopt.projections._kmeans_batch import _dp_rows
@@ -139,10 +140,11 @@ def test_dp_rows_window_is_the_full_recursion(seed, k, band, slack):
     big_n = np.concatenate([np.zeros((3, 1)), np.cumsum(cnt, axis=1)], axis=1)
     m1 = np.concatenate([np.zeros((3, 1)), np.cumsum(cnt * mean, axis=1)], axis=1)
     m2 = np.concatenate([np.zeros((3, 1)), np.cumsum(cnt * mean * mean, axis=1)], axis=1)
-    lo = nb - int(rng.integers(0, 2))
+    r = nb - rng.integers(0, 3, 3)  # the rows' last bins
+    lo, hi = int(np.min(r)), int(np.max(r))
     hops = np.full((k, 3, nb + 1), -1, dtype=np.int8)
-    _dp_rows(big_n, m1, m2, band, lo, hops)
+    _dp_rows(big_n, m1, m2, band, r, hops)
     ref = _full_dp(big_n, m1, m2, band, k)
     for j in range(1, k + 1):
-        z = slice(max(lo - (k - j) * band, 0), min(j * band + 1, nb + 1))
+        z = slice(max(lo - (k - j) * band, 0), min(j * band, hi) + 1)
         np.testing.assert_array_equal(hops[j - 1][:, z], ref[j - 1][:, z])
