@@ -18,7 +18,8 @@ pending.
 
 The protocol, under ROOT:
 
-* LeNet-5 (``frontier/lenet5_r{R}_s{S}``, R in 500, 1000, 2000, 3000, 4000, seeds 0, 1, 2):
+* LeNet-5 (``frontier/lenet5_r{R}_s{S}``, R in 500, 1000, 2000, 2500, 3000, 4000, seeds
+  0, 1, 2; 2,500 is the target's own ratio):
   ``compressopt compress --recipe lenet5-joint-2000x --budget-ratio R --seed S`` plus the
   flags of the recipe candidate chosen on the validation split. The recipe holds out 5,000
   training examples (val_seed 0) and runs the joint ADMM (Yang et al. 2020) with their
@@ -160,7 +161,7 @@ def _lenet300(ratio: int, seed: int) -> tuple[str, ...]:
 
 
 LENET5 = Model(
-    "lenet5", "LeNet-5", (500, 1000, 2000, 3000, 4000), 2000, _lenet5,
+    "lenet5", "LeNet-5", (500, 1000, 2000, 2500, 3000, 4000), 2000, _lenet5,
     candidates={
         "recipe": (),                                                # the recipe as written
         "ft20": ("--finetune-epochs", "20"),                         # longer distilled tuning
