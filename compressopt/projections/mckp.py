@@ -779,7 +779,8 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
 
     Cost: the error table (one sort per tensor, then per width the k-means; for numpy and
     CPU torch tensors the k-means of all tensors that need one width run together, one
-    padded stack per width, with the per-tensor results bit for bit), a host transfer
+    padded stack per width, with the per-tensor results bit for bit; the DP's chunks run on
+    one thread per CPU the process may use, at most 4), a host transfer
     of |B| numbers and one nonzero count per tensor, and an O(N log N) greedy over the N = |B|
     × tensors items, plus, when the LP optimum is fractional, the exact solver on the items
     that may beat the greedy (the Pareto DP, at most 10⁵ states per tensor, else the MILP).
