@@ -275,11 +275,17 @@ def _dp_starts(rows: _Rows, idx: np.ndarray, k: int, per: int, points: bool) -> 
                     np.zeros_like(cnt))
     m2 = np.concatenate([np.zeros((t_rows, 1), dtype=cnt.dtype),
                          np.cumsum(cnt * mean * mean, axis=1)], axis=1)
-    hops = np.empty((k, t_rows, nb1), dtype=np.int8)
     chunk = max(1, _CHUNK // (nb1 * (band + 1)))
+    path = np.empty((t_rows, k + 1), dtype=np.int64)  # each row's bins at stages 0..k
 
-    def rows_dp(z: slice) -> None:  # the DP of rows z: its own buffers, hops[:, z] written
-        _dp_rows(big_n[z], m1[z], m2[z], band, r[z], hops[:, z])
+    def rows_dp(z: slice) -> None:  # the DP of rows z: its own buffers, path[z] written
+        hops = np.empty((k, z.stop - z.start, nb1), dtype=np.int8)  # memory: one chunk's
+        _dp_rows(big_n[z], m1[z], m2[z], band, r[z], hops)
+        p, every = r[z].astype(np.int64), np.arange(z.stop - z.start)
+        path[z, k] = p
+        for i in range(k - 1, -1, -1):  # the backtrack: k steps for the chunk's rows
+            p = p - hops[i, every, p]
+            path[z, i] = p
 
     parts = [slice(a, min(a + chunk, t_rows)) for a in range(0, t_rows, chunk)]
     workers = _workers()
@@ -289,12 +295,7 @@ def _dp_starts(rows: _Rows, idx: np.ndarray, k: int, per: int, points: bool) -> 
     else:
         for z in parts:  # chunks of tensors (cache), not a loop over weights
             rows_dp(z)
-    p = r.astype(np.int64)
-    back, every = [p], np.arange(t_rows)
-    for i in range(k - 1, -1, -1):  # the backtrack: k steps for all tensors
-        p = p - hops[i, every, p]
-        back.append(p)
-    cut = np.take_along_axis(e, np.stack(back[::-1], axis=1), 1)  # (T, k + 1)
+    cut = np.take_along_axis(e, path, 1)  # (T, k + 1)
     lo, hi = cut[:, :-1], cut[:, 1:]
     n, off = rows.n[idx][:, None], rows.off[idx][:, None]
     fallback = rows.s[off + np.clip(lo, 0, n - 1)]
