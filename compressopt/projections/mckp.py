@@ -764,10 +764,9 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
     ``E(k) >= ½ · (sum of the n − k smallest g²)`` (with the level 0 of `zero_level`:
     the bound for k + 1). The MCKP is solved exactly on this table; if its choice uses no
     bound, it is optimal for the full table too (its value is exact, and no choice can do
-    better on the full table than on the smaller one); else the chosen entries are computed
-    and the MCKP solved again (one more round each time a choice lands on a bound; the
-    next larger width too, as before, cost 10-20 % more time at 1,000 tensors: its k-means
-    is 4x the chosen one's, and it is rarely chosen). First computed: the widths up to
+    better on the full table than on the smaller one); else the chosen entries (only they:
+    the next wider one's k-means costs 4x and is rarely chosen) are computed and the MCKP
+    solved again, at most one round per entry of the table. First computed: the widths up to
     ``ceil(S / Σ nnz) + 1`` (and up to 4 bits). The answer is the same as with the full
     table (up to ties between equal errors), at a fraction of its cost when the budget is
     tight (the joint ADMM at 2000×).
@@ -877,7 +876,7 @@ def allocate_bits(w: Params, budget_bits: float, candidates: Iterable[int] = ran
             done = {n: set(range(len(cands))) for n in names}
             continue
         for n, c in missing:
-            done[n] |= {c}
+            done[n].add(c)
     res, choice = sol.greedy, sol.choice
     bits = {n: cands[c] for n, c in zip(names, choice, strict=True)}
     quantize = quantize_zero_level if zero_level else partial(_quantized, sparse=True)

@@ -128,9 +128,9 @@ def _full_dp(big_n, m1, m2, band, k):
 def test_dp_rows_window_is_the_full_recursion(seed, k, band, slack):
     """_dp_rows computes each stage only inside its window (bins a last bin can be reached
     from, up to the last one, and bins j clusters can cover): there, every span is the full
-    recursion's. With
-    ``nb = k·band`` (slack 1) the only optimal path spans `band` bins in every cluster, so
-    the window's edges are on it."""
+    recursion's, and every row's backtrack from its last bin stays inside the windows (so it
+    reads no span the window left out). With ``nb = k·band`` (slack 1) the only optimal path
+    spans `band` bins in every cluster, so the window's edges are on it."""
     from compressopt.projections._kmeans_batch import _dp_rows
 
     rng = np.random.default_rng(seed)
@@ -140,11 +140,19 @@ def test_dp_rows_window_is_the_full_recursion(seed, k, band, slack):
     big_n = np.concatenate([np.zeros((3, 1)), np.cumsum(cnt, axis=1)], axis=1)
     m1 = np.concatenate([np.zeros((3, 1)), np.cumsum(cnt * mean, axis=1)], axis=1)
     m2 = np.concatenate([np.zeros((3, 1)), np.cumsum(cnt * mean * mean, axis=1)], axis=1)
-    r = nb - rng.integers(0, 3, 3)  # the rows' last bins
+    r = np.maximum(nb - rng.integers(0, 3, 3), 0)  # the rows' last bins
     lo, hi = int(np.min(r)), int(np.max(r))
     hops = np.full((k, 3, nb + 1), -1, dtype=np.int8)
     _dp_rows(big_n, m1, m2, band, r, hops)
     ref = _full_dp(big_n, m1, m2, band, k)
+    windows = [range(max(lo - (k - j) * band, 0), min(j * band, hi) + 1)
+               for j in range(k + 1)]
     for j in range(1, k + 1):
-        z = slice(max(lo - (k - j) * band, 0), min(j * band, hi) + 1)
+        z = slice(windows[j].start, windows[j].stop)
         np.testing.assert_array_equal(hops[j - 1][:, z], ref[j - 1][:, z])
+    for t in range(3):  # the full recursion's path of every row, inside every window
+        p = int(r[t])
+        for j in range(k, 0, -1):
+            assert p in windows[j], (t, j, p, windows[j])
+            p -= int(ref[j - 1][t, p])
+        assert p == 0
