@@ -17,8 +17,10 @@ Pferschy & Pisinger, *Knapsack Problems*, 2004, §3.1):
    of the keys above the upper pivot (all taken). With :class:`MagnitudeKeys` the pass
    compares magnitudes with per-tensor bounds and computes keys only for the candidates;
    numpy arrays go in cache-sized blocks;
-3. the same on the candidates (one concatenated set) until at most ``FINISH`` remain, which
-   are sorted; then the break item, the prefix and the fill.
+3. the same on the candidates (one concatenated set) until at most ``FINISH`` remain
+   (``FINISH_PACKED`` for numpy float32 keys, ordered by one sort of 64-bit integers that
+   pack a key's bits with its position), which are sorted; then the break item, the prefix
+   and the fill.
 
 A bracket that misses (a sample unlike its tensor) only costs another round: the counts are
 exact, so the result never depends on the sample. Keys of 0 are never taken. All array work
@@ -36,7 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
-from array_api_compat import is_numpy_array
+from array_api_compat import is_numpy_array, is_numpy_namespace
 
 from compressopt._array import Array, array_namespace, kth_largest, ldexp, take, to_numpy
 from compressopt.projections._util import mask_top, to_list
@@ -54,7 +56,10 @@ __all__ = [
 
 SAMPLE = (1 << 11, 1 << 16)  #: bounds on the keys sampled per round
 FINISH = 1 << 13  #: candidates sorted outright
+FINISH_PACKED = 1 << 18  #: the same where one integer sort orders them (numpy float32 keys)
 SIGMAS = 4.0  #: half-width of the bracket, in standard deviations of the sampled estimate
+DOT = 1 << 13  #: entries per np.dot of the sums of squares (OpenBLAS threads dots > 10,000)
+FILL_CHUNK = 64  #: candidates after the break item scanned first for the fill (then 4 x more)
 FULL_ROUNDS = 3  #: passes over the whole tensors before the region is extracted outright
 BLOCK = 1 << 16  #: entries per block of the numpy passes (about 320 kB of scratch)
 
@@ -123,9 +128,10 @@ class MagnitudeKeys:
     (default: |f| itself): ``key >= p`` is ``|f| >= a_i(p)`` (:meth:`magnitudes`), so a pass
     over a tensor compares magnitudes and computes keys only for the candidates. numpy
     arrays are read in cache-sized blocks of ``BLOCK`` entries (a loop over blocks, not over
-    weights: the weights are read once and the mask written once); other libraries in
-    whole-tensor operations. :meth:`split` records each tensor's largest magnitude (NaN if
-    it holds one), read by :meth:`tops`.
+    weights: the weights are read once, the mask and the candidates' mask written once, the
+    latter into a scratch of the largest tensor's size, then one index extraction per
+    tensor); other libraries in whole-tensor operations. :meth:`split` records each
+    tensor's largest magnitude (NaN if it holds one), read by :meth:`tops`.
     """
 
     def __init__(self, fl: list[Array], step: int) -> None:
@@ -136,9 +142,11 @@ class MagnitudeKeys:
         self.top: list[Any] = [0.0] * len(fl)
         self.cached: tuple[Any, Any, Array, Array | None] | None = None
         self.numpy = is_numpy_array(fl[0])
-        if self.numpy:  # scratch for the magnitudes and the candidates' mask of a block
-            size = min(BLOCK, max(f.shape[0] for f in fl))
-            self.mag, self.mid = np.empty(size, dtype=self.dtype), np.empty(size, dtype=bool)
+        if self.numpy:  # scratch: the magnitudes of a block, a tensor's candidates' mask
+            big = max(f.shape[0] for f in fl)
+            self.mag = np.empty(min(BLOCK, big), dtype=self.dtype)
+            self.mid = np.empty(big, dtype=bool)
+            self.blocktop = np.empty(-(-big // BLOCK) if big else 0, dtype=self.dtype)
 
     def key(self, i: int, v: Array) -> Array:
         """The keys of the values `v` of tensor i (a new array)."""
@@ -178,27 +186,18 @@ class MagnitudeKeys:
             return ge, j, self.key(i, take(f, j)), count
         n = f.shape[0]
         ge = None if a_hi is None else (np.empty(n, dtype=bool) if out is None else out)
-        idx, keys, count, top = [], [], 0, 0.0
+        mid, tops, k = self.mid[:n], self.blocktop, 0
         for s in range(0, n, BLOCK):  # blocks in the cache: a loop over blocks
             e = min(n, s + BLOCK)
-            fb = f[s:e]
-            mag = np.abs(fb, out=self.mag[: e - s])
-            m = float(mag.max())
-            if not m <= top and top == top:  # a NaN sticks
-                top = m
-            mid = np.greater_equal(mag, a_lo, out=self.mid[: e - s])
+            mag = np.abs(f[s:e], out=self.mag[: e - s])
+            tops[k] = mag.max()
+            k += 1
+            m = np.greater_equal(mag, a_lo, out=mid[s:e])
             if ge is not None:
-                g = np.greater_equal(mag, a_hi, out=ge[s:e])
-                np.logical_xor(mid, g, out=mid)
-                count += int(np.count_nonzero(g))
-            j = np.flatnonzero(mid)
-            if j.size:
-                keys.append(self.key(i, fb[j]))
-                idx.append(j + s if s else j)
-        self.top[i] = top
-        if not idx:
-            return ge, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=f.dtype), count
-        return ge, np.concatenate(idx), np.concatenate(keys), count
+                np.logical_xor(m, np.greater_equal(mag, a_hi, out=ge[s:e]), out=m)
+        self.top[i] = float(np.max(tops[:k]))  # NaN if one is
+        j = np.flatnonzero(mid)
+        return ge, j, self.key(i, f[j]), 0 if ge is None else int(np.count_nonzero(ge))
 
 
 def apply_masks(fl: list[Array], masks: list[Array], acc: Any, ex: int = 0
@@ -234,7 +233,8 @@ def apply_masks(fl: list[Array], masks: list[Array], acc: Any, ex: int = 0
                 np.copyto(sb, ob)
                 if ex:
                     np.ldexp(sb, -ex, out=sb)
-                total += float(np.sum(np.square(sb, out=sb)))
+                for c in range(0, e - s, DOT):  # one thread: at most DOT entries a dot
+                    total += float(np.dot(sb[c : c + DOT], sb[c : c + DOT]))
         if acc is not None:
             sums.append(np.asarray(total, dtype=acc))
     return outs, sums
@@ -459,10 +459,11 @@ class _Greedy:
 
     def run(self) -> Selection:
         region: _Region | bool | None = None
-        if sum(self.n) <= FINISH:
+        finish = FINISH_PACKED if _packable(self.kdt, self.xp) else FINISH
+        if sum(self.n) <= finish:
             region = self._full_round(self.tiny, None)
         rounds = 0
-        while region is None or (region is not True and region.size() > FINISH):
+        while region is None or (region is not True and region.size() > finish):
             p_lo, p_hi = self._pivots(region if isinstance(region, _Region) else None)
             if region is None:
                 rounds += 1
@@ -481,42 +482,51 @@ class _Greedy:
     def _finish(self, region: _Region) -> Selection:
         """Sort the candidates: the prefix, the break item, then the fill."""
         xp = self.xp
-        order = xp.argsort(-region.keys, stable=True)  # ties keep (tensor, index) order
-        tid, idx, bw = (take(a, order) for a in (region.tid, region.idx, region.bw))
-        cum = self.g_a + xp.cumulative_sum(xp.astype(bw, xp.int64))
+        order = _order_desc(region.keys, xp)  # ties keep (tensor, index) order
+        cum = self.g_a + xp.cumulative_sum(xp.astype(take(region.bw, order), xp.int64))
         over = cum > self.cap
         if region.size() == 0 or not bool(xp.any(over)):
             # every candidate fits (then no positive key is left below them)
-            self.taken.append((tid, idx))
-            return self._result(None, self.g_a + int(xp.sum(bw, dtype=xp.int64)), [])
+            self.taken.append((region.tid, region.idx))
+            return self._result(None, self.g_a + int(xp.sum(region.bw, dtype=xp.int64)), [])
         pos = int(xp.argmax(xp.astype(over, xp.int8)))
         prefix_used = self._ints([cum[pos - 1]])[0] if pos else self.g_a
-        brk = tuple(self._ints([tid[pos], idx[pos]]))
-        self.taken.append((tid[:pos], idx[:pos]))
-        fill = self._fill(tid[pos + 1 :], idx[pos + 1 :], bw[pos + 1 :],
-                          self.cap - prefix_used)
-        return self._result(brk, prefix_used, fill)
+        at = order[pos : pos + 1]
+        brk = tuple(self._ints([take(region.tid, at)[0], take(region.idx, at)[0]]))
+        prefix = order[:pos]  # in key order: the scatter of _result needs no other
+        self.taken.append((take(region.tid, prefix), take(region.idx, prefix)))
+        return self._result(brk, prefix_used, self._fill(region, order[pos + 1 :],
+                                                         self.cap - prefix_used))
 
-    def _fill(self, tid: Array, idx: Array, bw: Array, room: int) -> list[tuple[int, int]]:
-        """Items after the break item that still fit, in greedy order (on the host): the
-        candidates', then, for tensors with room left, their largest keys below lo."""
+    def _fill(self, region: _Region, rest: Array, room: int) -> list[tuple[int, int]]:
+        """Items after the break item (the candidates at `rest`, in greedy order) that still
+        fit, in greedy order (on the host): the candidates' in chunks of growing size until
+        no tensor can take more; then, if the candidates ran out first, the largest keys
+        below lo of the tensors that still can."""
         if room < min(self.b):
             return []
-        ok = bw <= room
-        t_h, i_h = to_numpy(tid[ok]), to_numpy(idx[ok])
-        quota = np.array([room // b for b in self.b], dtype=np.int64)
-        # the first quota[l] items of each tensor: more can never fit
-        rank = np.empty(t_h.size, dtype=np.int64)
-        o = np.argsort(t_h, kind="stable")
-        rank[o] = np.arange(t_h.size) - np.searchsorted(t_h[o], t_h[o], side="left")
-        sel = rank < quota[t_h]
-        taken, room, blocked = _scan(list(zip(t_h[sel].tolist(), i_h[sel].tolist(),
-                                              strict=True)), self.b, room)
-        # tensors that may take more: their best keys below lo (one pass each; rare)
-        in_c = np.bincount(t_h, minlength=self.t)
+        taken: list[tuple[int, int]] = []
+        blocked: set[int] = set()  # tensors that did not fit once: never again
+        pos, size, m = 0, FILL_CHUNK, int(rest.shape[0])
+
+        def open_() -> bool:
+            return any(b <= room and i not in blocked for i, b in enumerate(self.b))
+
+        while pos < m and open_():  # a loop over chunks (the first one ends it mostly)
+            part = rest[pos : pos + size]
+            pos, size = pos + size, 4 * size
+            part = part[take(region.bw, part) <= room]
+            got, room, bl = _scan(list(zip(to_numpy(take(region.tid, part)).tolist(),
+                                           to_numpy(take(region.idx, part)).tolist(),
+                                           strict=True)), self.b, room)
+            taken += got
+            blocked |= bl
+        if pos < m or not open_():
+            return taken
+        # the candidates ran out with room left: the tensors' best keys below lo (rare)
         more = []
         for i in range(self.t):  # a loop over tensors
-            if self.b[i] <= room and i not in blocked and in_c[i] <= quota[i]:
+            if self.b[i] <= room and i not in blocked:
                 more += self._below_lo(i, room // self.b[i])
         if more:
             more.sort(key=lambda e: (-e[2], e[0], e[1]))
@@ -541,29 +551,48 @@ class _Greedy:
 
     def _result(self, brk: tuple[int, int] | None, prefix_used: int,
                 fill: list[tuple[int, int]]) -> Selection:
-        """A's masks (or zeros) with every item taken since scattered in."""
+        """A's masks (or zeros) with every item taken since scattered in: one flat mask (the
+        full pass's buffer when A's masks are its views), the tensors' masks its views."""
         xp, i64 = self.xp, self.xp.int64
         if fill:
             self.taken.append((xp.asarray([t for t, _ in fill], dtype=xp.int32, device=self.dev),
                                xp.asarray([j for _, j in fill], dtype=i64, device=self.dev)))
-        masks = [m if m is not None else xp.zeros((n,), dtype=xp.bool, device=self.dev)
-                 for m, n in zip(self.amask, self.n, strict=True)]
+        flat = self._flat_amask()
         taken = [p for p in self.taken if p[0].shape[0]]
         kept = list(self.a_cnt)
-        if taken:
+        if taken:  # disjoint from A's mask and from one another
             tid = xp.concat([p[0] for p in taken])
             idx = xp.concat([p[1] for p in taken])
-            order = xp.argsort(tid, stable=True)
-            tid, idx = take(tid, order), take(idx, order)
-            bounds = to_numpy(xp.searchsorted(
-                tid, xp.arange(self.t + 1, dtype=xp.int32, device=self.dev))).tolist()
-            for i in range(self.t):  # a loop over tensors
-                if bounds[i + 1] > bounds[i]:
-                    masks[i][idx[bounds[i] : bounds[i + 1]]] = True
-                    kept[i] += bounds[i + 1] - bounds[i]  # disjoint from A's mask
+            off = xp.asarray(np.cumsum([0, *self.n[:-1]]), dtype=i64, device=self.dev)
+            flat[take(off, tid) + idx] = True
+            kept = [a + int(c) for a, c in zip(kept, np.bincount(to_numpy(tid),
+                                                                  minlength=self.t),
+                                               strict=True)]
+        masks, start = [], 0
+        for n in self.n:  # a loop over tensors
+            masks.append(flat[start : start + n])
+            start += n
         used = sum(b * k for b, k in zip(self.b, kept, strict=True))
         return Selection(masks=masks, kept=kept, used=used, prefix_used=prefix_used, brk=brk,
                          fill=fill)
+
+    def _flat_amask(self) -> Array:
+        """A's masks as one flat bool array: the full pass's buffer itself when every mask is
+        its view in tensor order (numpy), else a new array."""
+        xp = self.xp
+        if (self.buf is not None and is_numpy_array(self.buf) and all(
+                n == 0 or (m is not None and m.base is self.buf)
+                for m, n in zip(self.amask, self.n, strict=True))):
+            starts = np.cumsum([0, *self.n[:-1]])
+            ptr = self.buf.__array_interface__["data"][0]
+            if all(n == 0 or m.__array_interface__["data"][0] == ptr + s
+                   for m, n, s in zip(self.amask, self.n, starts, strict=True)):
+                return self.buf
+        if all(m is None for m in self.amask):
+            return xp.zeros((sum(self.n),), dtype=xp.bool, device=self.dev)
+        return xp.concat([m if m is not None else xp.zeros((n,), dtype=xp.bool,
+                                                           device=self.dev)
+                          for m, n in zip(self.amask, self.n, strict=True)])
 
 
 def _host_scalar(v: Array, dtype: Any) -> Any:
@@ -583,6 +612,29 @@ def _sort_desc(keys: np.ndarray, tid: np.ndarray) -> tuple[np.ndarray, np.ndarra
             packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
     order = np.argsort(-keys)
     return keys[order], tid[order]
+
+
+def _packable(dtype: Any, xp: Any) -> bool:
+    """Whether keys of `dtype` in library `xp` are ordered by :func:`_order_desc`'s packed
+    integer sort (numpy float32)."""
+    return is_numpy_namespace(xp) and dtype == np.float32
+
+
+def _order_desc(keys: Array, xp: Any) -> Array:
+    """The positions of `keys` (>= 0, 1-D) in decreasing key order, ties in position order
+    (a stable sort of -keys). numpy float32: one sort of the 64-bit integers ``(~bits(k)) <<
+    32 | position`` (the bits of a nonnegative float order as integers; numpy's integer sort
+    is several times faster than its stable float argsort)."""
+    m = int(keys.shape[0])
+    if _packable(keys.dtype, xp) and m < 2**32:
+        packed = np.empty(m, dtype=np.uint64)
+        halves = packed.view(np.uint32)  # little-endian: (low, high) words
+        lo, hi = (0, 1) if np.little_endian else (1, 0)
+        np.invert(keys.view(np.uint32), out=halves[hi::2])
+        halves[lo::2] = np.arange(m, dtype=np.uint32)
+        packed.sort()
+        return (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    return xp.argsort(-keys, stable=True)
 
 
 def first_step(total: int) -> int:

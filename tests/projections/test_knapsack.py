@@ -230,6 +230,8 @@ def tiny_rounds(monkeypatch):
 
     monkeypatch.setattr(_selection, "SAMPLE", (8, 8))
     monkeypatch.setattr(_selection, "FINISH", 16)
+    monkeypatch.setattr(_selection, "FINISH_PACKED", 16)
+    monkeypatch.setattr(_selection, "FILL_CHUNK", 1)
     monkeypatch.setattr(_selection, "BLOCK", 64)
 
 
@@ -285,6 +287,44 @@ def test_non_finite_weights_are_refused():
             with pytest.raises(NonFiniteError, match="'a'"):
                 project_knapsack({"a": x, "b": np.ones(3, np.float32)}, {"a": 1, "b": 1},
                                  budget)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from([np.float32, np.float64]),
+       scale=st.integers(-120, 120), ratio=st.floats(0.25, 4.0))
+def test_magnitude_bounds_grid_is_the_bisection(seed, dtype, scale, ratio):
+    # the knapsack's per-tensor magnitude bounds a_i(p) (the smallest |w| whose key
+    # (w·2^e)²/b_i reaches p): numpy reads them off a 9-ulp grid, other libraries bisect
+    from compressopt.projections.knapsack import _DensityKeys
+
+    rng = np.random.default_rng(seed)
+    top = float(np.ldexp(1.0, scale if dtype == np.float64 else scale // 4))
+    fl = [(rng.standard_normal(20) * top).astype(dtype) for _ in range(4)]
+    keys = _DensityKeys(fl, [int(b) for b in rng.integers(1, 33, 4)], top, 1)
+    k = keys._key(np.abs(fl[1]), keys.bl[1])
+    p = np.asarray(k[np.argmax(k)] * ratio, dtype=dtype)
+    if not np.isfinite(p) or p <= 0:
+        return
+    fast = keys.magnitudes(p)
+    keys.numpy = False  # the generic path
+    slow = keys.magnitudes(p)
+    assert np.array_equal(fast, slow)
+    reach = keys._key(fast, keys.bvec) >= p
+    below = keys._key(np.nextafter(fast, 0 * fast), keys.bvec) >= p
+    assert reach.all() and not below.any()
+
+
+def test_order_desc_is_a_stable_sort_of_the_negated_keys():
+    from compressopt.projections._selection import _order_desc
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        k = np.abs(np.round(rng.standard_normal(5000), 1)).astype(dtype)  # many ties, zeros
+        k[:3] = [np.inf, np.finfo(dtype).tiny, np.finfo(dtype).max]
+        expect = np.argsort(-k, kind="stable")
+        assert np.array_equal(_order_desc(k, np), expect)
+        kt = torch.from_numpy(k)
+        assert np.array_equal(_order_desc(kt, torch).numpy(), expect)
 
 
 def _reference_top_k(w, k):
