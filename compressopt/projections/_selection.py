@@ -460,7 +460,7 @@ class _Greedy:
     def run(self) -> Selection:
         region: _Region | bool | None = None
         finish = FINISH_PACKED if _packable(self.kdt, self.xp) else FINISH
-        if sum(self.n) <= finish:
+        if sum(self.n) <= FINISH:
             region = self._full_round(self.tiny, None)
         rounds = 0
         while region is None or (region is not True and region.size() > finish):
