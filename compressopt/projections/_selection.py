@@ -521,7 +521,7 @@ class _Greedy:
                                            strict=True)), self.b, room)
             taken += got
             blocked |= bl
-        if pos < m or not open_():
+        if not open_():  # (the loop ends either so or with the candidates run out)
             return taken
         # the candidates ran out with room left: the tensors' best keys below lo (rare)
         more = []
@@ -578,16 +578,13 @@ class _Greedy:
 
     def _flat_amask(self) -> Array:
         """A's masks as one flat bool array: the full pass's buffer itself when every mask is
-        its view in tensor order (numpy), else a new array."""
+        its view (numpy: _full_round hands each tensor its slice, in order), else a new
+        array."""
         xp = self.xp
-        if (self.buf is not None and is_numpy_array(self.buf) and all(
+        if self.buf is not None and is_numpy_array(self.buf) and all(
                 n == 0 or (m is not None and m.base is self.buf)
-                for m, n in zip(self.amask, self.n, strict=True))):
-            starts = np.cumsum([0, *self.n[:-1]])
-            ptr = self.buf.__array_interface__["data"][0]
-            if all(n == 0 or m.__array_interface__["data"][0] == ptr + s
-                   for m, n, s in zip(self.amask, self.n, starts, strict=True)):
-                return self.buf
+                for m, n in zip(self.amask, self.n, strict=True)):
+            return self.buf
         if all(m is None for m in self.amask):
             return xp.zeros((sum(self.n),), dtype=xp.bool, device=self.dev)
         return xp.concat([m if m is not None else xp.zeros((n,), dtype=xp.bool,
