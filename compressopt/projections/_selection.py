@@ -598,16 +598,9 @@ def _host_scalar(v: Array, dtype: Any) -> Any:
 
 
 def _sort_desc(keys: np.ndarray, tid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keys (>= 0) in decreasing order with their tensors: float32 keys and tensor numbers
-    packed into one uint64 sort (the bits of a nonnegative float order as integers), else
-    an argsort."""
-    if keys.dtype == np.float32 and tid.size and int(tid.max()) < 2**32:
-        packed = (keys.view(np.uint32).astype(np.uint64) << np.uint64(32)) | tid.astype(
-            np.uint64)
-        packed = np.sort(packed)[::-1]
-        return (packed >> np.uint64(32)).astype(np.uint32).view(np.float32), (
-            packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    order = np.argsort(-keys)
+    """Keys (>= 0) in decreasing order with their tensors: float32 by :func:`_order_desc`'s
+    integer sort, else an argsort (the sample's order among equal keys does not matter)."""
+    order = _order_desc(keys, np) if keys.dtype == np.float32 else np.argsort(-keys)
     return keys[order], tid[order]
 
 

@@ -334,8 +334,10 @@ class _DensityKeys(MagnitudeKeys):
 
     def magnitudes(self, p: Array) -> Array:
         """``a_i(p)`` for every tensor: the smallest magnitude whose key reaches p > 0, exactly
-        (inf if none does): a bracket around ``sqrt(p b_i) 2^-e``, then a bisection over the
-        representable numbers (geometric while the ends are far apart)."""
+        (inf if none does), around the estimate ``x_i = sqrt(p b_i) 2^-e``: numpy first
+        reads it off a grid of x_i's neighbours (:meth:`_grid`); else (or when the grid does
+        not hold it) a bracket around x_i, then a bisection over the representable numbers
+        (geometric while the ends are far apart)."""
         xp = self.xp
         acc = acc_dtype(p)
         x = xp.sqrt(xp.astype(p, acc)) * xp.sqrt(xp.asarray(self.bl, dtype=acc, device=self.dev))
@@ -371,11 +373,13 @@ class _DensityKeys(MagnitudeKeys):
             hi = xp.where(ok, mid, hi)
             lo = xp.where(open_ & ~ok, mid, lo)
 
-
     def _grid(self, x: np.ndarray, p: Array) -> np.ndarray | None:
-        """numpy: ``a_i(p)`` read off the keys of the 9 representable numbers within 4 units
-        in the last place of the estimate `x` (the keys' rounding moves the boundary by
-        fewer), when the first reaches p and the last does not for no tensor; else None."""
+        """``a_i(p)`` from the keys of the 9 representable numbers ``x_i - 4 ulp, ...,
+        x_i + 4 ulp`` (numpy, shape (T,) in, (T,) out, x's dtype): the first of them whose
+        key reaches p, the keys being nondecreasing in the magnitude. Valid when, for every
+        tensor, the first does not reach p and the last does (the key's roundings, of the
+        square and the division, move the boundary by about one ulp from x_i); else None,
+        and :meth:`magnitudes` bisects. O(T); no host transfer."""
         it = np.int32 if x.dtype == np.float32 else np.int64
         bits = x.view(it)
         if not (np.all(np.isfinite(x)) and np.all(bits > 4)):

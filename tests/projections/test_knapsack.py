@@ -309,6 +309,10 @@ def test_magnitude_bounds_grid_is_the_bisection(seed, dtype, scale, ratio):
     keys.numpy = False  # the generic path
     slow = keys.magnitudes(p)
     assert np.array_equal(fast, slow)
+    # centred on the exact bounds, the grid holds them: it must find them, not give up
+    it = np.int32 if dtype == np.float32 else np.int64
+    if np.all(np.isfinite(slow)) and np.all(slow.view(it) > 4):
+        assert np.array_equal(keys._grid(slow, p), slow)
     reach = keys._key(fast, keys.bvec) >= p
     below = keys._key(np.nextafter(fast, 0 * fast), keys.bvec) >= p
     assert reach.all() and not below.any()
